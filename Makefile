@@ -1,0 +1,38 @@
+# marketplace-elt: `make run` runs the pipeline on the embedded PostgreSQL, `make test` tests it.
+# Nothing but Python 3.11+ and make is assumed; .venv is created on first use.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test install lint bench docs clean stop
+
+run: $(STAMP)
+	$(BIN)/elt run
+
+test: $(STAMP)
+	$(BIN)/ruff check loader tests benchmarks
+	$(BIN)/pytest --cov=loader --cov-report=term --cov-fail-under=80 tests
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "marketplace-elt needs Python 3.11 or newer: set PYTHON=python3.11 (or newer)")'
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check loader tests benchmarks
+	$(BIN)/sqlfluff lint models macros snapshots
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run_all.py
+
+stop: $(STAMP)
+	$(BIN)/elt warehouse stop
+
+clean: stop
+	rm -rf .elt target logs reports

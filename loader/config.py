@@ -1,0 +1,192 @@
+"""The one place that reads the environment: settings for the dev, staging and prod environments."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
+
+ENVIRONMENTS = ("dev", "staging", "prod")
+DEFAULT_PORT = 55432
+DEFAULT_HOST = "127.0.0.1"
+SOURCE_DB = "source"
+WAREHOUSE_DB = "warehouse"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(ValueError):
+    """A setting is missing or invalid; the message says which and how to fix it."""
+
+
+def redact(url: str) -> str:
+    """Return `url` with any password replaced by ***, safe to print or log."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    userinfo = netloc[0].split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{userinfo}:***@{netloc[1]}"))
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where one database lives. The password is kept apart and never part of `display`."""
+
+    host: str
+    port: int
+    user: str
+    database: str
+    password: str = field(default="", repr=False)
+    socket_dir: str | None = None
+
+    @classmethod
+    def from_url(cls, url: str, password: str | None = None) -> Endpoint:
+        parts = urlsplit(url)
+        if parts.scheme not in ("postgres", "postgresql", "postgresql+psycopg2"):
+            raise ConfigError(
+                f"unsupported URL scheme {parts.scheme!r} in {redact(url)}: "
+                "use postgresql://user@host:port/database"
+            )
+        database = parts.path.lstrip("/")
+        if not database:
+            raise ConfigError(f"no database name in {redact(url)}: add /<database> to the URL")
+        return cls(
+            host=parts.hostname or DEFAULT_HOST,
+            port=parts.port or 5432,
+            user=unquote(parts.username or "postgres"),
+            database=database,
+            password=password if password is not None else unquote(parts.password or ""),
+        )
+
+    @property
+    def display(self) -> str:
+        """A connection URL without the password: what `elt warehouse url` prints."""
+        return f"postgresql://{quote(self.user)}@{self.host}:{self.port}/{self.database}"
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        auth = quote(self.user, safe="")
+        if self.password:
+            auth += ":" + quote(self.password, safe="")
+        return f"postgresql+psycopg2://{auth}@{self.host}:{self.port}/{self.database}"
+
+    @property
+    def dsn(self) -> str:
+        """A libpq DSN for psycopg2 / dlt credentials (password included: never print it)."""
+        auth = quote(self.user, safe="")
+        auth += ":" + quote(self.password, safe="")
+        return f"postgresql://{auth}@{self.host}:{self.port}/{self.database}"
+
+    def with_database(self, database: str) -> Endpoint:
+        return Endpoint(self.host, self.port, self.user, database, self.password, self.socket_dir)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the pipeline needs to know about where it runs."""
+
+    env: str
+    home: Path
+    port: int
+    source: Endpoint
+    warehouse: Endpoint
+    external_source: bool
+    external_warehouse: bool
+    tables_config: Path
+    dbt_threads: int
+
+    @property
+    def embedded(self) -> bool:
+        """True when at least one database lives on the embedded server."""
+        return not (self.external_source and self.external_warehouse)
+
+    @property
+    def pgdata(self) -> Path:
+        return self.home / "pgdata"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def dlt_dir(self) -> Path:
+        return self.home / "dlt"
+
+
+def _int_env(environ: dict[str, str], name: str, default: int, lo: int, hi: int) -> int:
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+    if not lo <= value <= hi:
+        raise ConfigError(f"{name}={value} is out of range: use a number from {lo} to {hi}")
+    return value
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    """Read the settings for the environment named by ELT_ENV (dev by default).
+
+    dev uses the embedded server unless ELT_WAREHOUSE_URL / ELT_SOURCE_URL point elsewhere;
+    staging and prod must name both servers, so that nothing is started by accident there.
+    Passwords come from the URL or from ELT_WAREHOUSE_PASSWORD / ELT_SOURCE_PASSWORD.
+    """
+    env = dict(os.environ if environ is None else environ)
+    name = env.get("ELT_ENV", "dev").strip().lower() or "dev"
+    if name not in ENVIRONMENTS:
+        raise ConfigError(f"ELT_ENV={name!r} is unknown: use one of {', '.join(ENVIRONMENTS)}")
+    home = Path(env.get("ELT_HOME") or PROJECT_ROOT / ".elt").expanduser().resolve()
+    port = _int_env(env, "ELT_PG_PORT", DEFAULT_PORT, 1024, 65535)
+
+    wh_url = env.get("ELT_WAREHOUSE_URL", "").strip()
+    src_url = env.get("ELT_SOURCE_URL", "").strip()
+    if name != "dev" and not (wh_url and src_url):
+        missing = [
+            n for n, v in (("ELT_WAREHOUSE_URL", wh_url), ("ELT_SOURCE_URL", src_url)) if not v
+        ]
+        raise ConfigError(
+            f"ELT_ENV={name} needs external servers: set {' and '.join(missing)} "
+            "(the embedded server is for dev only)"
+        )
+    embedded = Endpoint(DEFAULT_HOST, port, "postgres", WAREHOUSE_DB)
+    warehouse = Endpoint.from_url(wh_url, env.get("ELT_WAREHOUSE_PASSWORD")) if wh_url else embedded
+    source = (
+        Endpoint.from_url(src_url, env.get("ELT_SOURCE_PASSWORD"))
+        if src_url
+        else embedded.with_database(SOURCE_DB)
+    )
+    tables = Path(
+        env.get("ELT_TABLES_CONFIG") or PROJECT_ROOT / "loader" / "extract" / "tables.yml"
+    )
+    return Settings(
+        env=name,
+        home=home,
+        port=port,
+        source=source,
+        warehouse=warehouse,
+        external_source=bool(src_url),
+        external_warehouse=bool(wh_url),
+        tables_config=tables,
+        dbt_threads=_int_env(env, "ELT_DBT_THREADS", 4, 1, 64),
+    )
+
+
+def dbt_environment(settings: Settings) -> dict[str, str]:
+    """Variables that profiles/profiles.yml reads, derived from the resolved warehouse."""
+    wh = settings.warehouse
+    out = {
+        "ELT_ENV": settings.env,
+        "ELT_WAREHOUSE_HOST": wh.host,
+        "ELT_WAREHOUSE_PORT": str(wh.port),
+        "ELT_WAREHOUSE_USER": wh.user,
+        "ELT_WAREHOUSE_DATABASE": wh.database,
+        "ELT_DBT_THREADS": str(settings.dbt_threads),
+        "DBT_PROFILES_DIR": str(PROJECT_ROOT / "profiles"),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+    }
+    if wh.password:
+        out["ELT_WAREHOUSE_PASSWORD"] = wh.password
+    return out

@@ -1,0 +1,224 @@
+"""Connections to the source and the warehouse: pooled engines, transactions, retries, helpers."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import IO, Any, TypeVar
+
+import psycopg2
+import sqlalchemy as sa
+from psycopg2 import sql
+from sqlalchemy.engine import Connection, Engine
+
+from loader.config import Endpoint
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# SQLSTATEs worth retrying: connection exceptions (class 08), serialization failure,
+# deadlock, and an administrator shutdown of our backend.
+TRANSIENT_SQLSTATES = ("40001", "40P01", "57P01")
+TRANSIENT_MESSAGES = (
+    "connection refused",
+    "could not connect",
+    "server closed the connection",
+    "terminating connection",
+    "connection not open",
+    "connection already closed",
+    "the database system is starting up",
+    "the database system is shutting down",
+    "ssl syscall error",
+)
+
+
+class DatabaseUnavailable(RuntimeError):
+    """A transient failure persisted through every retry."""
+
+
+def _root_error(exc: BaseException) -> BaseException:
+    return getattr(exc, "orig", None) or exc
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for failures that a retry can cure: connection loss, serialization, deadlock."""
+    err = _root_error(exc)
+    code = getattr(err, "pgcode", None)
+    if code:
+        return code.startswith("08") or code in TRANSIENT_SQLSTATES
+    if isinstance(err, psycopg2.OperationalError | psycopg2.InterfaceError) or isinstance(
+        exc, sa.exc.DisconnectionError
+    ):
+        message = str(err).lower()
+        return any(m in message for m in TRANSIENT_MESSAGES)
+    return False
+
+
+def backoff_delays(
+    attempts: int, base: float = 0.5, cap: float = 10.0, rng: random.Random | None = None
+) -> Iterator[float]:
+    """Exponential backoff with full jitter: attempt n waits uniform(0, min(cap, base*2**n))."""
+    rng = rng or random.Random()
+    for n in range(attempts - 1):
+        yield rng.uniform(0, min(cap, base * 2**n))
+
+
+def with_retry(
+    fn: Callable[[], T],
+    *,
+    what: str,
+    attempts: int = 5,
+    base: float = 0.5,
+    cap: float = 10.0,
+    sleep: Callable[[float], None] | None = None,
+) -> T:
+    """Call `fn`, retrying transient database failures; other errors pass through at once."""
+    sleep = sleep or time.sleep
+    delays = backoff_delays(attempts, base, cap)
+    attempt = 1
+    while True:
+        try:
+            return fn()
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            delay = next(delays, None)
+            if delay is None:
+                raise DatabaseUnavailable(
+                    f"{what} failed after {attempts} attempts: {str(_root_error(exc)).strip()}. "
+                    "Is the server running and reachable? (`elt warehouse status`)"
+                ) from exc
+            log.warning(
+                "transient failure, retrying",
+                extra={"what": what, "attempt": attempt, "delay_s": round(delay, 2)},
+            )
+            sleep(delay)
+            attempt += 1
+
+
+_ENGINES: dict[Endpoint, Engine] = {}
+
+
+def engine(endpoint: Endpoint) -> Engine:
+    """A pooled SQLAlchemy engine (psycopg2 driver) for one database, made once per endpoint."""
+    if endpoint not in _ENGINES:
+        _ENGINES[endpoint] = sa.create_engine(
+            endpoint.sqlalchemy_url,
+            pool_size=5,
+            max_overflow=5,
+            pool_pre_ping=True,
+            connect_args={"connect_timeout": 10, "application_name": "marketplace-elt"},
+            hide_parameters=True,
+        )
+    return _ENGINES[endpoint]
+
+
+def dispose_engines() -> None:
+    """Close every pooled connection (before the server stops, or in a forked child)."""
+    while _ENGINES:
+        _ENGINES.popitem()[1].dispose()
+
+
+@contextmanager
+def transaction(endpoint: Endpoint) -> Iterator[Connection]:
+    """A connection inside one transaction: committed on success, rolled back on error."""
+    with engine(endpoint).begin() as conn:
+        yield conn
+
+
+def connect_raw(endpoint: Endpoint, *, autocommit: bool = False) -> psycopg2.extensions.connection:
+    """A plain psycopg2 connection, for COPY; retried while the server is unreachable."""
+
+    def _connect() -> psycopg2.extensions.connection:
+        conn = psycopg2.connect(
+            endpoint.dsn, connect_timeout=10, application_name="marketplace-elt"
+        )
+        conn.autocommit = autocommit
+        return conn
+
+    return with_retry(_connect, what=f"connecting to {endpoint.display}")
+
+
+def qualified(schema: str, table: str) -> sql.Composed:
+    """A safely quoted schema.table identifier."""
+    return sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
+
+
+def table_exists(conn: Connection, schema: str, table: str) -> bool:
+    return bool(
+        conn.execute(
+            sa.text("select to_regclass(:name) is not null"),
+            {"name": f'"{schema}"."{table}"'},
+        ).scalar()
+    )
+
+
+def row_count(conn: Connection, schema: str, table: str) -> int:
+    raw = conn.connection.dbapi_connection
+    query = sql.SQL("select count(*) from {}").format(qualified(schema, table)).as_string(raw)
+    return int(conn.execute(sa.text(query)).scalar())
+
+
+def copy_in(
+    raw_conn: psycopg2.extensions.connection,
+    schema: str,
+    table: str,
+    data: IO[str] | IO[bytes],
+    columns: Sequence[str] | None = None,
+    fmt: str = "csv",
+) -> int:
+    """Bulk-load a file-like object with COPY FROM STDIN; returns the rows copied."""
+    if fmt not in ("csv", "text", "binary"):
+        raise ValueError(f"unknown COPY format {fmt!r}: use csv, text or binary")
+    cols = (
+        sql.SQL("({})").format(sql.SQL(", ").join(map(sql.Identifier, columns)))
+        if columns
+        else sql.SQL("")
+    )
+    statement = sql.SQL("copy {} {} from stdin with (format {})").format(
+        qualified(schema, table), cols, sql.SQL(fmt)
+    )
+    with raw_conn.cursor() as cur:
+        cur.copy_expert(statement.as_string(raw_conn), data)
+        return cur.rowcount
+
+
+def upsert(
+    conn: Connection,
+    schema: str,
+    table: str,
+    rows: Sequence[dict[str, Any]],
+    key: Sequence[str],
+) -> int:
+    """Insert `rows`, updating the non-key columns of rows whose `key` already exists."""
+    if not rows:
+        return 0
+    columns = list(rows[0])
+    raw = conn.connection.dbapi_connection
+    updates = [c for c in columns if c not in key]
+    action = (
+        sql.SQL("do update set {}").format(
+            sql.SQL(", ").join(
+                sql.SQL("{0} = excluded.{0}").format(sql.Identifier(c)) for c in updates
+            )
+        )
+        if updates
+        else sql.SQL("do nothing")
+    )
+    statement = (
+        sql.SQL("insert into {} ({}) values ({}) on conflict ({}) {}")
+        .format(
+            qualified(schema, table),
+            sql.SQL(", ").join(map(sql.Identifier, columns)),
+            sql.SQL(", ").join(sql.SQL(":" + f"p{i}") for i in range(len(columns))),
+            sql.SQL(", ").join(map(sql.Identifier, key)),
+            action,
+        )
+        .as_string(raw)
+    )
+    params = [{f"p{i}": row[c] for i, c in enumerate(columns)} for row in rows]
+    conn.execute(sa.text(statement), params)
+    return len(rows)

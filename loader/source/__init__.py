@@ -1,0 +1,1 @@
+"""The source simulator: a marketplace's operational PostgreSQL that changes over time."""

@@ -1,0 +1,65 @@
+"""Shared fixtures: one real embedded PostgreSQL for the whole test session."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from loader import warehouse
+from loader.config import Settings, load_settings
+from loader.db import connect_raw, dispose_engines
+
+SIM_END = date(2026, 6, 30)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def settings_for(home: Path, port: int, **extra: str) -> Settings:
+    env = {"ELT_HOME": str(home), "ELT_PG_PORT": str(port), "ELT_ENV": "dev", **extra}
+    return load_settings(env)
+
+
+@pytest.fixture(scope="session")
+def elt_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """The environment of the session server, for tests that run the CLI in a subprocess."""
+    home = tmp_path_factory.mktemp("elt-home")
+    env = {"ELT_HOME": str(home), "ELT_PG_PORT": str(free_port()), "ELT_ENV": "dev"}
+    settings = load_settings(env)
+    warehouse.start(settings)
+    yield env
+    dispose_engines()
+    warehouse.stop(settings)
+
+
+@pytest.fixture(scope="session")
+def settings(elt_env: dict[str, str]) -> Settings:
+    return load_settings(elt_env)
+
+
+def create_database(settings: Settings, name: str) -> None:
+    conn = connect_raw(settings.warehouse.with_database("postgres"), autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f'drop database if exists "{name}" with (force)')
+            cur.execute(f'create database "{name}"')
+    finally:
+        conn.close()
+
+
+def query(endpoint, sql: str, params=None) -> list[tuple]:
+    conn = connect_raw(endpoint)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, params)
+            return cur.fetchall() if cur.description else []
+    finally:
+        conn.rollback()
+        conn.close()

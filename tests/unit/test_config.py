@@ -1,0 +1,66 @@
+"""Settings come from the environment only, and never leak a password."""
+
+import pytest
+
+from loader.config import ConfigError, Endpoint, load_settings, redact
+
+
+def test_dev_defaults_to_the_embedded_server(tmp_path):
+    s = load_settings({"ELT_HOME": str(tmp_path)})
+    assert s.env == "dev"
+    assert s.embedded
+    assert s.warehouse.display == "postgresql://postgres@127.0.0.1:55432/warehouse"
+    assert s.source.database == "source"
+    assert s.pgdata == tmp_path / "pgdata"
+
+
+def test_external_urls_switch_off_the_embedded_server(tmp_path):
+    s = load_settings({
+        "ELT_HOME": str(tmp_path),
+        "ELT_WAREHOUSE_URL": "postgresql://etl:pw@db.internal:6543/dw",
+        "ELT_SOURCE_URL": "postgresql://ro@app-db:5432/shop",
+        "ELT_SOURCE_PASSWORD": "from-env",
+    })
+    assert not s.embedded
+    assert s.warehouse.host == "db.internal" and s.warehouse.port == 6543
+    assert s.warehouse.password == "pw"
+    assert s.source.password == "from-env"
+
+
+@pytest.mark.parametrize("env", ["staging", "prod"])
+def test_staging_and_prod_refuse_to_start_an_embedded_server(env):
+    with pytest.raises(ConfigError, match="ELT_WAREHOUSE_URL and ELT_SOURCE_URL"):
+        load_settings({"ELT_ENV": env})
+
+
+def test_unknown_environment_is_named():
+    with pytest.raises(ConfigError, match="ELT_ENV='qa' is unknown"):
+        load_settings({"ELT_ENV": "qa"})
+
+
+@pytest.mark.parametrize("port", ["abc", "80", "70000"])
+def test_bad_port_says_what_to_use(port):
+    with pytest.raises(ConfigError, match="ELT_PG_PORT"):
+        load_settings({"ELT_PG_PORT": port})
+
+
+def test_endpoint_display_and_repr_hide_the_password():
+    ep = Endpoint.from_url("postgresql://u:hunter2@h:1/d")
+    assert "hunter2" not in ep.display
+    assert "hunter2" not in repr(ep)
+    assert "hunter2" in ep.dsn  # only the driver sees it
+
+
+def test_redact_replaces_passwords_in_urls():
+    assert redact("postgresql://u:hunter2@h:1/d") == "postgresql://u:***@h:1/d"
+    assert redact("postgresql://u@h:1/d") == "postgresql://u@h:1/d"
+
+
+def test_url_without_database_is_rejected():
+    with pytest.raises(ConfigError, match="no database name"):
+        Endpoint.from_url("postgresql://u@h:1")
+
+
+def test_unsupported_scheme_is_rejected():
+    with pytest.raises(ConfigError, match="unsupported URL scheme 'mysql'"):
+        Endpoint.from_url("mysql://u:secret@h/d")
