@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from datetime import date
+from datetime import UTC, date, datetime
 
 from loader import __version__
 from loader.config import ConfigError, Settings, load_settings
@@ -32,8 +32,10 @@ def cmd_warehouse(args: argparse.Namespace, settings: Settings) -> int:
         if st.mode == "external":
             _echo("external servers configured (ELT_WAREHOUSE_URL/ELT_SOURCE_URL): nothing started")
         else:
-            _echo(f"warehouse running: PostgreSQL {st.version} on {st.host}:{st.port} "
-                  f"(socket {st.socket_dir}, data {st.data_dir})")
+            _echo(
+                f"warehouse running: PostgreSQL {st.version} on {st.host}:{st.port} "
+                f"(socket {st.socket_dir}, data {st.data_dir})"
+            )
     elif args.action == "stop":
         stopped = warehouse.stop(settings)
         _echo("warehouse stopped" if stopped else "warehouse was not running")
@@ -43,12 +45,19 @@ def cmd_warehouse(args: argparse.Namespace, settings: Settings) -> int:
             _echo(json.dumps(st.__dict__))
         elif st.running:
             where = f"{st.host}:{st.port}" + (f", socket {st.socket_dir}" if st.socket_dir else "")
-            _echo(f"{st.mode} warehouse running: PostgreSQL {st.version} on {where}"
-                  + (f", data {st.data_dir}, pid {st.pid}" if st.data_dir else ""))
+            _echo(
+                f"{st.mode} warehouse running: PostgreSQL {st.version} on {where}"
+                + (f", data {st.data_dir}, pid {st.pid}" if st.data_dir else "")
+            )
         else:
-            _echo(f"{st.mode} warehouse not running"
-                  + (f" (data dir {st.data_dir}); start it with `elt warehouse start`"
-                     if st.data_dir else f" or unreachable at {st.host}:{st.port}"))
+            _echo(
+                f"{st.mode} warehouse not running"
+                + (
+                    f" (data dir {st.data_dir}); start it with `elt warehouse start`"
+                    if st.data_dir
+                    else f" or unreachable at {st.host}:{st.port}"
+                )
+            )
             return 1
     elif args.action == "url":
         endpoint = settings.source if args.database == "source" else settings.warehouse
@@ -74,9 +83,137 @@ def cmd_source(args: argparse.Namespace, settings: Settings) -> int:
     elif args.action == "advance":
         simulator.advance(settings.source, args.days, progress=_progress)
         rows = simulator.counts(settings.source)
-        _echo(f"source advanced {args.days} day(s); rows now: "
-              + ", ".join(f"{t} {n:,}" for t, n in rows.items()))
+        _echo(
+            f"source advanced {args.days} day(s); rows now: "
+            + ", ".join(f"{t} {n:,}" for t, n in rows.items())
+        )
     return 0
+
+
+def _loader_config(settings: Settings):
+    from loader.extract.tables import load_config
+
+    return load_config(settings.tables_config)
+
+
+def _print_load(result) -> None:
+    _echo(f"load {result.load_id or '(nothing new)'} in {result.seconds:.1f}s:")
+    _echo(
+        f"  {'table':<12} {'mode':<9} {'action':<9} {'extracted':>10} {'source':>10} "
+        f"{'raw':>10}  reconciled"
+    )
+    for r in result.tables.values():
+        ok = {True: "yes", False: "MISMATCH", None: "-"}[r.reconciled]
+        _echo(
+            f"  {r.table:<12} {r.mode:<9} {r.action:<9} {r.rows_extracted:>10,} "
+            f"{r.source_rows if r.source_rows is not None else '-':>10} "
+            f"{r.raw_rows if r.raw_rows is not None else '-':>10}  {ok}"
+        )
+
+
+def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
+    from loader import warehouse
+    from loader.extract.pipeline import run_load
+
+    warehouse.ensure_running(settings)
+    result = run_load(
+        settings,
+        _loader_config(settings),
+        tables=args.tables or None,
+        full_refresh=args.full_refresh,
+        progress=_progress,
+    )
+    _print_load(result)
+    return 0 if all(r.reconciled is not False for r in result.tables.values()) else 1
+
+
+def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
+    from loader import warehouse
+    from loader.extract.pipeline import run_load
+
+    if args.start >= args.end:
+        raise CliError(f"--start {args.start} must be before --end {args.end}")
+    warehouse.ensure_running(settings)
+    result = run_load(
+        settings,
+        _loader_config(settings),
+        tables=[args.table],
+        backfill_window=(args.start, args.end),
+        progress=_progress,
+    )
+    _print_load(result)
+    return 0
+
+
+def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
+    from loader import warehouse
+    from loader.extract.reconcile import deep_reconcile
+
+    warehouse.ensure_running(settings)
+    if not args.deep:
+        from loader.extract.status import loader_status
+
+        rows = loader_status(settings, _loader_config(settings))
+        bad = [r for r in rows if r.reconciled is False]
+        for r in rows:
+            _echo(
+                f"  {r.table:<12} source {r.source_rows} raw {r.rows_in_raw} "
+                f"{'MISMATCH' if r.reconciled is False else 'ok'}"
+            )
+        return 1 if bad else 0
+    diffs = deep_reconcile(
+        settings,
+        _loader_config(settings),
+        args.tables or None,
+        repair=not args.no_repair,
+        progress=_progress,
+    )
+    if not diffs:
+        _echo("deep reconciliation: every key range matches")
+        return 0
+    _echo(
+        f"deep reconciliation: {len(diffs)} key range(s) differed"
+        + (" and were re-extracted" if not args.no_repair else " (not repaired)")
+    )
+    return 0 if not args.no_repair else 1
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    from loader import warehouse
+    from loader.extract.status import loader_status
+
+    st = warehouse.status(settings)
+    if not st.running:
+        raise CliError("the warehouse is not running: start it with `elt warehouse start`")
+    rows = loader_status(settings, _loader_config(settings))
+    if args.json:
+        _echo(
+            json.dumps(
+                {"warehouse": st.__dict__, "tables": [r.as_dict() for r in rows]}, default=str
+            )
+        )
+        return 0
+    _echo(
+        f"{'table':<12} {'mode':<9} {'watermark':<32} {'last load':<26} {'extracted':>9} "
+        f"{'raw rows':>10} {'source':>10} reconciled"
+    )
+    for r in rows:
+        ok = {True: "yes", False: "MISMATCH", None: "-"}[r.reconciled]
+        _echo(
+            f"{r.table:<12} {r.mode:<9} {str(r.watermark or '-'):<32} "
+            f"{str(r.last_load or '-')[:26]:<26} {str(r.rows_extracted or 0):>9} "
+            f"{str(r.rows_in_raw if r.rows_in_raw is not None else '-'):>10} "
+            f"{str(r.source_rows if r.source_rows is not None else '-'):>10} {ok}"
+        )
+    return 0
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from loader.orchestrate import run_pipeline
+
+    return run_pipeline(
+        settings, simulate_days=args.simulate_days, scale=args.scale, echo=_echo, progress=_progress
+    )
 
 
 def _positive_float(text: str) -> float:
@@ -85,6 +222,16 @@ def _positive_float(text: str) -> float:
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     return value
+
+
+def _timestamp(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO timestamp like 2026-01-31 or 2026-01-31T12:00"
+        ) from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -102,29 +249,87 @@ def build_parser() -> argparse.ArgumentParser:
     st = wh_sub.add_parser("status", help="whether it runs, where, and its version")
     st.add_argument("--json", action="store_true", help="print JSON")
     url = wh_sub.add_parser("url", help="print a connection URL (never with a password)")
-    url.add_argument("--database", default="warehouse",
-                     help="source, warehouse (default) or another database name")
+    url.add_argument(
+        "--database",
+        default="warehouse",
+        help="source, warehouse (default) or another database name",
+    )
     wh.set_defaults(func=cmd_warehouse)
 
     src = sub.add_parser("source", help="build or advance the simulated operational database")
     src_sub = src.add_subparsers(dest="action", required=True, metavar="ACTION")
     init = src_sub.add_parser("init", help="create the schema and generate its history")
-    init.add_argument("--scale", type=_positive_float, default=0.1,
-                      help="1 = 100k customers, 1M orders, 2M bids (default 0.1)")
+    init.add_argument(
+        "--scale",
+        type=_positive_float,
+        default=0.1,
+        help="1 = 100k customers, 1M orders, 2M bids (default 0.1)",
+    )
     init.add_argument("--seed", type=int, default=42, help="same seed, same data (default 42)")
-    init.add_argument("--dirty-rate", type=_positive_float, default=0.02,
-                      help="share of dirty rows per table (default 0.02)")
-    init.add_argument("--end-date", type=date.fromisoformat, default=None,
-                      help="last day of the history, YYYY-MM-DD (default: 30 days ago)")
+    init.add_argument(
+        "--dirty-rate",
+        type=_positive_float,
+        default=0.02,
+        help="share of dirty rows per table (default 0.02)",
+    )
+    init.add_argument(
+        "--end-date",
+        type=date.fromisoformat,
+        default=None,
+        help="last day of the history, YYYY-MM-DD (default: 30 days ago)",
+    )
     init.add_argument("--force", action="store_true", help="drop and rebuild an existing source")
     adv = src_sub.add_parser("advance", help="simulate days of activity")
     adv.add_argument("--days", type=int, default=1, help="days to simulate (default 1)")
     src.set_defaults(func=cmd_source)
+
+    load = sub.add_parser("load", help="extract what changed and merge it into raw")
+    load.add_argument("tables", nargs="*", help="tables to load (default: all in tables.yml)")
+    load.add_argument(
+        "--full-refresh",
+        action="store_true",
+        help="reload the tables from scratch and reset their watermarks",
+    )
+    load.set_defaults(func=cmd_load)
+
+    bf = sub.add_parser("backfill", help="re-extract a time window without moving watermarks")
+    bf.add_argument("table")
+    bf.add_argument("--start", required=True, type=_timestamp, help="inclusive, ISO timestamp")
+    bf.add_argument("--end", required=True, type=_timestamp, help="exclusive, ISO timestamp")
+    bf.set_defaults(func=cmd_backfill)
+
+    rec = sub.add_parser("reconcile", help="compare source and raw")
+    rec.add_argument("tables", nargs="*")
+    rec.add_argument(
+        "--deep",
+        action="store_true",
+        help="compare checksums per key range and re-extract the ranges that differ",
+    )
+    rec.add_argument("--no-repair", action="store_true", help="with --deep: only report")
+    rec.set_defaults(func=cmd_reconcile)
+
+    status = sub.add_parser("status", help="watermarks, last loads and reconciliation")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    status.set_defaults(func=cmd_status)
+
+    run = sub.add_parser("run", help="the whole job: warehouse, source, load, dbt")
+    run.add_argument(
+        "--simulate-days", type=int, default=0, help="advance the simulated source by N days first"
+    )
+    run.add_argument(
+        "--scale",
+        type=_positive_float,
+        default=0.1,
+        help="scale of the source built on a fresh ELT_HOME (default 0.1)",
+    )
+    run.set_defaults(func=cmd_run)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     from loader.db import DatabaseUnavailable
+    from loader.extract.pipeline import LoadError
+    from loader.extract.tables import TableConfigError
     from loader.source.simulator import SimulatorError
     from loader.warehouse import WarehouseError
 
@@ -133,7 +338,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings()
         return args.func(args, settings)
-    except (ConfigError, CliError, DatabaseUnavailable, SimulatorError, WarehouseError) as exc:
+    except (
+        ConfigError,
+        CliError,
+        DatabaseUnavailable,
+        LoadError,
+        SimulatorError,
+        TableConfigError,
+        WarehouseError,
+    ) as exc:
         print(f"elt: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -107,8 +107,11 @@ def init(
             steps = [
                 ("customers", "select sim.gen_customers(1, %s, %s, %s)", n["customers"]),
                 ("products", "select sim.gen_products(1, %s, %s, %s)", n["products"]),
-                ("orders, order items, payments",
-                 "select sim.gen_orders(1, %s, %s, %s, %s)", n["orders"]),
+                (
+                    "orders, order items, payments",
+                    "select sim.gen_orders(1, %s, %s, %s, %s)",
+                    n["orders"],
+                ),
                 ("bids", "select sim.gen_bids(1, %s, %s, %s, %s)", n["bids"]),
             ]
             for label, statement, rows in steps:
@@ -165,9 +168,7 @@ def counts(endpoint: Endpoint) -> dict[str, int]:
     try:
         with conn.cursor() as cur:
             cur.execute(
-                " union all ".join(
-                    f"select '{t}', count(*) from marketplace.{t}" for t in TABLES
-                )
+                " union all ".join(f"select '{t}', count(*) from marketplace.{t}" for t in TABLES)
             )
             found = dict(cur.fetchall())
             return {name: int(found[name]) for name in TABLES}

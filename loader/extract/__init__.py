@@ -1,0 +1,1 @@
+"""The dlt loader: incremental extraction from a PostgreSQL source into raw_marketplace."""

@@ -1,0 +1,563 @@
+"""The dlt pipeline `marketplace`: fast COPY extraction, merges into raw, watermarks in dlt state.
+
+Each table is exported from the source with `COPY (select ...) TO STDOUT` into a CSV file inside
+one REPEATABLE READ snapshot, and handed to dlt as an imported file: dlt then loads it with COPY
+(replace on an initial load, merge on increments) and commits the table's watermark with it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dlt
+from psycopg2 import sql
+from psycopg2.extensions import ISOLATION_LEVEL_REPEATABLE_READ
+
+from loader.config import Settings
+from loader.db import connect_raw, qualified
+from loader.extract.catalog import Column, source_columns
+from loader.extract.tables import LoaderConfig, TableSpec
+
+log = logging.getLogger(__name__)
+
+PIPELINE_NAME = "marketplace"
+LOAD_HINTS = {
+    "_dlt_load_id": {"name": "_dlt_load_id", "data_type": "text", "nullable": False},
+    "_loaded_at": {
+        "name": "_loaded_at",
+        "data_type": "timestamp",
+        "timezone": True,
+        "nullable": False,
+    },
+}
+CDC_HINTS = {
+    "_cdc_deleted": {
+        "name": "_cdc_deleted",
+        "data_type": "bool",
+        "nullable": True,
+        "hard_delete": True,
+    },
+    "_cdc_changed_at": {
+        "name": "_cdc_changed_at",
+        "data_type": "timestamp",
+        "timezone": True,
+        "nullable": True,
+        "dedup_sort": "desc",
+    },
+}
+# open source transactions that have written something: their rows may commit later with
+# timestamps older than anything we have seen, so a watermark never passes their start
+OLDEST_WRITER_SQL = """
+    select min(xact_start) from pg_stat_activity
+    where datname = current_database() and backend_xid is not null and pid <> pg_backend_pid()
+"""
+
+
+class LoadError(RuntimeError):
+    """A load could not run; the message says which table and what to do."""
+
+
+@dataclass
+class TableResult:
+    table: str
+    mode: str
+    action: str  # initial, full, increment, backfill
+    rows_extracted: int = 0
+    source_rows: int | None = None
+    raw_rows: int | None = None
+    watermark: str | None = None
+    seconds: float = 0.0
+    drift: list[str] = field(default_factory=list)
+
+    @property
+    def reconciled(self) -> bool | None:
+        if self.source_rows is None or self.raw_rows is None:
+            return None
+        return self.source_rows == self.raw_rows
+
+
+@dataclass
+class LoadResult:
+    load_id: str | None
+    tables: dict[str, TableResult]
+    seconds: float
+
+    @property
+    def rows_extracted(self) -> int:
+        return sum(t.rows_extracted for t in self.tables.values())
+
+
+def configure_dlt() -> None:
+    """Telemetry off (slow offline, and users expect privacy) unless the user set it."""
+    os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+    os.environ.setdefault("DLT_TELEMETRY", "false")
+
+
+def pipelines_dir(settings: Settings) -> Path:
+    return settings.dlt_dir / "pipelines"
+
+
+def make_pipeline(settings: Settings, config: LoaderConfig) -> dlt.Pipeline:
+    configure_dlt()
+    return dlt.pipeline(
+        PIPELINE_NAME,
+        destination=dlt.destinations.postgres(credentials=settings.warehouse.dsn),
+        dataset_name=config.dataset,
+        pipelines_dir=str(pipelines_dir(settings)),
+    )
+
+
+def _select_list(columns: list[Column], prefix: str = "") -> sql.Composed:
+    return sql.SQL(", ").join(
+        sql.SQL(prefix) + sql.Identifier(c.name) if prefix else sql.Identifier(c.name)
+        for c in columns
+    )
+
+
+def _hints(spec: TableSpec, columns: list[Column], merge: bool) -> dict:
+    hints = {c.name: c.hint() for c in columns} | LOAD_HINTS
+    if spec.mode == "cdc":
+        # the merge-only hints are left out of replace loads (dlt would warn and ignore them)
+        hints |= (
+            CDC_HINTS
+            if merge
+            else {
+                k: {x: y for x, y in v.items() if x not in ("hard_delete", "dedup_sort")}
+                for k, v in CDC_HINTS.items()
+            }
+        )
+    for key in spec.primary_key:
+        hints[key] = {**hints[key], "nullable": False}
+    return hints
+
+
+def _write_disposition(spec: TableSpec, action: str) -> str | dict:
+    if action in ("initial", "full") or spec.mode == "full":
+        return "replace"
+    # the change log holds several versions of a key: delete-insert deduplicates them;
+    # cursor increments hold one row per key, and upsert measured faster for those
+    strategy = "delete-insert" if spec.mode == "cdc" else "upsert"
+    return {"disposition": "merge", "strategy": strategy}
+
+
+def _extract_query(
+    config: LoaderConfig,
+    spec: TableSpec,
+    columns: list[Column],
+    action: str,
+    state: dict,
+    window,
+) -> tuple[sql.Composed, dict]:
+    """The SELECT that feeds COPY for this table and action, with its parameters."""
+    table = qualified(config.source_schema, spec.name)
+    stamp = sql.SQL("%(load_id)s as _dlt_load_id, %(loaded_at)s::timestamptz as _loaded_at")
+    cdc_snapshot_cols = sql.SQL(", false as _cdc_deleted, null::timestamptz as _cdc_changed_at")
+    params: dict = {}
+    if spec.mode == "cdc" and action == "increment":
+        schema, log_table = config.cdc_table.split(".", 1)
+        query = sql.SQL(
+            "select {cols}, l.operation = 'D' as _cdc_deleted, l.changed_at as _cdc_changed_at, "
+            "{stamp} from (select jsonb_populate_record(null::{table}, row_data) as r, "
+            "operation, changed_at from {log} where table_name = %(table_name)s "
+            "and txid >= %(from_txid)s::text::xid8 "
+            "and txid < pg_snapshot_xmin(pg_current_snapshot())) as l"
+        ).format(
+            cols=_select_list(columns, "(l.r)."),
+            stamp=stamp,
+            table=table,
+            log=qualified(schema, log_table),
+        )
+        params.update(table_name=spec.name, from_txid=str(state["cdc_txid"]))
+        return query, params
+    extra = cdc_snapshot_cols if spec.mode == "cdc" else sql.SQL("")
+    query = sql.SQL("select {cols}, {stamp}{extra} from {table}").format(
+        cols=_select_list(columns), stamp=stamp, extra=extra, table=table
+    )
+    cursor = spec.cursor or ("updated_at" if window else None)
+    if action == "increment" and spec.mode == "timestamp":
+        query += sql.SQL(" where {} >= %(since)s::timestamptz - %(lag)s::interval").format(
+            sql.Identifier(cursor)
+        )
+        params.update(since=state["watermark"], lag=f"{int(spec.lag.total_seconds())} seconds")
+        if state.get("snapshot_xmin"):
+            # rows written before the previous snapshot's xmin were extracted then: skip them
+            # (age() compares 32-bit xids circularly; frozen rows count as oldest)
+            query += sql.SQL(
+                " and age(xmin) <= age(mod(%(prev_xmin)s::bigint, 4294967296)::text::xid)"
+            )
+            params["prev_xmin"] = state["snapshot_xmin"]
+    elif action == "repair":
+        query += sql.SQL(" where %(ranges)s::int8multirange @> {}::bigint").format(
+            sql.Identifier(spec.primary_key[0])
+        )
+        params.update(ranges="{" + ",".join(f"[{lo},{hi}]" for lo, hi in window) + "}")
+    elif action == "backfill":
+        if cursor is None:
+            raise LoadError(f"{spec.name}: backfill needs a cursor column in tables.yml")
+        query += sql.SQL(" where {0} >= %(start)s and {0} < %(end)s").format(sql.Identifier(cursor))
+        params.update(start=window[0], end=window[1])
+    return query, params
+
+
+def _capture_position(cur, config: LoaderConfig, spec: TableSpec, previous: str | None) -> dict:
+    """Where the next increment starts, read in the extraction snapshot.
+
+    snapshot_xmin: every transaction below it had ended when this snapshot was taken, so a
+    change written by a later transaction is never skipped (cdc), and a row written below it
+    was already seen by this extraction (timestamp re-reads skip it: a rerun changes nothing).
+    watermark: the highest cursor value, held back to the start of the oldest open writing
+    transaction, and never moving backwards.
+    """
+    cur.execute("select pg_snapshot_xmin(pg_current_snapshot())::text")
+    position = {"snapshot_xmin": cur.fetchone()[0]}
+    if spec.mode == "cdc":
+        position["cdc_txid"] = position["snapshot_xmin"]
+    elif spec.mode == "timestamp":
+        cur.execute(
+            sql.SQL("select max({})::text from {}").format(
+                sql.Identifier(spec.cursor), qualified(config.source_schema, spec.name)
+            )
+        )
+        high = cur.fetchone()[0]
+        cur.execute(OLDEST_WRITER_SQL)
+        oldest = cur.fetchone()[0]
+        cur.execute(
+            "select greatest(least(%s::timestamptz, %s::timestamptz), %s::timestamptz)::text",
+            (high, oldest if high is not None else None, previous),
+        )
+        position["watermark"] = cur.fetchone()[0]
+    return position
+
+
+def _export(
+    settings: Settings,
+    config: LoaderConfig,
+    spec: TableSpec,
+    columns: list[Column],
+    action: str,
+    state: dict,
+    load_id: str,
+    loaded_at: datetime,
+    window,
+    path: Path,
+) -> tuple[int, int, dict]:
+    """COPY the rows to `path` in one snapshot; returns rows, source count and new position."""
+    conn = connect_raw(settings.source)
+    try:
+        conn.set_session(isolation_level=ISOLATION_LEVEL_REPEATABLE_READ, readonly=True)
+        with conn.cursor() as cur:
+            # the position comes first: with repeatable read, the snapshot is taken here
+            previous = state.get("watermark") if action == "increment" else None
+            position = _capture_position(cur, config, spec, previous)
+            query, params = _extract_query(config, spec, columns, action, state, window)
+            params.update(load_id=load_id, loaded_at=loaded_at)
+            statement = sql.SQL("copy ({}) to stdout with (format csv, header)").format(query)
+            text = cur.mogrify(statement.as_string(conn), params).decode()
+            with path.open("wb") as handle:
+                cur.copy_expert(text, handle, size=1 << 20)
+                rows = cur.rowcount
+            cur.execute(
+                sql.SQL("select count(*) from {}").format(
+                    qualified(config.source_schema, spec.name)
+                )
+            )
+            source_rows = int(cur.fetchone()[0])
+        conn.rollback()
+    finally:
+        conn.close()
+    return rows, source_rows, position
+
+
+def table_resource(
+    settings: Settings,
+    config: LoaderConfig,
+    spec: TableSpec,
+    columns: list[Column],
+    action: str,
+    result: TableResult,
+    export_dir: Path,
+    loaded_at: datetime,
+    window=None,
+    progress: Callable[[str], None] = lambda _: None,
+):
+    """A dlt resource that exports one table with COPY and imports the file into dlt."""
+    disposition = _write_disposition(spec, action)
+
+    @dlt.resource(
+        name=spec.name,
+        primary_key=list(spec.primary_key),
+        columns=_hints(spec, columns, merge=disposition != "replace"),
+        write_disposition=disposition,
+        file_format="csv",
+        parallelized=True,
+    )
+    def rows():
+        t0 = time.monotonic()
+        state = dlt.current.resource_state()
+        load_id = dlt.current.load_package_state()["load_id"]
+        path = export_dir / f"{spec.name}.{load_id}.csv"
+        n, source_rows, position = _export(
+            settings, config, spec, columns, action, dict(state), load_id, loaded_at, window, path
+        )
+        result.rows_extracted, result.source_rows = n, source_rows
+        if action not in ("backfill", "repair"):
+            key = "cdc_txid" if spec.mode == "cdc" else "watermark"
+            state.update({k: v for k, v in position.items() if v is not None})
+            state.update(
+                mode=spec.mode,
+                last_action=action,
+                last_load_id=load_id,
+                last_loaded_at=loaded_at.isoformat(),
+                rows_extracted=n,
+            )
+            result.watermark = state.get(key)
+        progress(f"{spec.name}: extracted {n:,} rows ({action}) in {time.monotonic() - t0:.1f}s")
+        if n or action in ("initial", "full"):
+            yield dlt.mark.with_file_import(str(path), "csv", n)
+
+    return rows
+
+
+def table_states(pipeline: dlt.Pipeline) -> dict[str, dict]:
+    """Each table's resource state (watermark, last load) as dlt keeps it."""
+    out: dict[str, dict] = {}
+    for source in pipeline.state.get("sources", {}).values():
+        for name, state in source.get("resources", {}).items():
+            out[name] = dict(state)
+    return out
+
+
+def _finish_pending(pipeline: dlt.Pipeline, progress: Callable[[str], None]) -> bool:
+    """Complete packages a crashed run left behind, before extracting anything new."""
+    if not pipeline.has_pending_data:
+        return False
+    progress("finishing a load that an earlier run left pending")
+    pipeline.normalize()
+    pipeline.load()
+    return True
+
+
+def _plan_action(spec: TableSpec, state: dict, full_refresh: bool, backfill: bool) -> str:
+    if backfill:
+        return "backfill"
+    if full_refresh or spec.mode == "full":
+        return "full"
+    key = "cdc_txid" if spec.mode == "cdc" else "watermark"
+    return "increment" if state.get(key) else "initial"
+
+
+def _stored_columns(pipeline: dlt.Pipeline, table: str) -> dict[str, dict]:
+    try:
+        return dict(pipeline.default_schema.tables.get(table, {}).get("columns", {}))
+    except Exception:  # no schema yet: first run
+        return {}
+
+
+def detect_drift(stored: dict[str, dict], columns: list[Column]) -> tuple[list[str], list[str]]:
+    """Compare the source columns with raw's: (notes, blocking errors)."""
+    notes, errors = [], []
+    current = {c.name: c for c in columns}
+    for name, column in current.items():
+        if name not in stored:
+            if stored:
+                notes.append(f"new column {name} ({column.pg_type}) is added to raw")
+            continue
+        hint = column.hint()
+        before = stored[name]
+        if before.get("data_type") != hint["data_type"] or (
+            hint["data_type"] == "decimal"
+            and (before.get("precision"), before.get("scale"))
+            != (hint.get("precision"), hint.get("scale"))
+        ):
+            errors.append(
+                f"column {name} changed type in the source "
+                f"({before.get('data_type')} -> {column.pg_type}); raw keeps its data. "
+                f"Review it, then run `elt load --full-refresh TABLE` to rebuild the table"
+            )
+    for name in stored:
+        if not name.startswith("_") and name not in current:
+            notes.append(
+                f"column {name} was dropped in the source; raw keeps it (null in new rows)"
+            )
+    return notes, errors
+
+
+def _warehouse_exec(settings: Settings, statements: list[sql.Composable]) -> None:
+    if not statements:
+        return
+    conn = connect_raw(settings.warehouse, autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            for statement in statements:
+                cur.execute(statement)
+    finally:
+        conn.close()
+
+
+def _index_name(table: str) -> str:
+    return f"{table}__merge_key"
+
+
+def run_load(
+    settings: Settings,
+    config: LoaderConfig,
+    *,
+    tables: list[str] | None = None,
+    full_refresh: bool = False,
+    backfill_window: tuple[datetime, datetime] | None = None,
+    progress: Callable[[str], None] = lambda _: None,
+) -> LoadResult:
+    """Extract what changed since each table's watermark and merge it into raw."""
+    from loader.extract import reconcile
+
+    t0 = time.monotonic()
+    specs = config.select(tables)
+    pipeline = make_pipeline(settings, config)
+    _finish_pending(pipeline, progress)
+    export_dir = settings.dlt_dir / "exports"
+    shutil.rmtree(export_dir, ignore_errors=True)  # leftovers of a crash; packages hold links
+    export_dir.mkdir(parents=True, exist_ok=True)
+    states = table_states(pipeline)
+    loaded_at = datetime.now(UTC)
+
+    src = connect_raw(settings.source)
+    try:
+        catalog = {s.name: source_columns(src, config.source_schema, s.name) for s in specs}
+    finally:
+        src.close()
+
+    results: dict[str, TableResult] = {}
+    resources = []
+    drop_indexes = []
+    for spec in specs:
+        action = _plan_action(spec, states.get(spec.name, {}), full_refresh, bool(backfill_window))
+        result = TableResult(spec.name, spec.mode, action)
+        notes, errors = detect_drift(_stored_columns(pipeline, spec.name), catalog[spec.name])
+        result.drift = notes + errors
+        for note in result.drift:
+            progress(f"{spec.name}: schema drift: {note}")
+        results[spec.name] = result
+        if errors and action not in ("full",):
+            result.action = "skipped"
+            continue
+        if action in ("initial", "full"):
+            # bulk COPY into an unindexed table, then one index build, beats per-row upkeep
+            drop_indexes.append(
+                sql.SQL("drop index if exists {}").format(
+                    qualified(config.dataset, _index_name(spec.name))
+                )
+            )
+        resources.append(
+            table_resource(
+                settings,
+                config,
+                spec,
+                catalog[spec.name],
+                action,
+                result,
+                export_dir,
+                loaded_at,
+                backfill_window,
+                progress,
+            )
+        )
+    _warehouse_exec(settings, drop_indexes)
+    load_id = None
+    if resources:
+        info = pipeline.run(resources)
+        load_id = info.loads_ids[-1] if info.loads_ids else None
+    loaded = [s for s in specs if results[s.name].action != "skipped"]
+    _warehouse_exec(
+        settings,
+        [
+            sql.SQL("create unique index if not exists {} on {} ({})").format(
+                sql.Identifier(_index_name(s.name)),
+                qualified(config.dataset, s.name),
+                sql.SQL(", ").join(map(sql.Identifier, s.primary_key)),
+            )
+            for s in loaded
+            if reconcile.raw_table_exists(settings, config.dataset, s.name)
+        ],
+    )
+    shutil.rmtree(export_dir, ignore_errors=True)
+    reconcile.record_counts(settings, config, load_id, list(results.values()))
+    skipped = [r for r in results.values() if r.action == "skipped"]
+    if skipped:
+        raise LoadError(
+            "schema drift stopped the load of "
+            + "; ".join(f"{r.table}: {' '.join(r.drift)}" for r in skipped)
+        )
+    return LoadResult(load_id, results, time.monotonic() - t0)
+
+
+def repair_ranges(
+    settings: Settings,
+    config: LoaderConfig,
+    spec: TableSpec,
+    ranges: list[tuple[int, int]],
+    progress: Callable[[str], None] = lambda _: None,
+) -> int:
+    """Re-extract the key ranges from the source and delete raw rows the source no longer has."""
+    pipeline = make_pipeline(settings, config)
+    _finish_pending(pipeline, progress)
+    export_dir = settings.dlt_dir / "exports"
+    export_dir.mkdir(parents=True, exist_ok=True)
+    src = connect_raw(settings.source)
+    try:
+        columns = source_columns(src, config.source_schema, spec.name)
+    finally:
+        src.close()
+    result = TableResult(spec.name, spec.mode, "repair")
+    pipeline.run(
+        table_resource(
+            settings,
+            config,
+            spec,
+            columns,
+            "repair",
+            result,
+            export_dir,
+            datetime.now(UTC),
+            ranges,
+            progress,
+        )
+    )
+    key = spec.primary_key[0]
+    multirange = "{" + ",".join(f"[{lo},{hi}]" for lo, hi in ranges) + "}"
+    src = connect_raw(settings.source)
+    try:
+        with src.cursor() as cur:
+            cur.execute(
+                sql.SQL("select array_agg({k}) from {t} where %s::int8multirange @> {k}").format(
+                    k=sql.Identifier(key), t=qualified(config.source_schema, spec.name)
+                ),
+                (multirange,),
+            )
+            keys = cur.fetchone()[0] or []
+    finally:
+        src.close()
+    conn = connect_raw(settings.warehouse)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(
+                sql.SQL(
+                    "delete from {t} where %s::int8multirange @> {k} and not ({k} = any(%s))"
+                ).format(k=sql.Identifier(key), t=qualified(config.dataset, spec.name)),
+                (multirange, keys),
+            )
+            deleted = cur.rowcount
+    finally:
+        conn.close()
+    progress(
+        f"{spec.name}: repaired {len(ranges)} key range(s): {result.rows_extracted} rows "
+        f"re-extracted, {deleted} rows deleted from raw"
+    )
+    shutil.rmtree(export_dir, ignore_errors=True)
+    return result.rows_extracted + deleted
