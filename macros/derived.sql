@@ -1,0 +1,50 @@
+{#- Derived-column helpers shared by the marts. -#}
+
+{#- "Today" as a date: var('today') when set (unit tests, backfills), else current_date. -#}
+{% macro as_of_date() -%}
+    {%- if var('today', none) -%}
+        date '{{ var("today") }}'
+    {%- else -%}
+        current_date
+    {%- endif -%}
+{%- endmacro %}
+
+{#- Whole years between a birth date and a date; someone born on 29 February turns a year
+    older on 1 March in common years (PostgreSQL's age() convention). -#}
+{% macro age_in_years(birth_date, as_of) -%}
+    extract(year from age({{ as_of }}, {{ birth_date }}))::integer
+{%- endmacro %}
+
+{#- A deterministic text key from several columns (nulls kept distinct from ''). -#}
+{% macro surrogate_key(columns) -%}
+    md5(
+        {%- for column in columns %}
+        coalesce(cast({{ column }} as text), '_dbt_null_')
+        {%- if not loop.last %} || '-' || {% endif -%}
+        {%- endfor %}
+    )
+{%- endmacro %}
+
+{#- The start of an incremental window: newest _loaded_at already in the model minus the
+    lookback (var incremental_lookback). -#}
+{% macro incremental_cutoff(column='_loaded_at') -%}
+    (
+        select coalesce(max({{ column }}), '-infinity'::timestamptz)
+            - interval '{{ var("incremental_lookback") }}'
+        from {{ this }}
+    )
+{%- endmacro %}
+
+{#- Post-hook for incremental facts: drop rows whose key left the clean set (hard-deleted in
+    the source, or quarantined since). -#}
+{% macro delete_missing_rows(clean_relation, key) -%}
+    {%- if is_incremental() -%}
+        delete from {{ this }} as target
+        where not exists (
+            select 1 from {{ clean_relation }} as clean
+            where clean.{{ key }} = target.{{ key }}
+        )
+    {%- else -%}
+        select 1
+    {%- endif -%}
+{%- endmacro %}

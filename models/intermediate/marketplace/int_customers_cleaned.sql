@@ -1,0 +1,14 @@
+-- The customers that pass every hard rule: what the marts are built from.
+with
+
+validated as (
+    select * from {{ ref('int_customers_validated') }}
+),
+
+cleaned as (
+    select *
+    from validated
+    where quarantine_reason is null
+)
+
+select * from cleaned

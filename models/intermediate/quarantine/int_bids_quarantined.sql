@@ -1,0 +1,14 @@
+-- bids set aside by a hard rule, with the rule that caught them (quarantine_reason).
+with
+
+validated as (
+    select * from {{ ref('int_bids_validated') }}
+),
+
+quarantined as (
+    select *
+    from validated
+    where quarantine_reason is not null
+)
+
+select * from quarantined

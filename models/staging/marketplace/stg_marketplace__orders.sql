@@ -1,0 +1,42 @@
+with
+
+source as (
+    select * from {{ source('marketplace', 'orders') }}
+),
+
+states as (
+    select * from {{ ref('us_states') }}
+),
+
+renamed as (
+    select
+        -- ids
+        source.order_id,
+        source.customer_id,
+
+        -- strings
+        {{ clean_code('source.status') }} as order_status,
+        states.state_code::text as shipping_state_code,
+
+        -- numerics
+        source.total_amount::numeric(14, 2) as total_amount,
+
+        -- dates
+        {{ utc_date('source.ordered_at') }} as ordered_date,
+
+        -- timestamps
+        source.ordered_at,
+        source.created_at,
+        source.updated_at,
+
+        -- load metadata
+        source._dlt_load_id,
+        source._loaded_at
+    from source
+    left join states
+        on {{ state_lookup_key('source.shipping_state') }} in (
+            upper(states.state_code), upper(states.state_name)
+        )
+)
+
+select * from renamed
