@@ -330,6 +330,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from loader.db import DatabaseUnavailable
     from loader.extract.pipeline import LoadError
     from loader.extract.tables import TableConfigError
+    from loader.orchestrate import StepFailed
     from loader.source.simulator import SimulatorError
     from loader.warehouse import WarehouseError
 
@@ -346,6 +347,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         SimulatorError,
         TableConfigError,
         WarehouseError,
+        StepFailed,
     ) as exc:
         print(f"elt: error: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,46 @@
+"""Run one load and SIGKILL it in a chosen phase: extract, normalize or load (crash tests)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+from loader.config import load_settings
+from loader.extract import pipeline as loader_pipeline
+from loader.extract.tables import load_config
+
+
+def kill_on_call(owner, name: str, after: int) -> None:
+    original = getattr(owner, name)
+    calls = {"n": 0}
+
+    def wrapper(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > after:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return original(*args, **kwargs)
+
+    setattr(owner, name, wrapper)
+
+
+def main(phase: str) -> None:
+    if phase == "extract":
+        kill_on_call(loader_pipeline, "_export", after=2)
+    elif phase == "normalize":
+        from dlt.pipeline.pipeline import Pipeline
+
+        kill_on_call(Pipeline, "normalize", after=0)
+    elif phase == "load":
+        from dlt.destinations.impl.postgres.postgres import PostgresCsvCopyJob
+
+        kill_on_call(PostgresCsvCopyJob, "run", after=2)
+    else:
+        raise SystemExit(f"unknown phase {phase}")
+    settings = load_settings()
+    loader_pipeline.run_load(settings, load_config(settings.tables_config))
+    raise SystemExit("the load finished: the kill did not happen")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
