@@ -38,13 +38,9 @@
 {#- Post-hook for incremental facts: drop rows whose key left the clean set (hard-deleted in
     the source, or quarantined since). -#}
 {% macro delete_missing_rows(clean_relation, key) -%}
-    {%- if is_incremental() -%}
-        delete from {{ this }} as target
-        where not exists (
-            select 1 from {{ clean_relation }} as clean
-            where clean.{{ key }} = target.{{ key }}
-        )
-    {%- else -%}
-        select 1
-    {%- endif -%}
+    delete from {{ this }} as target
+    where not exists (
+        select 1 from {{ clean_relation }} as clean
+        where clean.{{ key }} = target.{{ key }}
+    )
 {%- endmacro %}

@@ -5,7 +5,7 @@
         unique_key='bid_id',
         on_schema_change='append_new_columns',
         indexes=[{'columns': ['bid_id'], 'unique': true}, {'columns': ['_loaded_at']}],
-        post_hook=[delete_missing_rows(ref('int_bids_cleaned'), 'bid_id')],
+        post_hook=["{{ delete_missing_rows(ref('int_bids_cleaned'), 'bid_id') }}"],
     )
 }}
 

@@ -5,7 +5,7 @@
         unique_key='order_item_id',
         on_schema_change='append_new_columns',
         indexes=[{'columns': ['order_item_id'], 'unique': true}, {'columns': ['_loaded_at']}],
-        post_hook=[delete_missing_rows(ref('int_order_items_cleaned'), 'order_item_id')],
+        post_hook=["{{ delete_missing_rows(ref('int_order_items_cleaned'), 'order_item_id') }}"],
     )
 }}
 

@@ -5,7 +5,7 @@
         unique_key='order_id',
         on_schema_change='append_new_columns',
         indexes=[{'columns': ['order_id'], 'unique': true}, {'columns': ['_loaded_at']}],
-        post_hook=[delete_missing_rows(ref('int_orders_cleaned'), 'order_id')],
+        post_hook=["{{ delete_missing_rows(ref('int_orders_cleaned'), 'order_id') }}"],
     )
 }}
 
@@ -37,6 +37,10 @@ products as (
     select * from {{ ref('int_products_cleaned') }}
 ),
 
+quarantined_items as (
+    select * from {{ ref('int_order_items_quarantined') }}
+),
+
 {% if is_incremental() %}
 changed_orders as (
     select orders.order_id
@@ -64,7 +68,7 @@ changed_orders as (
     where products._loaded_at > {{ incremental_cutoff() }}
     union
     select quarantined_items.order_id
-    from {{ ref('int_order_items_quarantined') }} as quarantined_items
+    from quarantined_items
     union
     select orders.order_id
     from orders

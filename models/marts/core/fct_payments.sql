@@ -5,7 +5,7 @@
         unique_key='payment_id',
         on_schema_change='append_new_columns',
         indexes=[{'columns': ['payment_id'], 'unique': true}, {'columns': ['_loaded_at']}],
-        post_hook=[delete_missing_rows(ref('int_payments_cleaned'), 'payment_id')],
+        post_hook=["{{ delete_missing_rows(ref('int_payments_cleaned'), 'payment_id') }}"],
     )
 }}
 
