@@ -302,6 +302,15 @@ def table_resource(
         t0 = time.monotonic()
         state = dlt.current.resource_state()
         load_id = dlt.current.load_package_state()["load_id"]
+        if action == "increment" and spec.mode != "full":
+            key = "cdc_txid" if spec.mode == "cdc" else "watermark"
+            if not state.get(key):
+                raise LoadError(
+                    f"{spec.name}: the watermark was lost from the pipeline state; "
+                    f"run `elt load --full-refresh {spec.name}` to reload the table"
+                )
+        if action in ("initial", "full"):
+            state.clear()
         path = export_dir / f"{spec.name}.{load_id}.csv"
         n, source_rows, position = _export(
             settings, config, spec, columns, action, dict(state), load_id, loaded_at, window, path
@@ -424,6 +433,8 @@ def run_load(
     export_dir = settings.dlt_dir / "exports"
     shutil.rmtree(export_dir, ignore_errors=True)  # leftovers of a crash; packages hold links
     export_dir.mkdir(parents=True, exist_ok=True)
+    # the warehouse is the truth: a dropped dataset or an older local copy must not decide
+    pipeline.sync_destination()
     states = table_states(pipeline)
     loaded_at = datetime.now(UTC)
 
@@ -437,7 +448,10 @@ def run_load(
     resources = []
     drop_indexes = []
     for spec in specs:
-        action = _plan_action(spec, states.get(spec.name, {}), full_refresh, bool(backfill_window))
+        state = states.get(spec.name, {})
+        if not reconcile.raw_table_exists(settings, config.dataset, spec.name):
+            state = {}  # raw was dropped or never loaded: start over
+        action = _plan_action(spec, state, full_refresh, bool(backfill_window))
         result = TableResult(spec.name, spec.mode, action)
         notes, errors = detect_drift(_stored_columns(pipeline, spec.name), catalog[spec.name])
         result.drift = notes + errors

@@ -151,9 +151,11 @@ def test_advance_feeds_the_change_log_including_deletes(dirty_source):
                                 where operation = 'D' and table_name = 'bids'""")
     assert logged >= retracted > 0
     moved = query(endpoint, """select count(*) from marketplace.orders
-                               where created_at < %(t)s and updated_at > %(t)s""", {"t": started})[0][0]
+                               where created_at < %(t)s and updated_at > %(t)s""",
+                  {"t": started})[0][0]
     assert moved > 0, "status changes move updated_at"
-    images = query(endpoint, """select row_data ? 'order_id', row_key = (row_data->>'order_id')::bigint
+    images = query(endpoint, """select row_data ? 'order_id',
+                                row_key = (row_data->>'order_id')::bigint
                                 from cdc.change_log where table_name = 'orders' limit 1""")
     assert images == [(True, True)]
 
