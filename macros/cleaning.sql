@@ -24,5 +24,5 @@
 
 {#- A timestamptz as a UTC calendar date. -#}
 {% macro utc_date(column) -%}
-    ({{ column }} at time zone 'UTC')::date
+    timezone('UTC', {{ column }})::date
 {%- endmacro %}

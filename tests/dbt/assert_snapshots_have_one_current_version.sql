@@ -24,8 +24,12 @@ versions as (
 ordered as (
     select
         versions.*,
-        lead(valid_from) over (partition by entity, entity_id order by valid_from) as next_from,
-        count(*) filter (where is_current) over (partition by entity, entity_id) as current_count
+        lead(versions.valid_from)
+            over (partition by versions.entity, versions.entity_id order by versions.valid_from)
+            as next_from,
+        count(*) filter (where versions.is_current)
+            over (partition by versions.entity, versions.entity_id)
+            as current_count
     from versions
 )
 

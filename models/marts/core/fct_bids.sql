@@ -53,12 +53,11 @@ final as (
     select joined.*
     from joined
     {% if is_incremental() %}
+        left join {{ this }} as already_built
+            on joined.bid_id = already_built.bid_id
         where
             joined._loaded_at > {{ incremental_cutoff() }}
-            or not exists (
-                select 1 from {{ this }} as existing
-                where existing.bid_id = joined.bid_id
-            )
+            or already_built.bid_id is null
     {% endif %}
 )
 

@@ -63,12 +63,11 @@ final as (
     select joined.*
     from joined
     {% if is_incremental() %}
+        left join {{ this }} as already_built
+            on joined.order_item_id = already_built.order_item_id
         where
             joined._loaded_at > {{ incremental_cutoff() }}
-            or not exists (
-                select 1 from {{ this }} as existing
-                where existing.order_item_id = joined.order_item_id
-            )
+            or already_built.order_item_id is null
     {% endif %}
 )
 

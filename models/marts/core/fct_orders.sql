@@ -41,51 +41,51 @@ quarantined_items as (
     select * from {{ ref('int_order_items_quarantined') }}
 ),
 
-{% if is_incremental() %}
 changed_orders as (
-    select orders.order_id
-    from orders
-    where orders._loaded_at > {{ incremental_cutoff() }}
-    union
-    select orders.order_id
-    from orders
-    inner join customers
-        on orders.customer_id = customers.customer_id
-    where customers._loaded_at > {{ incremental_cutoff() }}
-    union
-    select payments.order_id
-    from payments
-    where payments._loaded_at > {{ incremental_cutoff() }}
-    union
-    select order_items.order_id
-    from order_items
-    where order_items._loaded_at > {{ incremental_cutoff() }}
-    union
-    select order_items.order_id
-    from order_items
-    inner join products
-        on order_items.product_id = products.product_id
-    where products._loaded_at > {{ incremental_cutoff() }}
-    union
-    select quarantined_items.order_id
-    from quarantined_items
-    union
-    select orders.order_id
-    from orders
-    where not exists (
-        select 1 from {{ this }} as existing
-        where existing.order_id = orders.order_id
-    )
+    {% if is_incremental() %}
+        select orders.order_id
+        from orders
+        where orders._loaded_at > {{ incremental_cutoff() }}
+        union
+        select orders.order_id
+        from orders
+        inner join customers
+            on orders.customer_id = customers.customer_id
+        where customers._loaded_at > {{ incremental_cutoff() }}
+        union
+        select payments.order_id
+        from payments
+        where payments._loaded_at > {{ incremental_cutoff() }}
+        union
+        select order_items.order_id
+        from order_items
+        where order_items._loaded_at > {{ incremental_cutoff() }}
+        union
+        select order_items.order_id
+        from order_items
+        inner join products
+            on order_items.product_id = products.product_id
+        where products._loaded_at > {{ incremental_cutoff() }}
+        union
+        select quarantined_items.order_id
+        from quarantined_items
+        union
+        select orders.order_id
+        from orders
+        left join {{ this }} as already_built
+            on orders.order_id = already_built.order_id
+        where already_built.order_id is null
+    {% else %}
+        select orders.order_id
+        from orders
+    {% endif %}
 ),
-{% endif %}
 
 selected_orders as (
     select orders.*
     from orders
-    {% if is_incremental() %}
-        inner join changed_orders
-            on orders.order_id = changed_orders.order_id
-    {% endif %}
+    inner join changed_orders
+        on orders.order_id = changed_orders.order_id
 ),
 
 item_summary as (

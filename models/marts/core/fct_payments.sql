@@ -54,12 +54,11 @@ final as (
     select joined.*
     from joined
     {% if is_incremental() %}
+        left join {{ this }} as already_built
+            on joined.payment_id = already_built.payment_id
         where
             joined._loaded_at > {{ incremental_cutoff() }}
-            or not exists (
-                select 1 from {{ this }} as existing
-                where existing.payment_id = joined.payment_id
-            )
+            or already_built.payment_id is null
     {% endif %}
 )
 

@@ -31,10 +31,9 @@ final as (
         bool_and(versions.dbt_valid_to is not null)
             over (partition by versions.customer_id) as is_deleted
     from versions
-    where not exists (
-        select 1 from quarantined
-        where quarantined.customer_id = versions.customer_id
-    )
+    left join quarantined
+        on versions.customer_id = quarantined.customer_id
+    where quarantined.customer_id is null
 )
 
 select * from final

@@ -26,10 +26,9 @@ final as (
         bool_and(versions.dbt_valid_to is not null)
             over (partition by versions.product_id) as is_deleted
     from versions
-    where not exists (
-        select 1 from quarantined
-        where quarantined.product_id = versions.product_id
-    )
+    left join quarantined
+        on versions.product_id = quarantined.product_id
+    where quarantined.product_id is null
 )
 
 select * from final

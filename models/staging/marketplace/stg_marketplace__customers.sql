@@ -4,8 +4,17 @@ source as (
     select * from {{ source('marketplace', 'customers') }}
 ),
 
+-- every spelling a state is matched on: its code and its name, upper case
 states as (
-    select * from {{ ref('us_states') }}
+    select
+        state_code,
+        upper(state_code) as lookup_key
+    from {{ ref('us_states') }}
+    union all
+    select
+        state_code,
+        upper(state_name) as lookup_key
+    from {{ ref('us_states') }}
 ),
 
 renamed as (
@@ -40,9 +49,7 @@ renamed as (
         source._loaded_at
     from source
     left join states
-        on {{ state_lookup_key('source.state') }} in (
-            upper(states.state_code), upper(states.state_name)
-        )
+        on {{ state_lookup_key('source.state') }} = states.lookup_key
 )
 
 select * from renamed
