@@ -348,8 +348,17 @@ def _finish_pending(pipeline: dlt.Pipeline, progress: Callable[[str], None]) -> 
     if not pipeline.has_pending_data:
         return False
     progress("finishing a load that an earlier run left pending")
-    pipeline.normalize()
-    pipeline.load()
+    try:
+        pipeline.normalize()
+        pipeline.load()
+    except Exception as exc:  # noqa: BLE001 - any failure: fall back to a clean re-extract
+        # a job the crash interrupted after its commit cannot run twice (dlt's state row);
+        # drop the package: local state returns to the last completed load, and re-extracting
+        # from there is safe because every merge is idempotent
+        progress(f"the pending load could not be finished ({type(exc).__name__}); "
+                 "re-extracting from the last completed load instead")
+        pipeline.drop_pending_packages()
+        pipeline.sync_destination()
     return True
 
 
