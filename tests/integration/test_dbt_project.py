@@ -1,0 +1,329 @@
+"""The dbt project end to end on the embedded PostgreSQL: quarantine, late rows, snapshots."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from loader.config import PROJECT_ROOT, Endpoint, Settings, dbt_environment
+from loader.db import connect_raw
+from loader.source import simulator
+from loader.source.simulator import SimConfig
+from tests.conftest import SIM_END, create_database, query
+
+pytestmark = pytest.mark.slow
+
+DBT = Path(sys.executable).parent / "dbt"
+SCALE = 0.005
+DIRTY_RATE = 0.05
+KEYS = {
+    "customers": "customer_id",
+    "products": "product_id",
+    "orders": "order_id",
+    "order_items": "order_item_id",
+    "payments": "payment_id",
+    "bids": "bid_id",
+}
+FACTS = {
+    "fct_orders": "order_id",
+    "fct_order_items": "order_item_id",
+    "fct_payments": "payment_id",
+    "fct_bids": "bid_id",
+    "daily_revenue": "revenue_date",
+    "monthly_active_users": "activity_month",
+}
+# a customer added to the source only to be deleted later (snapshot hard-delete handling)
+DOOMED_CUSTOMER = 900_001
+
+
+def copy_source_to_raw(source: Endpoint, warehouse: Endpoint, load_id: str) -> None:
+    """Stand-in for the loader: mirror source.marketplace into raw_marketplace by COPY.
+
+    Like the loader, changed and new rows get a fresh _loaded_at and rows deleted in the
+    source are deleted in raw; unchanged rows keep theirs.
+    """
+    src, wh = connect_raw(source), connect_raw(warehouse)
+    try:
+        with src.cursor() as s, wh.cursor() as w:
+            w.execute("create schema if not exists raw_marketplace")
+            for table, key in KEYS.items():
+                s.execute(
+                    "select attname, format_type(atttypid, atttypmod), attnotnull"
+                    " from pg_attribute where attrelid = %s::regclass and attnum > 0"
+                    " and not attisdropped order by attnum",
+                    (f"marketplace.{table}",),
+                )
+                spec = s.fetchall()
+                cols = [name for name, _, _ in spec]
+                ddl = ", ".join(f"{n} {t}{' not null' if nn else ''}" for n, t, nn in spec)
+                w.execute(
+                    f"create table if not exists raw_marketplace.{table} ({ddl},"
+                    " _dlt_load_id text not null, _loaded_at timestamptz not null)"
+                )
+                w.execute(f"drop table if exists incoming; create temp table incoming ({ddl})")
+                data = io.StringIO()
+                s.copy_expert(f"copy marketplace.{table} to stdout", data)
+                data.seek(0)
+                w.copy_expert("copy incoming from stdin", data)
+                new = ", ".join(f"i.{c}" for c in cols)
+                old = ", ".join(f"r.{c}" for c in cols)
+                sets = ", ".join(f"{c} = i.{c}" for c in cols if c != key)
+                w.execute(
+                    f"""
+                    delete from raw_marketplace.{table} as r
+                    where not exists (select from incoming as i where i.{key} = r.{key});
+                    update raw_marketplace.{table} as r
+                    set {sets}, _dlt_load_id = %(load_id)s, _loaded_at = clock_timestamp()
+                    from incoming as i
+                    where i.{key} = r.{key} and row({new}) is distinct from row({old});
+                    insert into raw_marketplace.{table} ({", ".join(cols)}, _dlt_load_id, _loaded_at)
+                    select {new}, %(load_id)s, clock_timestamp() from incoming as i
+                    where not exists (
+                        select from raw_marketplace.{table} as r where r.{key} = i.{key});
+                    """,
+                    {"load_id": load_id},
+                )
+        wh.commit()
+    finally:
+        src.close()
+        wh.close()
+
+
+@dataclasses.dataclass(frozen=True)
+class Project:
+    settings: Settings
+    env: dict[str, str]
+
+    @property
+    def source(self) -> Endpoint:
+        return self.settings.source
+
+    @property
+    def warehouse(self) -> Endpoint:
+        return self.settings.warehouse
+
+    def dbt(self, *args: str) -> subprocess.CompletedProcess:
+        result = subprocess.run(
+            [str(DBT), *args], cwd=PROJECT_ROOT, env=self.env, capture_output=True, text=True
+        )
+        assert result.returncode == 0, f"dbt {' '.join(args)} failed:\n{result.stdout[-6000:]}"
+        return result
+
+    def load(self, load_id: str) -> None:
+        copy_source_to_raw(self.source, self.warehouse, load_id)
+
+    def scalar(self, sql: str, params=None):
+        return query(self.warehouse, sql, params)[0][0]
+
+
+@pytest.fixture(scope="module")
+def raw_copied_from_source(settings: Settings, tmp_path_factory) -> Iterator[Project]:
+    """A dirty source at a small scale, its raw copy in a fresh warehouse, dbt pointed at it."""
+    create_database(settings, "dbt_source")
+    create_database(settings, "dbt_warehouse")
+    local = dataclasses.replace(
+        settings,
+        source=settings.source.with_database("dbt_source"),
+        warehouse=settings.warehouse.with_database("dbt_warehouse"),
+    )
+    simulator.init(
+        local.source, SimConfig(scale=SCALE, seed=11, dirty_rate=DIRTY_RATE, end_date=SIM_END)
+    )
+    query_commit(
+        local.source,
+        "insert into marketplace.customers (customer_id, email, first_name, last_name,"
+        " state, registered_at) values (%s, 'doomed@example.com', 'Doomed', 'Customer',"
+        " 'CA', now() - interval '1 day')",
+        (DOOMED_CUSTOMER,),
+    )
+    work = tmp_path_factory.mktemp("dbt")
+    env = {
+        **os.environ,
+        **dbt_environment(local),
+        "DBT_TARGET_PATH": str(work / "target"),
+        "DBT_LOG_PATH": str(work / "logs"),
+        "ELT_DBT_THREADS": "2",
+    }
+    project = Project(local, env)
+    project.load("initial")
+    yield project
+
+
+def query_commit(endpoint: Endpoint, sql: str, params=None) -> None:
+    conn = connect_raw(endpoint)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(sql, params)
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="module")
+def built(raw_copied_from_source: Project) -> Project:
+    raw_copied_from_source.dbt("build")
+    return raw_copied_from_source
+
+
+def fact_hashes(project: Project) -> dict[str, tuple[int, str]]:
+    out = {}
+    for table, key in FACTS.items():
+        count, digest = query(
+            project.warehouse,
+            f"select count(*), md5(coalesce(string_agg(t::text, '|' order by {key}), ''))"
+            f" from marts.{table} as t",
+        )[0]
+        out[table] = (count, digest)
+    return out
+
+
+@pytest.fixture(scope="module")
+def late_orders(built: Project) -> dict:
+    """Three days after the newest order, orders dated three days back arrive; a customer
+    moves, a product changes price and the doomed customer is deleted. Then load + build."""
+    p = built
+    newest = query(p.source, "select max(ordered_at) from marketplace.orders")[0][0]
+    late_day = (newest - timedelta(days=3)).date()
+    customer_id = p.scalar("select min(customer_id) from marts.dim_customers")
+    product_id, price = query(
+        p.warehouse, "select product_id, price from marts.dim_products order by product_id limit 1"
+    )[0]
+    before = p.scalar(
+        "select coalesce(sum(revenue), 0) from marts.daily_revenue where revenue_date = %s",
+        (late_day,),
+    )
+    query_commit(
+        p.source,
+        """
+        with new_orders as (
+            insert into marketplace.orders (order_id, customer_id, status, ordered_at,
+                                            shipping_state, total_amount)
+            select 800000 + n, %(customer)s, 'delivered',
+                   %(day)s::timestamptz + interval '10 hours' + n * interval '1 minute',
+                   'CA', %(price)s * n
+            from generate_series(1, 3) as n
+            returning order_id, total_amount
+        ), items as (
+            insert into marketplace.order_items (order_item_id, order_id, product_id,
+                                                 quantity, unit_price)
+            select order_id, order_id, %(product)s, (total_amount / %(price)s)::int, %(price)s
+            from new_orders
+        )
+        insert into marketplace.payments (payment_id, order_id, amount, method, status, paid_at)
+        select order_id, order_id, total_amount, 'card', 'completed',
+               %(day)s::timestamptz + interval '11 hours'
+        from new_orders;
+        update marketplace.customers set street = '1 Moved St', city = 'Boston'
+        where customer_id = %(customer)s;
+        update marketplace.products set price = price + 10 where product_id = %(product)s;
+        delete from marketplace.customers where customer_id = %(doomed)s;
+        """,
+        {
+            "customer": customer_id,
+            "product": product_id,
+            "price": price,
+            "day": late_day,
+            "doomed": DOOMED_CUSTOMER,
+        },
+    )
+    p.load("late")
+    p.dbt("build")
+    return {
+        "day": late_day,
+        "revenue_before": before,
+        "late_revenue": price * 6,
+        "customer_id": customer_id,
+        "product_id": product_id,
+    }
+
+
+def test_dbt_build_sets_dirty_rows_aside_with_their_reason(built: Project) -> None:
+    reasons = dict(
+        query(
+            built.warehouse,
+            "select table_name || '.' || quarantine_reason, quarantined_rows"
+            " from quarantine.int_quarantine_counts",
+        )
+    )
+    for expected in (
+        "customers.invalid_email",
+        "customers.duplicate_email",
+        "products.non_positive_price",
+        "order_items.product_not_found",
+        "bids.bid_at_or_above_price",
+    ):
+        assert reasons.get(expected, 0) > 0, f"no {expected} in quarantine: {reasons}"
+    # quarantined rows never reach the marts (the build's tests check it too)
+    assert built.scalar(
+        "select count(*) from marts.dim_customers where not"
+        " (email ~ '^[a-z0-9._%%+''-]+@[a-z0-9-]+(\\.[a-z0-9-]+)*\\.[a-z]{2,}$')"
+    ) == 0
+    assert built.scalar("select count(*) from marts.dim_products where price <= 0") == 0
+
+
+def test_raw_equals_clean_plus_quarantined_for_every_table(built: Project) -> None:
+    for table, key in KEYS.items():
+        raw = built.scalar(f"select count(*) from raw_marketplace.{table}")
+        clean = built.scalar(f"select count(*) from intermediate.int_{table}_cleaned")
+        held = built.scalar(f"select count(*) from quarantine.int_{table}_quarantined")
+        assert raw == clean + held, f"{table}: raw {raw} != clean {clean} + quarantined {held}"
+        assert held < raw / 5, f"{table}: {held} of {raw} rows quarantined"
+
+
+def test_source_freshness_passes_after_a_load(built: Project) -> None:
+    result = built.dbt("source", "freshness")
+    assert "PASS=6" in result.stdout or result.stdout.count("PASS freshness") == 6
+
+
+def test_unit_tests_run_and_pass(built: Project) -> None:
+    result = built.dbt("test", "--select", "test_type:unit")
+    assert "PASS=" in result.stdout and "ERROR=0" in result.stdout
+
+
+def test_late_orders_land_on_their_business_day(late_orders: dict, built: Project) -> None:
+    after = built.scalar(
+        "select revenue from marts.daily_revenue where revenue_date = %s", (late_orders["day"],)
+    )
+    assert after - late_orders["revenue_before"] == late_orders["late_revenue"]
+    rows = query(
+        built.warehouse,
+        "select ordered_date from marts.fct_orders where order_id between 800001 and 800003",
+    )
+    assert [r[0] for r in rows] == [late_orders["day"]] * 3
+
+
+def test_incremental_facts_equal_a_full_refresh(late_orders: dict, built: Project) -> None:
+    incremental = fact_hashes(built)
+    built.dbt("run", "--full-refresh", "--select", "marts")
+    assert fact_hashes(built) == incremental
+
+
+def test_snapshots_version_changes_and_close_deleted_rows(late_orders: dict, built) -> None:
+    versions = query(
+        built.warehouse,
+        "select city, is_current, valid_to is null from marts.dim_customers_history"
+        " where customer_id = %s order by valid_from",
+        (late_orders["customer_id"],),
+    )
+    assert len(versions) == 2
+    assert versions[0][1:] == (False, False) and versions[1] == ("Boston", True, True)
+    prices = query(
+        built.warehouse,
+        "select price, is_current from marts.dim_products_history where product_id = %s"
+        " order by valid_from",
+        (late_orders["product_id"],),
+    )
+    assert len(prices) == 2 and prices[1][0] == prices[0][0] + 10 and prices[1][1]
+    doomed = query(
+        built.warehouse,
+        "select is_current, is_deleted from marts.dim_customers_history where customer_id = %s",
+        (DOOMED_CUSTOMER,),
+    )
+    assert doomed == [(False, True)]
