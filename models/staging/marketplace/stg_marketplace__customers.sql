@@ -20,7 +20,7 @@ states as (
 renamed as (
     select
         -- ids
-        source.customer_id,
+        source.customer_id::bigint as customer_id,
 
         -- strings
         {{ clean_email('source.email') }} as email,
@@ -37,16 +37,16 @@ renamed as (
         states.state_code is null as is_state_unknown,
 
         -- dates
-        source.birth_date,
+        source.birth_date::date as birth_date,
 
         -- timestamps
-        source.registered_at,
-        source.created_at,
-        source.updated_at,
+        source.registered_at::timestamptz as registered_at,
+        source.created_at::timestamptz as created_at,
+        source.updated_at::timestamptz as updated_at,
 
         -- load metadata
-        source._dlt_load_id,
-        source._loaded_at
+        source._dlt_load_id::text as _dlt_load_id,
+        source._loaded_at::timestamptz as _loaded_at
     from source
     left join states
         on {{ state_lookup_key('source.state') }} = states.lookup_key

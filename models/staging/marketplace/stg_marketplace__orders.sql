@@ -20,8 +20,8 @@ states as (
 renamed as (
     select
         -- ids
-        source.order_id,
-        source.customer_id,
+        source.order_id::bigint as order_id,
+        source.customer_id::bigint as customer_id,
 
         -- strings
         {{ clean_code('source.status') }} as order_status,
@@ -34,13 +34,13 @@ renamed as (
         {{ utc_date('source.ordered_at') }} as ordered_date,
 
         -- timestamps
-        source.ordered_at,
-        source.created_at,
-        source.updated_at,
+        source.ordered_at::timestamptz as ordered_at,
+        source.created_at::timestamptz as created_at,
+        source.updated_at::timestamptz as updated_at,
 
         -- load metadata
-        source._dlt_load_id,
-        source._loaded_at
+        source._dlt_load_id::text as _dlt_load_id,
+        source._loaded_at::timestamptz as _loaded_at
     from source
     left join states
         on {{ state_lookup_key('source.shipping_state') }} = states.lookup_key

@@ -7,8 +7,8 @@ source as (
 renamed as (
     select
         -- ids
-        product_id,
-        seller_id,
+        product_id::bigint as product_id,
+        seller_id::bigint as seller_id,
 
         -- strings
         {{ clean_text('name') }} as product_name,
@@ -19,12 +19,12 @@ renamed as (
         price::numeric(12, 2) as price,
 
         -- timestamps
-        created_at,
-        updated_at,
+        created_at::timestamptz as created_at,
+        updated_at::timestamptz as updated_at,
 
         -- load metadata
-        _dlt_load_id,
-        _loaded_at
+        _dlt_load_id::text as _dlt_load_id,
+        _loaded_at::timestamptz as _loaded_at
     from source
 )
 
