@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
+import psycopg2
 import pytest
 
 from loader.config import PROJECT_ROOT, Endpoint, Settings, dbt_environment
@@ -329,3 +330,28 @@ def test_snapshots_version_changes_and_close_deleted_rows(late_orders: dict, bui
         (DOOMED_CUSTOMER,),
     )
     assert doomed == [(False, True)]
+
+
+def can_read(endpoint: Endpoint, role: str, table: str) -> bool:
+    conn = connect_raw(endpoint)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"set role {role}")
+            cur.execute(f"select count(*) from {table}")
+            return True
+    except psycopg2.errors.InsufficientPrivilege:
+        return False
+    finally:
+        conn.rollback()
+        conn.close()
+
+
+def test_roles_get_least_privilege(built: Project) -> None:
+    wh = built.warehouse
+    raw, staged = "raw_marketplace.orders", "staging.stg_marketplace__orders"
+    held, mart = "quarantine.int_orders_quarantined", "marts.fct_orders"
+    assert can_read(wh, "reporter", mart)
+    assert not any(can_read(wh, "reporter", t) for t in (raw, staged, held))
+    assert can_read(wh, "loader", raw)
+    assert not any(can_read(wh, "loader", t) for t in (staged, held, mart))
+    assert all(can_read(wh, "transformer", t) for t in (raw, staged, held, mart))
