@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import itertools
+import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -355,3 +359,49 @@ def test_roles_get_least_privilege(built: Project) -> None:
     assert can_read(wh, "loader", raw)
     assert not any(can_read(wh, "loader", t) for t in (staged, held, mart))
     assert all(can_read(wh, "transformer", t) for t in (raw, staged, held, mart))
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def rendered_text(page: str) -> str:
+    """The visible text of a page after headless chromium ran its scripts."""
+    dom = subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--virtual-time-budget=20000",
+            "--dump-dom",
+            page,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    dom = re.sub(r"<(script|style)\b.*?</\1>", " ", dom, flags=re.S)
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", dom))
+
+
+def test_docs_site_has_lineage_from_sources_to_marts(built: Project) -> None:
+    built.dbt("docs", "generate", "--static")
+    target = Path(built.env["DBT_TARGET_PATH"])
+    manifest = json.loads((target / "manifest.json").read_text())
+    chain = [
+        "source.marketplace.marketplace.orders",
+        "model.marketplace.stg_marketplace__orders",
+        "model.marketplace.int_orders_validated",
+        "model.marketplace.int_orders_cleaned",
+        "model.marketplace.fct_orders",
+        "model.marketplace.daily_revenue",
+    ]
+    for parent, child in itertools.pairwise(chain):
+        assert child in manifest["child_map"][parent], f"{parent} -> {child} missing"
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed: the rendering check needs it")
+    page = (target / "static_index.html").as_uri() + "#!/model/model.marketplace.fct_orders"
+    text = rendered_text(page)
+    assert "Depends On" in text and "int_orders_cleaned" in text
+    assert "Contract Enforced" in text
