@@ -357,7 +357,7 @@ def _finish_pending(pipeline: dlt.Pipeline, progress: Callable[[str], None]) -> 
         # from there is safe because every merge is idempotent
         progress(f"the pending load could not be finished ({type(exc).__name__}); "
                  "re-extracting from the last completed load instead")
-        pipeline.drop_pending_packages()
+        pipeline.abort_packages()
         pipeline.sync_destination()
     return True
 
