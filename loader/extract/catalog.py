@@ -26,6 +26,18 @@ _TYPES = {
 }
 
 
+# source types whose warehouse type (as dlt creates it) differs in binary representation
+_CASTS = {
+    "smallint": "bigint",
+    "integer": "bigint",
+    "real": "double precision",
+    "character varying": "text",
+    "character": "text",
+    "uuid": "text",
+    "json": "jsonb",
+}
+
+
 class UnsupportedColumn(ValueError):
     """A source column has a type the loader cannot carry faithfully."""
 
@@ -37,6 +49,12 @@ class Column:
     nullable: bool
     precision: int | None
     scale: int | None
+
+    @property
+    def export_cast(self) -> str | None:
+        """The cast that gives the exact type dlt creates in the warehouse (binary COPY needs
+        identical types on both sides), or None when the source type already is that type."""
+        return _CASTS.get(self.pg_type)
 
     def hint(self) -> dict:
         """The dlt column hint that reproduces this column in the warehouse."""

@@ -1,8 +1,9 @@
 """The dlt pipeline `marketplace`: fast COPY extraction, merges into raw, watermarks in dlt state.
 
-Each table is exported from the source with `COPY (select ...) TO STDOUT` into a CSV file inside
-one REPEATABLE READ snapshot, and handed to dlt as an imported file: dlt then loads it with COPY
-(replace on an initial load, merge on increments) and commits the table's watermark with it.
+Each table is exported from the source with `COPY (select ...) TO STDOUT (FORMAT binary)` into a
+file inside one REPEATABLE READ snapshot, and handed to dlt as an imported file: dlt loads it
+with binary COPY (binary_copy.py; replace on an initial load, merge on increments) and commits
+the table's watermark with it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from psycopg2.extensions import ISOLATION_LEVEL_REPEATABLE_READ
 
 from loader.config import Settings
 from loader.db import connect_raw, qualified
+from loader.extract.binary_copy import postgres_binary_copy, write_header
 from loader.extract.catalog import Column, source_columns
 from loader.extract.tables import LoaderConfig, TableSpec
 
@@ -108,17 +110,29 @@ def make_pipeline(settings: Settings, config: LoaderConfig) -> dlt.Pipeline:
     configure_dlt()
     return dlt.pipeline(
         PIPELINE_NAME,
-        destination=dlt.destinations.postgres(credentials=settings.warehouse.dsn),
+        destination=postgres_binary_copy(credentials=settings.warehouse.dsn),
         dataset_name=config.dataset,
         pipelines_dir=str(pipelines_dir(settings)),
     )
 
 
 def _select_list(columns: list[Column], prefix: str = "") -> sql.Composed:
-    return sql.SQL(", ").join(
-        sql.SQL(prefix) + sql.Identifier(c.name) if prefix else sql.Identifier(c.name)
-        for c in columns
-    )
+    """The columns, cast to the warehouse's types and named as in the source."""
+    items = []
+    for c in columns:
+        expr = sql.SQL(prefix) + sql.Identifier(c.name) if prefix else sql.Identifier(c.name)
+        if c.export_cast:
+            expr = sql.SQL("{}::{} as {}").format(expr, sql.SQL(c.export_cast),
+                                                   sql.Identifier(c.name))
+        elif prefix:
+            expr = sql.SQL("{} as {}").format(expr, sql.Identifier(c.name))
+        items.append(expr)
+    return sql.SQL(", ").join(items)
+
+
+def _export_columns(spec: TableSpec, columns: list[Column]) -> list[str]:
+    names = [c.name for c in columns] + list(LOAD_HINTS)
+    return names + list(CDC_HINTS) if spec.mode == "cdc" else names
 
 
 def _hints(spec: TableSpec, columns: list[Column], merge: bool) -> dict:
@@ -163,9 +177,10 @@ def _extract_query(
     if spec.mode == "cdc" and action == "increment":
         schema, log_table = config.cdc_table.split(".", 1)
         query = sql.SQL(
-            "select {cols}, l.operation = 'D' as _cdc_deleted, l.changed_at as _cdc_changed_at, "
-            "{stamp} from (select jsonb_populate_record(null::{table}, row_data) as r, "
-            "operation, changed_at from {log} where table_name = %(table_name)s "
+            "select {cols}, {stamp}, l.operation = 'D' as _cdc_deleted, "
+            "l.changed_at as _cdc_changed_at from ("
+            "select jsonb_populate_record(null::{table}, row_data) as r, operation, changed_at "
+            "from {log} where table_name = %(table_name)s "
             "and txid >= %(from_txid)s::text::xid8 "
             "and txid < pg_snapshot_xmin(pg_current_snapshot())) as l"
         ).format(
@@ -258,9 +273,10 @@ def _export(
             position = _capture_position(cur, config, spec, previous)
             query, params = _extract_query(config, spec, columns, action, state, window)
             params.update(load_id=load_id, loaded_at=loaded_at)
-            statement = sql.SQL("copy ({}) to stdout with (format csv, header)").format(query)
+            statement = sql.SQL("copy ({}) to stdout with (format binary)").format(query)
             text = cur.mogrify(statement.as_string(conn), params).decode()
             with path.open("wb") as handle:
+                write_header(handle, _export_columns(spec, columns))
                 cur.copy_expert(text, handle, size=1 << 20)
                 rows = cur.rowcount
             cur.execute(

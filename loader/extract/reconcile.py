@@ -110,9 +110,10 @@ def _bucket_sql(
     schema: str, table: str, key: str, columns: Sequence[str], width: int
 ) -> sql.Composed:
     """Per key bucket: row count and an order-independent sum of row hashes."""
-    # empty strings and nulls compare equal: dlt's CSV load stores '' in text columns as null
+    # null and '' must differ; the marker is not a value any column renders as
     row_text = sql.SQL(" || '|' || ").join(
-        sql.SQL("coalesce(nullif({}::text, ''), '~')").format(sql.Identifier(c)) for c in columns
+        sql.SQL("coalesce(quote_literal({}::text), 'NULL')").format(sql.Identifier(c))
+        for c in columns
     )
     return sql.SQL(
         "select {key} / %(width)s as bucket, count(*), "

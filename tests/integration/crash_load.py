@@ -32,9 +32,9 @@ def main(phase: str) -> None:
 
         kill_on_call(Pipeline, "normalize", after=0)
     elif phase == "load":
-        from dlt.destinations.impl.postgres.postgres import PostgresCsvCopyJob
+        from loader.extract.binary_copy import BinaryCopyJob
 
-        kill_on_call(PostgresCsvCopyJob, "run", after=2)
+        kill_on_call(BinaryCopyJob, "run", after=2)
     else:
         raise SystemExit(f"unknown phase {phase}")
     settings = load_settings()

@@ -247,6 +247,8 @@ def test_loader_works_on_an_unrelated_schema(settings, elt_env, tmp_path):
             insert into library.books (isbn_id, title, price, genre_id, in_print)
             select g, 'Book ' || g, g * 1.125, 1 + g % 2, g % 3 = 0
             from generate_series(1, 500) g;
+            update library.books set title = '' where isbn_id = 1;
+            update library.books set title = null where isbn_id = 2;
         """)
     config = load_config(s.tables_config)
     run_load(s, config)
