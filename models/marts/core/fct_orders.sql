@@ -12,8 +12,8 @@
 {#- Increments are chosen on the loader's _loaded_at, never on ordered_at, so an order that
     arrives days late is still picked up. An order is rebuilt when it, its customer, its
     payment, one of its items or one of their products was (re)loaded since the newest row
-    here minus the lookback, when it is not here yet, or when one of its items sits in
-    quarantine (quarantine can change without a new load, e.g. after a product purge). -#}
+    here minus the lookback, when it is not here yet, or when a line left the clean set
+    without a new load (quarantined after a product purge). -#}
 
 with
 
@@ -39,6 +39,36 @@ products as (
 
 quarantined_items as (
     select * from {{ ref('int_order_items_quarantined') }}
+),
+
+-- orders with a line in quarantine, and how many clean lines each has left
+orders_with_quarantined_items as (
+    select distinct quarantined_items.order_id
+    from quarantined_items
+),
+
+clean_item_counts as (
+    select
+        orders_with_quarantined_items.order_id,
+        count(order_items.order_item_id) as clean_items
+    from orders_with_quarantined_items
+    left join order_items
+        on orders_with_quarantined_items.order_id = order_items.order_id
+    group by orders_with_quarantined_items.order_id
+),
+
+-- those whose built item_count is stale: a line can leave the clean set without any new
+-- load (its product was purged)
+stale_item_counts as (
+    select clean_item_counts.order_id
+    from clean_item_counts
+    {% if is_incremental() %}
+        inner join {{ this }} as already_built
+            on clean_item_counts.order_id = already_built.order_id
+        where already_built.item_count <> clean_item_counts.clean_items
+    {% else %}
+        where false
+    {% endif %}
 ),
 
 changed_orders as (
@@ -67,8 +97,8 @@ changed_orders as (
             on order_items.product_id = products.product_id
         where products._loaded_at > {{ incremental_cutoff() }}
         union
-        select quarantined_items.order_id
-        from quarantined_items
+        select stale_item_counts.order_id
+        from stale_item_counts
         union
         select orders.order_id
         from orders
