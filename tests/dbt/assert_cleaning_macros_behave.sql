@@ -1,5 +1,5 @@
 -- The home-made macros (cleaning, derived columns, surrogate key) on fixed inputs.
-{{ config(severity='error') }}
+{{ config(severity='error', store_failures=true) }}
 
 with
 

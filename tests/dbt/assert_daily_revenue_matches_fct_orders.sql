@@ -1,5 +1,5 @@
 -- daily_revenue must add up to the revenue of fct_orders, day by day: late orders included.
-{{ config(severity='error') }}
+{{ config(severity='error', store_failures=true) }}
 
 with
 

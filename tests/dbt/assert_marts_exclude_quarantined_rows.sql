@@ -1,5 +1,5 @@
 -- No quarantined row may reach a mart.
-{{ config(severity='error') }}
+{{ config(severity='error', store_failures=true) }}
 
 select
     'fct_orders' as mart,

@@ -1,5 +1,5 @@
 -- SCD2 sanity: at most one current version per key, and versions do not overlap.
-{{ config(severity='error') }}
+{{ config(severity='error', store_failures=true) }}
 
 with
 
