@@ -38,7 +38,7 @@ class BinaryCopyJob(RunnableLoadJob, HasFollowupJobs):
     def run(self) -> None:
         sql_client = self._job_client.sql_client
         with open(self._file_path, "rb") as handle:
-            names = handle.readline()[len(MAGIC):].decode().strip().split(",")
+            names = handle.readline()[len(MAGIC) :].decode().strip().split(",")
             columns = ", ".join(sql_client.escape_column_name(n, quote=True) for n in names)
             table = sql_client.make_qualified_table_name(self.load_table_name)
             statement = f"COPY {table} ({columns}) FROM STDIN WITH (FORMAT binary)"
@@ -47,8 +47,9 @@ class BinaryCopyJob(RunnableLoadJob, HasFollowupJobs):
 
 
 class BinaryCopyPostgresClient(PostgresClient):
-    def create_load_job(self, table, file_path: str, load_id: str, restore: bool = False
-                        ) -> LoadJob:
+    def create_load_job(
+        self, table, file_path: str, load_id: str, restore: bool = False
+    ) -> LoadJob:
         parsed = ParsedLoadJobFileName.parse(file_path)
         if parsed.file_format == "csv" and is_binary_copy_file(file_path):
             return BinaryCopyJob(file_path)

@@ -13,6 +13,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -122,8 +123,9 @@ def _select_list(columns: list[Column], prefix: str = "") -> sql.Composed:
     for c in columns:
         expr = sql.SQL(prefix) + sql.Identifier(c.name) if prefix else sql.Identifier(c.name)
         if c.export_cast:
-            expr = sql.SQL("{}::{} as {}").format(expr, sql.SQL(c.export_cast),
-                                                   sql.Identifier(c.name))
+            expr = sql.SQL("{}::{} as {}").format(
+                expr, sql.SQL(c.export_cast), sql.Identifier(c.name)
+            )
         elif prefix:
             expr = sql.SQL("{} as {}").format(expr, sql.Identifier(c.name))
         items.append(expr)
@@ -279,12 +281,15 @@ def _export(
                 write_header(handle, _export_columns(spec, columns))
                 cur.copy_expert(text, handle, size=1 << 20)
                 rows = cur.rowcount
-            cur.execute(
-                sql.SQL("select count(*) from {}").format(
-                    qualified(config.source_schema, spec.name)
+            if action in ("initial", "full"):
+                source_rows = rows  # the whole table, read in this very snapshot
+            else:
+                cur.execute(
+                    sql.SQL("select count(*) from {}").format(
+                        qualified(config.source_schema, spec.name)
+                    )
                 )
-            )
-            source_rows = int(cur.fetchone()[0])
+                source_rows = int(cur.fetchone()[0])
         conn.rollback()
     finally:
         conn.close()
@@ -371,8 +376,10 @@ def _finish_pending(pipeline: dlt.Pipeline, progress: Callable[[str], None]) -> 
         # a job the crash interrupted after its commit cannot run twice (dlt's state row);
         # drop the package: local state returns to the last completed load, and re-extracting
         # from there is safe because every merge is idempotent
-        progress(f"the pending load could not be finished ({type(exc).__name__}); "
-                 "re-extracting from the last completed load instead")
+        progress(
+            f"the pending load could not be finished ({type(exc).__name__}); "
+            "re-extracting from the last completed load instead"
+        )
         pipeline.abort_packages()
         pipeline.sync_destination()
     return True
@@ -437,6 +444,29 @@ def _warehouse_exec(settings: Settings, statements: list[sql.Composable]) -> Non
 
 def _index_name(table: str) -> str:
     return f"{table}__merge_key"
+
+
+def _index_and_count(settings: Settings, config: LoaderConfig, spec: TableSpec) -> int | None:
+    """Build the unique merge-key index when missing, and count the raw table."""
+    conn = connect_raw(settings.warehouse, autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("select to_regclass(%s)", (f'"{config.dataset}"."{spec.name}"',))
+            if cur.fetchone()[0] is None:
+                return None
+            cur.execute(
+                sql.SQL("create unique index if not exists {} on {} ({})").format(
+                    sql.Identifier(_index_name(spec.name)),
+                    qualified(config.dataset, spec.name),
+                    sql.SQL(", ").join(map(sql.Identifier, spec.primary_key)),
+                )
+            )
+            cur.execute(
+                sql.SQL("select count(*) from {}").format(qualified(config.dataset, spec.name))
+            )
+            return int(cur.fetchone()[0])
+    finally:
+        conn.close()
 
 
 def run_load(
@@ -513,18 +543,14 @@ def run_load(
         info = pipeline.run(resources)
         load_id = info.loads_ids[-1] if info.loads_ids else None
     loaded = [s for s in specs if results[s.name].action != "skipped"]
-    _warehouse_exec(
-        settings,
-        [
-            sql.SQL("create unique index if not exists {} on {} ({})").format(
-                sql.Identifier(_index_name(s.name)),
-                qualified(config.dataset, s.name),
-                sql.SQL(", ").join(map(sql.Identifier, s.primary_key)),
-            )
-            for s in loaded
-            if reconcile.raw_table_exists(settings, config.dataset, s.name)
-        ],
-    )
+    # one thread per table: the index builds and counts use both cores
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for spec, rows in zip(
+            loaded,
+            pool.map(lambda s: _index_and_count(settings, config, s), loaded),
+            strict=True,
+        ):
+            results[spec.name].raw_rows = rows
     shutil.rmtree(export_dir, ignore_errors=True)
     reconcile.record_counts(settings, config, load_id, list(results.values()))
     skipped = [r for r in results.values() if r.action == "skipped"]

@@ -61,7 +61,7 @@ def ensure_ops_schema(settings: Settings) -> None:
 
 
 def record_counts(settings: Settings, config: LoaderConfig, load_id: str | None, results) -> None:
-    """Count raw after the load and store source vs raw per table in ops.load_reconciliation."""
+    """Store source vs raw counts per table (counted after the load) in ops.load_reconciliation."""
     ensure_ops_schema(settings)
     conn = connect_raw(settings.warehouse)
     try:
@@ -69,14 +69,6 @@ def record_counts(settings: Settings, config: LoaderConfig, load_id: str | None,
             for result in results:
                 if result.action == "skipped":
                     continue
-                cur.execute("select to_regclass(%s)", (f'"{config.dataset}"."{result.table}"',))
-                if cur.fetchone()[0] is not None:
-                    cur.execute(
-                        sql.SQL("select count(*) from {}").format(
-                            qualified(config.dataset, result.table)
-                        )
-                    )
-                    result.raw_rows = int(cur.fetchone()[0])
                 cur.execute(
                     """insert into ops.load_reconciliation (load_id, table_name, mode, action,
                        rows_extracted, source_rows, raw_rows, matched)

@@ -1,0 +1,97 @@
+"""Increment cost: a one-day increment vs the initial load, and cost vs changed rows vs size.
+
+    python benchmarks/increment_cost.py [--scale 1]
+
+1. builds a source at --scale and a tenth of it, loads both (initial load, timed);
+2. simulates one day and loads the increment (timed) on the large source;
+3. updates 1k, 10k and 100k orders and loads each increment on the large source, and 10k on
+   the small one: the cost follows the changed rows, not the table size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.load_throughput import recreate  # noqa: E402
+from loader import warehouse  # noqa: E402
+from loader.config import load_settings  # noqa: E402
+from loader.db import connect_raw  # noqa: E402
+from loader.extract.pipeline import run_load  # noqa: E402
+from loader.extract.tables import load_config  # noqa: E402
+from loader.source import simulator  # noqa: E402
+
+
+def setup(base, name: str, scale: float):
+    recreate(base, f"{name}_src")
+    recreate(base, f"{name}_wh")
+    s = replace(
+        base,
+        source=base.warehouse.with_database(f"{name}_src"),
+        warehouse=base.warehouse.with_database(f"{name}_wh"),
+        home=base.home / "bench" / name,
+    )
+    import shutil
+
+    shutil.rmtree(s.home, ignore_errors=True)
+    simulator.init(s.source, simulator.SimConfig(scale=scale, seed=5))
+    return s
+
+
+def timed_load(s, config) -> tuple[float, int]:
+    t0 = time.perf_counter()
+    result = run_load(s, config)
+    return time.perf_counter() - t0, result.rows_extracted
+
+
+def touch_orders(s, n: int) -> None:
+    conn = connect_raw(s.source)
+    with conn, conn.cursor() as cur:
+        cur.execute(
+            "update marketplace.orders set shipping_state = shipping_state "
+            "where order_id in (select order_id from marketplace.orders order by order_id "
+            "limit %s)", (n,)
+        )
+    conn.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--scale", type=float, default=1.0)
+    args = parser.parse_args()
+    base = load_settings()
+    warehouse.ensure_running(base)
+    config = load_config(base.tables_config)
+    big = setup(base, "inc_big", args.scale)
+    small = setup(base, "inc_small", args.scale / 10)
+    init_s, init_rows = timed_load(big, config)
+    timed_load(small, config)
+    print(f"initial load, scale {args.scale:g}: {init_rows:,} rows in {init_s:.1f}s")
+    simulator.advance(big.source, 1)
+    day_s, day_rows = timed_load(big, config)
+    print(f"one-day increment: {day_rows:,} rows in {day_s:.2f}s = "
+          f"{day_s / init_s:.1%} of the initial load")
+    scaling = []
+    for label, s, n in (("large", big, 1_000), ("large", big, 10_000), ("large", big, 100_000),
+                        ("small", small, 10_000)):
+        touch_orders(s, n)
+        seconds, rows = timed_load(s, config)
+        orders = simulator.counts(s.source)["orders"]
+        scaling.append({"source": label, "orders_in_table": orders, "changed": n,
+                        "rows_extracted": rows, "seconds": seconds})
+        print(f"  {label:<6} orders table {orders:>9,} rows, {n:>7,} changed: "
+              f"{rows:>7,} extracted in {seconds:.2f}s")
+    out = {"scale": args.scale, "initial_seconds": init_s, "initial_rows": init_rows,
+           "day_seconds": day_s, "day_rows": day_rows, "scaling": scaling}
+    (ROOT / "docs" / "increment_cost.json").write_text(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
