@@ -416,3 +416,16 @@ def test_docs_site_has_lineage_from_sources_to_marts(built: Project) -> None:
     text = rendered_text(page)
     assert "Depends On" in text and "int_orders_cleaned" in text
     assert "Contract Enforced" in text
+
+
+def test_sqlfluff_lint_is_clean(built: Project) -> None:
+    """The dbt templater compiles against a live warehouse, hence a test with the server."""
+    sqlfluff = Path(sys.executable).parent / "sqlfluff"
+    result = subprocess.run(
+        [str(sqlfluff), "lint", "models", "macros", "snapshots", "tests/dbt", "analyses"],
+        cwd=PROJECT_ROOT,
+        env=built.env,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
