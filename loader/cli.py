@@ -109,7 +109,11 @@ def _print_load(result) -> None:
             f"{r.source_rows if r.source_rows is not None else '-':>10} "
             f"{r.raw_rows if r.raw_rows is not None else '-':>10}  {ok}"
         )
-
+    if result.dead_letters:
+        _echo(
+            f"  {result.dead_letters} row(s) could not be loaded and are in ops.dead_letters "
+            f"(load_id = '{result.load_id}'): fix them in the source, then `elt load`"
+        )
 
 def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
     from loader import warehouse

@@ -11,12 +11,29 @@ from __future__ import annotations
 
 from typing import IO
 
+import psycopg2
 from dlt.common.destination.client import HasFollowupJobs, LoadJob, RunnableLoadJob
 from dlt.common.storages.load_package import ParsedLoadJobFileName
 from dlt.destinations.impl.postgres.factory import postgres
 from dlt.destinations.impl.postgres.postgres import PostgresClient
 
 MAGIC = b"#elt-pgcopy-binary "
+DEAD_LETTER_DDL = """
+create schema if not exists ops;
+create table if not exists ops.dead_letters (
+    dead_letter_id bigint generated always as identity primary key,
+    table_name     text not null,
+    row_key        text,
+    error          text not null,
+    load_id        text not null,
+    row_image      jsonb,
+    created_at     timestamptz not null default now()
+);
+"""
+
+
+def sql_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
 
 
 def write_header(handle: IO[bytes], columns: list[str]) -> None:
@@ -37,13 +54,86 @@ class BinaryCopyJob(RunnableLoadJob, HasFollowupJobs):
 
     def run(self) -> None:
         sql_client = self._job_client.sql_client
+        table = sql_client.make_qualified_table_name(self.load_table_name)
+        try:
+            self._copy_file(table)
+        except psycopg2.DataError:
+            # a value the target cannot hold (class 22: bad encoding, out of range): load the
+            # rows that fit and set the others aside, with their error, in ops.dead_letters
+            self._copy_with_dead_letters(table)
+
+    def _names(self, handle: IO[bytes]) -> list[str]:
+        return handle.readline()[len(MAGIC) :].decode().strip().split(",")
+
+    def _copy_file(self, into: str) -> None:
+        sql_client = self._job_client.sql_client
         with open(self._file_path, "rb") as handle:
-            names = handle.readline()[len(MAGIC) :].decode().strip().split(",")
+            names = self._names(handle)
             columns = ", ".join(sql_client.escape_column_name(n, quote=True) for n in names)
-            table = sql_client.make_qualified_table_name(self.load_table_name)
-            statement = f"COPY {table} ({columns}) FROM STDIN WITH (FORMAT binary)"
+            statement = f"COPY {into} ({columns}) FROM STDIN WITH (FORMAT binary)"
             with sql_client.begin_transaction(), sql_client.native_connection.cursor() as cur:
                 cur.copy_expert(statement, handle, size=1 << 20)
+
+    def _copy_with_dead_letters(self, table: str) -> None:
+        """Row by row, in the database, for the one file that failed: good rows in, bad aside."""
+        sql_client = self._job_client.sql_client
+        conn = sql_client.native_connection
+        conn.rollback()
+        with open(self._file_path, "rb") as handle:
+            names = self._names(handle)
+        key = next(
+            (c["name"] for c in self._load_table["columns"].values() if c.get("primary_key")),
+            names[0],
+        )
+        schema = table.split(".")[0].strip('"')
+        with conn.cursor() as cur:
+            cur.execute(DEAD_LETTER_DDL)
+            cur.execute(
+                "select column_name, data_type from information_schema.columns "
+                "where table_schema = %s and table_name = %s",
+                (schema, self.load_table_name),
+            )
+            types = dict(cur.fetchall())
+        quoted = [sql_client.escape_column_name(n, quote=True) for n in names]
+        landing, converted = [], []
+        for name, q in zip(names, quoted, strict=True):
+            pg_type = types.get(name, "text")
+            if pg_type in ("character varying", "text"):
+                # any bytes land; the encoding is checked row by row below
+                landing.append(f"{q} bytea")
+                converted.append(f"convert_from(r.{q}, 'UTF8')")
+            else:
+                landing.append(f"{q} {'numeric' if pg_type == 'numeric' else pg_type}")
+                converted.append(f"r.{q}")
+        key_q = sql_client.escape_column_name(key, quote=True)
+        block = f"""
+        do $$
+        declare r record;
+        begin
+            for r in select * from _elt_landing loop
+                begin
+                    insert into {table} ({", ".join(quoted)}) values ({", ".join(converted)});
+                exception when others then
+                    insert into ops.dead_letters (table_name, row_key, error, load_id, row_image)
+                    values ({sql_literal(self.load_table_name)}, r.{key_q}::text, sqlerrm,
+                            {sql_literal(self._load_id)}, to_jsonb(r));
+                end;
+            end loop;
+        end $$;
+        """
+        with conn.cursor() as cur, open(self._file_path, "rb") as handle:
+            cur.execute("drop table if exists pg_temp._elt_landing")
+            cur.execute(f"create temp table _elt_landing ({', '.join(landing)})")
+            self._names(handle)
+            cur.copy_expert(
+                f"COPY _elt_landing ({', '.join(quoted)}) FROM STDIN WITH (FORMAT binary)",
+                handle,
+                size=1 << 20,
+            )
+            cur.execute(block)
+            cur.execute("drop table pg_temp._elt_landing")
+        if not conn.autocommit:
+            conn.commit()
 
 
 class BinaryCopyPostgresClient(PostgresClient):

@@ -28,8 +28,6 @@ _TYPES = {
 
 # source types whose warehouse type (as dlt creates it) differs in binary representation
 _CASTS = {
-    "smallint": "bigint",
-    "integer": "bigint",
     "real": "double precision",
     "character varying": "text",
     "character": "text",
@@ -67,6 +65,9 @@ class Column:
             hint.update(data_type="timestamp", timezone=True)
         elif self.pg_type == "timestamp without time zone":
             hint.update(data_type="timestamp", timezone=False)
+        elif self.pg_type in ("smallint", "integer"):
+            # a precision makes dlt create the same integer width as the source
+            hint.update(data_type="bigint", precision=16 if self.pg_type == "smallint" else 32)
         elif self.pg_type in _TYPES:
             hint["data_type"] = _TYPES[self.pg_type]
         else:

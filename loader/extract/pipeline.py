@@ -78,6 +78,7 @@ class TableResult:
     watermark: str | None = None
     seconds: float = 0.0
     drift: list[str] = field(default_factory=list)
+    dead_letters: int = 0  # rows the warehouse could not hold, in ops.dead_letters
 
     @property
     def reconciled(self) -> bool | None:
@@ -95,6 +96,10 @@ class LoadResult:
     @property
     def rows_extracted(self) -> int:
         return sum(t.rows_extracted for t in self.tables.values())
+
+    @property
+    def dead_letters(self) -> int:
+        return sum(t.dead_letters for t in self.tables.values())
 
 
 def configure_dlt() -> None:
@@ -413,7 +418,7 @@ def detect_drift(stored: dict[str, dict], columns: list[Column]) -> tuple[list[s
         hint = column.hint()
         before = stored[name]
         if before.get("data_type") != hint["data_type"] or (
-            hint["data_type"] == "decimal"
+            hint["data_type"] in ("decimal", "bigint")
             and (before.get("precision"), before.get("scale"))
             != (hint.get("precision"), hint.get("scale"))
         ):

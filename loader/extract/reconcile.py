@@ -26,6 +26,7 @@ create table if not exists ops.load_reconciliation (
     matched      boolean,
     checked_at   timestamptz not null default now()
 );
+alter table ops.load_reconciliation add column if not exists dead_letters bigint not null default 0;
 create index if not exists load_reconciliation_table_idx
     on ops.load_reconciliation (table_name, checked_at desc);
 create table if not exists ops.deep_reconciliation (
@@ -66,13 +67,23 @@ def record_counts(settings: Settings, config: LoaderConfig, load_id: str | None,
     conn = connect_raw(settings.warehouse)
     try:
         with conn, conn.cursor() as cur:
+            dead: dict[str, int] = {}
+            cur.execute("select to_regclass('ops.dead_letters') is not null")
+            if load_id and cur.fetchone()[0]:
+                cur.execute(
+                    "select table_name, count(*) from ops.dead_letters where load_id = %s "
+                    "group by table_name",
+                    (load_id,),
+                )
+                dead = dict(cur.fetchall())
             for result in results:
                 if result.action == "skipped":
                     continue
+                result.dead_letters = int(dead.get(result.table, 0))
                 cur.execute(
                     """insert into ops.load_reconciliation (load_id, table_name, mode, action,
-                       rows_extracted, source_rows, raw_rows, matched)
-                       values (%s, %s, %s, %s, %s, %s, %s, %s)""",
+                       rows_extracted, source_rows, raw_rows, matched, dead_letters)
+                       values (%s, %s, %s, %s, %s, %s, %s, %s, %s)""",
                     (
                         load_id,
                         result.table,
@@ -82,6 +93,7 @@ def record_counts(settings: Settings, config: LoaderConfig, load_id: str | None,
                         result.source_rows,
                         result.raw_rows,
                         result.reconciled,
+                        result.dead_letters,
                     ),
                 )
     finally:

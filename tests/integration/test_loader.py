@@ -98,6 +98,10 @@ def test_types_are_carried_over(loaded):
     assert types["amount"] == "numeric"
     assert types["paid_at"] == "timestamp with time zone"
     assert types["payment_id"] == "bigint"
+    items = dict(query(s.warehouse, """select column_name, data_type from
+        information_schema.columns where table_schema = 'raw_marketplace'
+        and table_name = 'order_items'"""))
+    assert items["quantity"] == "integer", "integer widths are kept"
 
 
 def test_a_second_load_with_no_change_changes_nothing(loaded):
@@ -348,3 +352,56 @@ def test_threads_do_not_break_the_state(loaded):
     states = table_states(make_pipeline(s, config))
     assert all(states[t]["mode"] == config.tables[t].mode for t in TABLES)
     assert threading.active_count() >= 1
+
+
+def test_rows_the_warehouse_cannot_hold_go_to_dead_letters(settings, elt_env, tmp_path):
+    import psycopg2
+
+    port = elt_env["ELT_PG_PORT"]
+    admin = psycopg2.connect(settings.warehouse.with_database("postgres").dsn)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute("drop database if exists dl_src with (force)")
+        # a legacy source that stores bytes without checking their encoding
+        cur.execute("create database dl_src with encoding 'SQL_ASCII' lc_collate 'C' "
+                    "lc_ctype 'C' template template0")
+    admin.close()
+    create_database(settings, "dl_wh")
+    (tmp_path / "tables.yml").write_text(
+        "source_schema: legacy\ndataset: raw_legacy\ntables:\n"
+        "  notes:\n    primary_key: note_id\n    mode: timestamp\n    cursor: changed_at\n"
+    )
+    env = {
+        "ELT_HOME": str(tmp_path),
+        "ELT_SOURCE_URL": f"postgresql://postgres@127.0.0.1:{port}/dl_src",
+        "ELT_WAREHOUSE_URL": f"postgresql://postgres@127.0.0.1:{port}/dl_wh",
+        "ELT_TABLES_CONFIG": str(tmp_path / "tables.yml"),
+    }
+    s = load_settings(env)
+    conn = psycopg2.connect(s.source.dsn)
+    with conn, conn.cursor() as cur:
+        cur.execute("""
+            create schema legacy;
+            create table legacy.notes (note_id bigint primary key, body text,
+                changed_at timestamptz not null default now());
+            insert into legacy.notes (note_id, body) select g, 'note ' || g
+            from generate_series(1, 100) g;
+            update legacy.notes set body = E'caf\\xe9 in latin-1' where note_id = 7;
+        """)
+    config = load_config(s.tables_config)
+    result = run_load(s, config)
+    notes = result.tables["notes"]
+    assert notes.dead_letters == 1 and result.dead_letters == 1
+    assert notes.reconciled is False, "a dead letter is a mismatch: reported, not hidden"
+    assert query(s.warehouse, "select count(*) from raw_legacy.notes")[0][0] == 99
+    dead = query(s.warehouse, "select table_name, row_key, error, load_id from ops.dead_letters")
+    assert dead[0][:2] == ("notes", "7")
+    assert "invalid byte sequence" in dead[0][2]
+    assert dead[0][3] == result.load_id
+    with conn, conn.cursor() as cur:
+        cur.execute("update legacy.notes set body = 'cafe, fixed' where note_id = 7")
+    conn.close()
+    again = run_load(s, config)
+    assert again.tables["notes"].reconciled and again.dead_letters == 0
+    assert query(s.warehouse, "select body from raw_legacy.notes where note_id = 7") == \
+        [("cafe, fixed",)]
