@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import io
 import itertools
 import json
 import os
@@ -20,6 +19,8 @@ import pytest
 
 from loader.config import PROJECT_ROOT, Endpoint, Settings, dbt_environment
 from loader.db import connect_raw
+from loader.extract.pipeline import LoadResult, run_load
+from loader.extract.tables import load_config
 from loader.source import simulator
 from loader.source.simulator import SimConfig
 from tests.conftest import SIM_END, create_database, query
@@ -49,60 +50,6 @@ FACTS = {
 DOOMED_CUSTOMER = 900_001
 
 
-def copy_source_to_raw(source: Endpoint, warehouse: Endpoint, load_id: str) -> None:
-    """Stand-in for the loader: mirror source.marketplace into raw_marketplace by COPY.
-
-    Like the loader, changed and new rows get a fresh _loaded_at and rows deleted in the
-    source are deleted in raw; unchanged rows keep theirs.
-    """
-    src, wh = connect_raw(source), connect_raw(warehouse)
-    try:
-        with src.cursor() as s, wh.cursor() as w:
-            w.execute("create schema if not exists raw_marketplace")
-            for table, key in KEYS.items():
-                s.execute(
-                    "select attname, format_type(atttypid, atttypmod), attnotnull"
-                    " from pg_attribute where attrelid = %s::regclass and attnum > 0"
-                    " and not attisdropped order by attnum",
-                    (f"marketplace.{table}",),
-                )
-                spec = s.fetchall()
-                cols = [name for name, _, _ in spec]
-                ddl = ", ".join(f"{n} {t}{' not null' if nn else ''}" for n, t, nn in spec)
-                w.execute(
-                    f"create table if not exists raw_marketplace.{table} ({ddl},"
-                    " _dlt_load_id text not null, _loaded_at timestamptz not null)"
-                )
-                w.execute(f"drop table if exists incoming; create temp table incoming ({ddl})")
-                data = io.StringIO()
-                s.copy_expert(f"copy marketplace.{table} to stdout", data)
-                data.seek(0)
-                w.copy_expert("copy incoming from stdin", data)
-                names = ", ".join(cols)
-                new = ", ".join(f"i.{c}" for c in cols)
-                old = ", ".join(f"r.{c}" for c in cols)
-                sets = ", ".join(f"{c} = i.{c}" for c in cols if c != key)
-                w.execute(
-                    f"""
-                    delete from raw_marketplace.{table} as r
-                    where not exists (select from incoming as i where i.{key} = r.{key});
-                    update raw_marketplace.{table} as r
-                    set {sets}, _dlt_load_id = %(load_id)s, _loaded_at = clock_timestamp()
-                    from incoming as i
-                    where i.{key} = r.{key} and row({new}) is distinct from row({old});
-                    insert into raw_marketplace.{table} ({names}, _dlt_load_id, _loaded_at)
-                    select {new}, %(load_id)s, clock_timestamp() from incoming as i
-                    where not exists (
-                        select from raw_marketplace.{table} as r where r.{key} = i.{key});
-                    """,
-                    {"load_id": load_id},
-                )
-        wh.commit()
-    finally:
-        src.close()
-        wh.close()
-
-
 @dataclasses.dataclass(frozen=True)
 class Project:
     settings: Settings
@@ -123,22 +70,26 @@ class Project:
         assert result.returncode == 0, f"dbt {' '.join(args)} failed:\n{result.stdout[-6000:]}"
         return result
 
-    def load(self, load_id: str) -> None:
-        copy_source_to_raw(self.source, self.warehouse, load_id)
+    def load(self) -> LoadResult:
+        """The real loader: changed and new rows get a fresh _loaded_at, deletes go away."""
+        result = run_load(self.settings, load_config(self.settings.tables_config))
+        assert all(r.reconciled for r in result.tables.values()), result
+        return result
 
     def scalar(self, sql: str, params=None):
         return query(self.warehouse, sql, params)[0][0]
 
 
 @pytest.fixture(scope="module")
-def raw_copied_from_source(settings: Settings, tmp_path_factory) -> Iterator[Project]:
-    """A dirty source at a small scale, its raw copy in a fresh warehouse, dbt pointed at it."""
+def loaded_project(settings: Settings, tmp_path_factory) -> Iterator[Project]:
+    """A dirty source at a small scale, loaded by the real loader into a fresh warehouse."""
     create_database(settings, "dbt_source")
     create_database(settings, "dbt_warehouse")
     local = dataclasses.replace(
         settings,
         source=settings.source.with_database("dbt_source"),
         warehouse=settings.warehouse.with_database("dbt_warehouse"),
+        home=tmp_path_factory.mktemp("dbt-home"),
     )
     simulator.init(
         local.source, SimConfig(scale=SCALE, seed=11, dirty_rate=DIRTY_RATE, end_date=SIM_END)
@@ -159,7 +110,7 @@ def raw_copied_from_source(settings: Settings, tmp_path_factory) -> Iterator[Pro
         "ELT_DBT_THREADS": "2",
     }
     project = Project(local, env)
-    project.load("initial")
+    project.load()
     yield project
 
 
@@ -173,9 +124,9 @@ def query_commit(endpoint: Endpoint, sql: str, params=None) -> None:
 
 
 @pytest.fixture(scope="module")
-def built(raw_copied_from_source: Project) -> Project:
-    raw_copied_from_source.dbt("build")
-    return raw_copied_from_source
+def built(loaded_project: Project) -> Project:
+    loaded_project.dbt("build")
+    return loaded_project
 
 
 def fact_hashes(project: Project) -> dict[str, tuple[int, str]]:
@@ -239,7 +190,7 @@ def late_orders(built: Project) -> dict:
             "doomed": DOOMED_CUSTOMER,
         },
     )
-    p.load("late")
+    p.load()
     # loads seconds apart would all fall inside the default lookback: without it, only what
     # the late load brought is re-read, which is what this proves correct
     p.dbt("build", "--vars", '{"incremental_lookback": "0 seconds"}')
