@@ -1,0 +1,122 @@
+"""The quality layer's configuration file (monitors.yml): thresholds and anomaly monitors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class MonitorConfigError(ValueError):
+    """monitors.yml is missing or malformed; the message names the file and the entry."""
+
+
+@dataclass(frozen=True)
+class AnomalySettings:
+    sensitivity: float = 3.0
+    training_days: int = 56
+    detection_days: int = 3
+    min_training_points: int = 7
+    min_distribution_shift: float = 0.05
+    severity: str = "warn"
+
+
+@dataclass(frozen=True)
+class FreshnessSettings:
+    loaded_at_column: str = "_loaded_at"
+    warn_after_hours: float = 26
+    error_after_hours: float = 50
+    lag_column: str = "updated_at"
+    lag_warn_minutes: float = 60
+    lag_error_minutes: float = 1440
+
+
+@dataclass(frozen=True)
+class Monitor:
+    """Daily metrics of one table, bucketed on its business timestamp."""
+
+    table: str
+    timestamp: str
+    volume: bool = True
+    volume_seasonality: str | None = None
+    freshness: bool = False
+    columns: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    categories: tuple[str, ...] = ()
+    amounts: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class QualityConfig:
+    anomaly: AnomalySettings
+    freshness: FreshnessSettings
+    completeness: dict[str, dict[str, float]]
+    completeness_severity: str
+    profiles: tuple[str, ...]
+    monitors: tuple[Monitor, ...]
+
+
+COLUMN_METRICS = ("null_pct", "average", "distinct_count")
+
+
+def _split(name: str, where: str) -> str:
+    if name.count(".") != 1:
+        raise MonitorConfigError(f"{where}: table {name!r} must be schema.table")
+    return name
+
+
+def load_quality_config(path: Path) -> QualityConfig:
+    try:
+        doc: dict[str, Any] = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise MonitorConfigError(
+            f"quality config {path} not found: set ELT_QUALITY_CONFIG or restore the file"
+        ) from None
+    except yaml.YAMLError as exc:
+        raise MonitorConfigError(f"{path} is not valid YAML: {exc}") from None
+    try:
+        anomaly = AnomalySettings(**(doc.get("anomaly") or {}))
+        freshness = FreshnessSettings(**(doc.get("freshness") or {}))
+    except TypeError as exc:
+        raise MonitorConfigError(f"{path}: {exc}") from None
+    if anomaly.severity not in ("warn", "fail"):
+        raise MonitorConfigError(f"{path}: anomaly.severity must be warn or fail")
+    comp = doc.get("completeness") or {}
+    monitors = []
+    for i, m in enumerate(doc.get("monitors") or []):
+        where = f"{path}: monitors[{i}]"
+        if "table" not in m or "timestamp" not in m:
+            raise MonitorConfigError(f"{where} needs table and timestamp")
+        columns = {c: tuple(ms) for c, ms in (m.get("columns") or {}).items()}
+        for col, metrics in columns.items():
+            unknown = set(metrics) - set(COLUMN_METRICS)
+            if unknown:
+                raise MonitorConfigError(
+                    f"{where}: column {col} has unknown metrics {sorted(unknown)}; "
+                    f"use {', '.join(COLUMN_METRICS)}"
+                )
+        volume = m.get("volume", {})
+        monitors.append(
+            Monitor(
+                table=_split(m["table"], where),
+                timestamp=m["timestamp"],
+                volume=volume is not False and volume is not None,
+                volume_seasonality=(volume or {}).get("seasonality"),
+                freshness=bool(m.get("freshness", False)),
+                columns=columns,
+                categories=tuple(m.get("categories") or ()),
+                amounts=tuple(m.get("amounts") or ()),
+            )
+        )
+    return QualityConfig(
+        anomaly=anomaly,
+        freshness=freshness,
+        completeness={
+            _split(t, f"{path}: completeness"): {c: float(v) for c, v in cols.items()}
+            for t, cols in (comp.get("tables") or {}).items()
+        },
+        completeness_severity=comp.get("severity", "fail"),
+        profiles=tuple(_split(t, f"{path}: profiles") for t in doc.get("profiles") or ()),
+        monitors=tuple(monitors),
+    )

@@ -1,0 +1,201 @@
+"""`elt report`: run every quality check, store the results by run, write the HTML and JSON."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from loader.quality.render import render_html, to_json
+
+from loader.config import Settings
+from loader.quality import checks as warehouse_checks
+from loader.quality import store
+from loader.quality.anomaly_checks import monitor_checks
+from loader.quality.monitors import QualityConfig, load_quality_config
+from loader.quality.profiling import PROFILE_COLUMNS, ColumnProfile, profile_table
+from loader.quality.results import SEVERITY_ORDER, CheckResult
+
+
+@dataclass
+class QualityReport:
+    """What the runner needs from a report: the counts, the checks and where the files are."""
+
+    run_id: str
+    generated_at: datetime
+    checks: list[CheckResult]
+    html_path: Path
+    json_path: Path
+    seconds: float = 0.0
+    profiles: list[ColumnProfile] = field(default_factory=list)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        c = Counter(ch.status for ch in self.checks)
+        return {s: c.get(s, 0) for s in SEVERITY_ORDER}
+
+    @property
+    def passed(self) -> int:
+        return self.counts["pass"]
+
+    @property
+    def warned(self) -> int:
+        return self.counts["warn"]
+
+    @property
+    def failed(self) -> int:
+        return self.counts["fail"] + self.counts["error"]
+
+    @property
+    def ok(self) -> bool:
+        """No check failed or errored (warnings and anomalies at warn do not count)."""
+        return self.failed == 0
+
+    def summary(self) -> str:
+        c = self.counts
+        return (
+            f"{len(self.checks)} checks: {c['pass']} passed, {c['warn']} warned, "
+            f"{c['fail']} failed, {c['error']} errored, {c['skip']} skipped"
+        )
+
+
+def _profile_checks(profiles: list[ColumnProfile], config: QualityConfig) -> list[CheckResult]:
+    by_table: dict[str, list[ColumnProfile]] = {}
+    for p in profiles:
+        by_table.setdefault(f"{p.schema_name}.{p.table_name}", []).append(p)
+    out = []
+    for table in config.profiles:
+        cols = by_table.get(table)
+        if cols is None:
+            out.append(CheckResult(f"profile:{table}", "profiling", f"{table}: profiled", "error",
+                                   f"{table} does not exist or has no columns", table=table))
+            continue
+        rows = cols[0].row_count
+        out.append(CheckResult(
+            f"profile:{table}", "profiling", f"{table}: profiled",
+            "pass" if rows else "warn",
+            f"{len(cols)} columns, {rows:,} rows" if rows else "the table is empty",
+            table=table, observed=float(rows),
+        ))
+    return out
+
+
+def _history(conn) -> dict[str, list[dict[str, Any]]]:
+    invocations = store.fetch_dicts(
+        conn,
+        """select invocation_id, command, started_at, finished_at, nodes, errors, warnings,
+                  extract(epoch from finished_at - started_at)::float8 as seconds
+           from quality.dbt_invocations order by finished_at desc limit 30""",
+    )
+    slowest = store.fetch_dicts(
+        conn,
+        """select node_name, resource_type, status, execution_seconds, rows_affected
+           from quality.dbt_results
+           where invocation_id = (select invocation_id from quality.dbt_invocations
+                                  where command in ('build', 'run')
+                                  order by finished_at desc limit 1)
+             and resource_type in ('model', 'snapshot', 'seed')
+           order by execution_seconds desc limit 15""",
+    )
+    runs = store.fetch_dicts(
+        conn,
+        """select run_id, started_at, finished_at, passed, warned, failed, errored,
+                  extract(epoch from finished_at - started_at)::float8 as seconds
+           from quality.runs where finished_at is not null
+           order by started_at desc limit 30""",
+    )
+    pipeline: list[dict[str, Any]] = []
+    with conn.cursor() as cur:
+        cur.execute("select to_regclass('ops.pipeline_runs') is not null")
+        has_runner = cur.fetchone()[0]
+    if has_runner:  # the runner's history, when it keeps one (issue 6)
+        pipeline = store.fetch_dicts(
+            conn, "select * from ops.pipeline_runs order by 1 desc limit 30"
+        )
+    return {"dbt_invocations": invocations, "slowest_models": slowest,
+            "quality_runs": runs, "pipeline_runs": pipeline}
+
+
+def build_report(
+    settings: Settings,
+    *,
+    output_dir: Path | None = None,
+    progress: Callable[[str], None] = lambda _: None,
+) -> QualityReport:
+    """Run every check against the warehouse, store them under a new run id in the `quality`
+    schema, apply retention, and write quality.html and quality.json to `output_dir`
+    (ELT_REPORTS_DIR, default reports/). The caller decides what a failure means."""
+    t0 = time.monotonic()
+    q = settings.quality
+    config = load_quality_config(q.monitors_config)
+    out_dir = Path(output_dir or q.reports_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+    started = datetime.now(UTC)
+    conn = store.connect(settings.warehouse)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("set time zone 'UTC'")
+        store.ensure_schema(conn)
+        store.start_run(conn, run_id, started)
+        progress("quality: dbt test results")
+        checks = warehouse_checks.dbt_checks(conn)
+        progress("quality: reconciliation")
+        recon, recon_rows = warehouse_checks.reconciliation_checks(conn, run_id)
+        checks += recon
+        store.insert_rows(
+            conn, "quality.reconciliation",
+            ("run_id", "load_id", "table_name", "source_rows", "raw_rows", "matched",
+             "dead_letters", "checked_at"),
+            [(r["run_id"], r["load_id"], r["table_name"], r["source_rows"], r["raw_rows"],
+              r["matched"], r["dead_letters"], r["checked_at"]) for r in recon_rows],
+        )
+        progress("quality: completeness")
+        checks += warehouse_checks.completeness_checks(conn, config)
+        progress("quality: freshness")
+        checks += warehouse_checks.freshness_checks(conn, settings, config)
+        progress("quality: profiles")
+        profiles: list[ColumnProfile] = []
+        for table in config.profiles:
+            if warehouse_checks._exists(conn, table):
+                profiles += profile_table(conn, table)
+        store.insert_rows(conn, "quality.profiles", ("run_id", *PROFILE_COLUMNS),
+                          [(run_id, *p.as_row()) for p in profiles])
+        checks += _profile_checks(profiles, config)
+        progress("quality: anomaly detection")
+        checks += monitor_checks(conn, run_id, config)
+        checks.sort(key=lambda c: (SEVERITY_ORDER[c.status], c.category, c.check_id))
+        store.insert_rows(
+            conn, "quality.check_results",
+            ("run_id", "check_id", "category", "check_name", "table_name", "status", "message",
+             "observed", "threshold", "failing_rows", "sample", "details"),
+            [(run_id, c.check_id, c.category, c.name, c.table, c.status, c.message,
+              _finite(c.observed), _finite(c.threshold), c.failing_rows, c.sample, c.details)
+             for c in checks],
+        )
+        report = QualityReport(run_id, started, checks, out_dir / "quality.html",
+                               out_dir / "quality.json", profiles=profiles)
+        store.finish_run(conn, run_id, report.counts, str(report.html_path))
+        store.apply_retention(conn, q.retention_days,
+                              config.anomaly.training_days + config.anomaly.detection_days)
+        history = _history(conn)
+        report.seconds = time.monotonic() - t0
+        progress("quality: writing the report")
+        payload = to_json(report, history)
+        report.json_path.write_text(json.dumps(payload, indent=2, default=str))
+        report.html_path.write_text(render_html(payload))
+        return report
+    finally:
+        conn.close()
+
+
+def _finite(value: float | None) -> float | None:
+    if value is None or value != value or value in (float("inf"), float("-inf")):
+        return None
+    return value
