@@ -115,6 +115,7 @@ def _print_load(result) -> None:
             f"(load_id = '{result.load_id}'): fix them in the source, then `elt load`"
         )
 
+
 def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
     from loader import warehouse
     from loader.extract.pipeline import run_load
@@ -213,10 +214,16 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    from loader.orchestrate import run_pipeline
+    from loader.orchestrate.job import run_job
 
-    return run_pipeline(
-        settings, simulate_days=args.simulate_days, scale=args.scale, echo=_echo, progress=_progress
+    if args.simulate_days < 0:
+        raise CliError(f"--simulate-days {args.simulate_days} must be 0 or more")
+    return run_job(
+        settings,
+        simulate_days=args.simulate_days,
+        scale=args.scale,
+        retry_failed=args.retry_failed,
+        echo=_echo,
     )
 
 
@@ -326,6 +333,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.1,
         help="scale of the source built on a fresh ELT_HOME (default 0.1)",
     )
+    run.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="rerun the tasks that failed (ops.failed_tasks) and what follows them",
+    )
     run.set_defaults(func=cmd_run)
     return parser
 
@@ -334,7 +346,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from loader.db import DatabaseUnavailable
     from loader.extract.pipeline import LoadError
     from loader.extract.tables import TableConfigError
-    from loader.orchestrate import StepFailed
+    from loader.orchestrate.dbt import DbtFailed
+    from loader.orchestrate.graph import DependencyCycle
+    from loader.orchestrate.history import RunLocked
     from loader.source.simulator import SimulatorError
     from loader.warehouse import WarehouseError
 
@@ -351,7 +365,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         SimulatorError,
         TableConfigError,
         WarehouseError,
-        StepFailed,
+        DbtFailed,
+        DependencyCycle,
+        RunLocked,
     ) as exc:
         print(f"elt: error: {exc}", file=sys.stderr)
         return 2

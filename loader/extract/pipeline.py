@@ -521,7 +521,15 @@ def run_load(
         if errors and action not in ("full",):
             result.action = "skipped"
             continue
-        if action in ("initial", "full"):
+        if full_refresh:
+            # dlt recreates the table from the current source columns (refresh below); views
+            # built on it (dbt staging) go with it and come back with the next `dbt build`
+            drop_indexes.append(
+                sql.SQL("drop table if exists {} cascade").format(
+                    qualified(config.dataset, spec.name)
+                )
+            )
+        elif action in ("initial", "full"):
             # bulk COPY into an unindexed table, then one index build, beats per-row upkeep
             drop_indexes.append(
                 sql.SQL("drop index if exists {}").format(
@@ -545,7 +553,9 @@ def run_load(
     _warehouse_exec(settings, drop_indexes)
     load_id = None
     if resources:
-        info = pipeline.run(resources)
+        # a full refresh drops and recreates the tables (and their state) from the current
+        # source columns, so it also cures a type change in the source
+        info = pipeline.run(resources, refresh="drop_resources" if full_refresh else None)
         load_id = info.loads_ids[-1] if info.loads_ids else None
     loaded = [s for s in specs if results[s.name].action != "skipped"]
     # one thread per table: the index builds and counts use both cores

@@ -1,0 +1,54 @@
+"""Run dbt in the project with the warehouse's profile variables."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from loader.config import PROJECT_ROOT, Settings, dbt_environment
+
+
+class DbtFailed(RuntimeError):
+    """A dbt command exited non-zero; the message holds the end of its output."""
+
+
+def dbt_executable() -> str:
+    candidate = Path(sys.executable).with_name("dbt")
+    return str(candidate) if candidate.exists() else "dbt"
+
+
+def run_dbt(settings: Settings, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, **dbt_environment(settings)}
+    result = subprocess.run(
+        [dbt_executable(), *args], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True
+    )
+    if check and result.returncode != 0:
+        tail = "\n".join(result.stdout.splitlines()[-30:])
+        raise DbtFailed(f"`dbt {' '.join(args)}` failed (exit {result.returncode}):\n{tail}")
+    return result
+
+
+def run_results(target: Path | None = None) -> dict[str, int]:
+    """Counts of dbt results by status from the last invocation's run_results.json."""
+    path = (target or PROJECT_ROOT / "target") / "run_results.json"
+    if not path.exists():
+        return {}
+    counts: dict[str, int] = {}
+    for result in json.loads(path.read_text()).get("results", []):
+        counts[result["status"]] = counts.get(result["status"], 0) + 1
+    return counts
+
+
+def test_results(target: Path | None = None) -> dict[str, int]:
+    """pass / warn / fail / error counts of the tests of the last invocation."""
+    path = (target or PROJECT_ROOT / "target") / "run_results.json"
+    if not path.exists():
+        return {}
+    counts: dict[str, int] = {}
+    for result in json.loads(path.read_text()).get("results", []):
+        if result["unique_id"].startswith(("test.", "unit_test.")):
+            counts[result["status"]] = counts.get(result["status"], 0) + 1
+    return counts

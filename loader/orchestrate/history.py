@@ -1,0 +1,210 @@
+"""Run history in the warehouse (ops.pipeline_runs, ops.task_runs, ops.failed_tasks) and the
+advisory lock that lets one `elt run` in at a time."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from dataclasses import dataclass
+from datetime import datetime
+
+import psycopg2
+
+from loader.config import Endpoint
+from loader.db import connect_raw, with_retry
+
+LOCK_KEY = 7_432_001  # pg_advisory_lock key of `elt run`
+
+DDL = """
+create schema if not exists ops;
+create table if not exists ops.pipeline_runs (
+    run_id      text primary key,
+    started_at  timestamptz not null default now(),
+    finished_at timestamptz,
+    status      text not null,
+    duration_s  double precision,
+    args        jsonb not null default '{}',
+    error       text,
+    host        text,
+    pid         integer,
+    summary     jsonb
+);
+create table if not exists ops.task_runs (
+    run_id      text not null,
+    task        text not null,
+    table_names text[],
+    attempt     integer not null,
+    status      text not null,
+    started_at  timestamptz not null,
+    finished_at timestamptz,
+    duration_s  double precision,
+    rows        bigint,
+    error       text
+);
+create index if not exists task_runs_task_idx on ops.task_runs (task, started_at desc);
+create table if not exists ops.failed_tasks (
+    failed_task_id  bigint generated always as identity primary key,
+    run_id          text not null,
+    task            text not null,
+    inputs          jsonb not null,
+    error           text not null,
+    failed_at       timestamptz not null default now(),
+    resolved_at     timestamptz,
+    resolved_by_run text
+);
+"""
+
+
+class RunLocked(RuntimeError):
+    """Another `elt run` holds the lock."""
+
+
+def _execute(endpoint: Endpoint, sql: str, params: tuple | dict | None = None) -> list[tuple]:
+    # a fresh connection per statement, retried: the history must be written even when the
+    # run's own connections were killed
+    def attempt() -> list[tuple]:
+        conn = connect_raw(endpoint)
+        try:
+            with conn, conn.cursor() as cur:
+                cur.execute(sql, params)
+                return cur.fetchall() if cur.description else []
+        finally:
+            conn.close()
+
+    return with_retry(attempt, what="writing the run history")
+
+
+def ensure_schema(endpoint: Endpoint) -> None:
+    _execute(endpoint, DDL)
+
+
+@dataclass
+class RunLock:
+    """pg_try_advisory_lock on a connection held for the whole run; a crashed run's session
+    ends with it, so no stale lock can remain."""
+
+    endpoint: Endpoint
+    conn: psycopg2.extensions.connection | None = None
+
+    def acquire(self) -> None:
+        self.conn = connect_raw(self.endpoint, autocommit=True)
+        with self.conn.cursor() as cur:
+            cur.execute("select pg_try_advisory_lock(%s)", (LOCK_KEY,))
+            if cur.fetchone()[0]:
+                return
+        self.conn.close()
+        self.conn = None
+        holder = _execute(
+            self.endpoint,
+            "select run_id, started_at, host, pid from ops.pipeline_runs "
+            "where status = 'running' order by started_at desc limit 1",
+        )
+        who = (
+            f" (run {holder[0][0]} started {holder[0][1]:%Y-%m-%d %H:%M:%S %Z} by pid "
+            f"{holder[0][3]} on {holder[0][2]})"
+            if holder
+            else ""
+        )
+        raise RunLocked(
+            f"another elt run is in progress{who}; wait for it to finish or see `elt status`"
+        )
+
+    def release(self) -> None:
+        if self.conn is None:
+            return
+        try:
+            with self.conn.cursor() as cur:
+                cur.execute("select pg_advisory_unlock(%s)", (LOCK_KEY,))
+        except psycopg2.Error:
+            pass  # the session is gone, and the lock with it
+        finally:
+            self.conn.close()
+            self.conn = None
+
+
+def start_run(endpoint: Endpoint, run_id: str, args: dict) -> None:
+    # runs left 'running' died without finishing: we hold the lock, so they are not running
+    _execute(
+        endpoint,
+        "update ops.pipeline_runs set status = 'crashed', "
+        "error = coalesce(error, 'the process ended without recording its end') "
+        "where status = 'running'",
+    )
+    _execute(
+        endpoint,
+        "insert into ops.pipeline_runs (run_id, status, args, host, pid) "
+        "values (%s, 'running', %s, %s, %s)",
+        (run_id, json.dumps(args), socket.gethostname(), os.getpid()),
+    )
+
+
+def finish_run(
+    endpoint: Endpoint, run_id: str, status: str, error: str | None, summary: dict
+) -> None:
+    _execute(
+        endpoint,
+        "update ops.pipeline_runs set status = %s, error = %s, finished_at = now(), "
+        "duration_s = extract(epoch from now() - started_at), summary = %s where run_id = %s",
+        (status, error, json.dumps(summary, default=str), run_id),
+    )
+
+
+def record_task(
+    endpoint: Endpoint,
+    run_id: str,
+    task: str,
+    tables: list[str] | None,
+    attempt: int,
+    status: str,
+    started_at: datetime,
+    finished_at: datetime,
+    rows: int | None,
+    error: str | None,
+) -> None:
+    _execute(
+        endpoint,
+        "insert into ops.task_runs (run_id, task, table_names, attempt, status, started_at, "
+        "finished_at, duration_s, rows, error) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (
+            run_id,
+            task,
+            tables,
+            attempt,
+            status,
+            started_at,
+            finished_at,
+            (finished_at - started_at).total_seconds(),
+            rows,
+            error,
+        ),
+    )
+
+
+def record_failed_task(endpoint: Endpoint, run_id: str, task: str, inputs: dict, error: str):
+    _execute(
+        endpoint,
+        "insert into ops.failed_tasks (run_id, task, inputs, error) values (%s, %s, %s, %s)",
+        (run_id, task, json.dumps(inputs, default=str), error),
+    )
+
+
+def unresolved_failures(endpoint: Endpoint) -> list[tuple[int, str, dict]]:
+    return [
+        (row[0], row[1], row[2])
+        for row in _execute(
+            endpoint,
+            "select failed_task_id, task, inputs from ops.failed_tasks "
+            "where resolved_at is null order by failed_task_id",
+        )
+    ]
+
+
+def resolve_failures(endpoint: Endpoint, ids: list[int], run_id: str) -> None:
+    if ids:
+        _execute(
+            endpoint,
+            "update ops.failed_tasks set resolved_at = now(), resolved_by_run = %s "
+            "where failed_task_id = any(%s)",
+            (run_id, ids),
+        )

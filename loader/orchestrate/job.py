@@ -1,0 +1,262 @@
+"""`elt run`, the main job: source, load waves in foreign-key order, dbt, freshness, summary."""
+
+from __future__ import annotations
+
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TextIO
+
+import networkx as nx
+
+from loader import warehouse
+from loader.config import Settings
+from loader.db import connect_raw
+from loader.extract.pipeline import LoadResult, run_load
+from loader.extract.tables import LoaderConfig, load_config
+from loader.orchestrate import history
+from loader.orchestrate.dbt import run_dbt, test_results
+from loader.orchestrate.graph import foreign_keys, load_waves, table_graph
+from loader.orchestrate.logs import RunLog
+from loader.orchestrate.runner import FAILED, SUCCESS, Task, TaskOutcome, run_dag, task_graph
+from loader.source import simulator
+
+
+@dataclass
+class RunState:
+    """What the tasks of one run produce, for the summary."""
+
+    loads: list[LoadResult] = field(default_factory=list)
+    tests: dict[str, int] = field(default_factory=dict)
+    freshness_ok: bool | None = None
+    report: object | None = None
+
+
+def source_tasks(settings: Settings, simulate_days: int, scale: float) -> list[Task]:
+    tasks = []
+    if not simulator.is_initialised(settings.source):
+        tasks.append(
+            Task(
+                "source_init",
+                lambda: sum(
+                    simulator.init(settings.source, simulator.SimConfig(scale=scale)).values()
+                ),
+                inputs={"scale": scale},
+                retries=1,
+            )
+        )
+    if simulate_days:
+        tasks.append(
+            Task(
+                "simulate",
+                lambda: len(simulator.advance(settings.source, simulate_days)),
+                deps=("source_init",),
+                inputs={"days": simulate_days},
+                retries=0,  # each day commits on its own: a retry would simulate extra days
+            )
+        )
+    return tasks
+
+
+def waves_for(settings: Settings, config: LoaderConfig) -> list[list[str]]:
+    conn = connect_raw(settings.source)
+    try:
+        fks = foreign_keys(conn, config.source_schema)
+    finally:
+        conn.close()
+    return load_waves(table_graph(list(config.tables), fks))
+
+
+def pipeline_tasks(
+    settings: Settings, config: LoaderConfig, waves: list[list[str]], state: RunState
+) -> list[Task]:
+    tasks: list[Task] = []
+
+    def load(tables: list[str]) -> Callable[[], int]:
+        def fn() -> int:
+            result = run_load(settings, config, tables=tables)
+            state.loads.append(result)
+            return result.rows_extracted
+
+        return fn
+
+    previous: tuple[str, ...] = ()
+    load_names = []
+    for n, wave in enumerate(waves, start=1):
+        name = f"load_wave_{n}"
+        tasks.append(Task(name, load(wave), deps=previous, tables=wave, inputs={"tables": wave}))
+        previous = (name,)
+        load_names.append(name)
+
+    def dbt_build() -> int:
+        try:
+            run_dbt(settings, "build")
+        finally:
+            state.tests = test_results()
+        return sum(state.tests.values())
+
+    def freshness() -> int:
+        result = run_dbt(settings, "source", "freshness", check=False)
+        state.freshness_ok = result.returncode == 0
+        if result.returncode not in (0, 1):  # 1: a source is stale (reported), 2: dbt error
+            raise RuntimeError(result.stdout[-2000:])
+        return 0
+
+    tasks.append(Task("dbt_build", dbt_build, deps=tuple(load_names), retries=1))
+    tasks.append(Task("dbt_freshness", freshness, deps=("dbt_build",), retries=1))
+    return tasks
+
+
+def select_for_retry(tasks: list[Task], failed: set[str]) -> list[Task]:
+    """The failed tasks and everything downstream of them."""
+    graph = task_graph(tasks)
+    keep = set()
+    for name in failed & set(graph.nodes):
+        keep |= {name} | nx.descendants(graph, name)
+    if not keep:
+        return tasks
+    return [
+        Task(t.name, t.fn, tuple(d for d in t.deps if d in keep), t.tables, t.inputs, t.retries)
+        for t in tasks
+        if t.name in keep
+    ]
+
+
+def run_job(
+    settings: Settings,
+    *,
+    simulate_days: int = 0,
+    scale: float = 0.1,
+    retry_failed: bool = False,
+    echo: Callable[[str], None] = print,
+    stream: TextIO | None = None,
+    base_delay: float = 1.0,
+) -> int:
+    """The whole job, once, under the run lock. Returns the process exit code."""
+    t0 = time.monotonic()
+    warehouse.ensure_running(settings)
+    history.ensure_schema(settings.warehouse)
+    lock = history.RunLock(settings.warehouse)
+    lock.acquire()
+    run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
+    log = RunLog(
+        settings.logs_dir / "elt-runs.jsonl",
+        run_id,
+        [settings.warehouse.password, settings.source.password],
+        stream or sys.stderr,
+    )
+    args = {"simulate_days": simulate_days, "scale": scale, "retry_failed": retry_failed}
+    state = RunState()
+    outcomes: dict[str, TaskOutcome] = {}
+    error = None
+    try:
+        history.start_run(settings.warehouse, run_id, args)
+        log.event("run started", status="running")
+
+        def on_attempt(task, attempt, status, started, finished, rows, err):
+            history.record_task(
+                settings.warehouse,
+                run_id,
+                task.name,
+                task.tables,
+                attempt,
+                status,
+                started,
+                finished,
+                rows,
+                err,
+            )
+            if status == FAILED:
+                history.record_failed_task(
+                    settings.warehouse, run_id, task.name, task.inputs, err or ""
+                )
+            log.event(
+                f"{status}" + (f" (attempt {attempt})" if attempt > 1 else ""),
+                task=task.name,
+                table=task.tables,
+                rows=rows,
+                status=status,
+                duration_s=(finished - started).total_seconds(),
+                error=err,
+                level="error" if status == FAILED else "info",
+            )
+
+        failures = history.unresolved_failures(settings.warehouse) if retry_failed else []
+        if retry_failed and not failures:
+            echo("no failed tasks to retry")
+        dag_args = {"on_attempt": on_attempt, "on_progress": log.progress, "base_delay": base_delay}
+        if not retry_failed or failures:
+            outcomes.update(run_dag(source_tasks(settings, simulate_days, scale), **dag_args))
+            if all(o.status == SUCCESS for o in outcomes.values()):
+                config = load_config(settings.tables_config)
+                tasks = pipeline_tasks(settings, config, waves_for(settings, config), state)
+                if failures:
+                    tasks = select_for_retry(tasks, {name for _, name, _ in failures})
+                outcomes.update(run_dag(tasks, **dag_args))
+        failed = [o for o in outcomes.values() if o.status == FAILED]
+        status = "failed" if failed else "success"
+        if failed:
+            error = "; ".join(f"{o.task.name}: {o.error}" for o in failed)
+        elif failures:
+            history.resolve_failures(settings.warehouse, [i for i, _, _ in failures], run_id)
+    except BaseException as exc:
+        status, error = "failed", f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        summary = summarise(state, outcomes, time.monotonic() - t0)
+        history.finish_run(settings.warehouse, run_id, status, error, summary)
+        log.event(
+            "run finished",
+            status=status,
+            duration_s=time.monotonic() - t0,
+            error=error,
+            level="error" if status == "failed" else "info",
+        )
+        lock.release()
+    print_summary(run_id, status, summary, settings, echo)
+    return 0 if status == "success" else 1
+
+
+def summarise(state: RunState, outcomes: dict[str, TaskOutcome], seconds: float) -> dict:
+    tables: dict[str, dict] = {}
+    for load in state.loads:
+        for name, r in load.tables.items():
+            tables[name] = {
+                "extracted": r.rows_extracted,
+                "raw_rows": r.raw_rows,
+                "reconciled": r.reconciled,
+                "dead_letters": r.dead_letters,
+            }
+    return {
+        "seconds": round(seconds, 1),
+        "tasks": {
+            n: {"status": o.status, "attempts": o.attempts, "error": o.error}
+            for n, o in outcomes.items()
+        },
+        "tables": tables,
+        "tests": state.tests,
+        "freshness_ok": state.freshness_ok,
+    }
+
+
+def print_summary(
+    run_id: str, status: str, summary: dict, settings: Settings, echo: Callable[[str], None]
+) -> None:
+    echo(f"elt run {run_id}: {status.upper()} in {summary['seconds']}s")
+    if summary["tables"]:
+        echo(f"  {'table':<12} {'extracted':>10} {'raw rows':>10}  reconciled")
+        for name, t in summary["tables"].items():
+            ok = {True: "yes", False: "MISMATCH", None: "-"}[t["reconciled"]]
+            echo(f"  {name:<12} {t['extracted']:>10,} {t['raw_rows'] or 0:>10,}  {ok}")
+    tests = summary["tests"]
+    if tests:
+        echo("  dbt tests: " + ", ".join(f"{v} {k}" for k, v in sorted(tests.items())))
+    if summary["freshness_ok"] is not None:
+        echo(f"  source freshness: {'ok' if summary['freshness_ok'] else 'STALE'}")
+    for name, t in summary["tasks"].items():
+        if t["status"] != SUCCESS:
+            echo(f"  {name}: {t['status']}" + (f" — {t['error'][:300]}" if t["error"] else ""))
+    echo(f"  run log: {settings.logs_dir / 'elt-runs.jsonl'}; history: `elt status`")

@@ -1,0 +1,122 @@
+"""Run a DAG of tasks: waves of independent tasks in parallel, retries on transient errors,
+downstream tasks skipped when an upstream task fails, every attempt recorded."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import networkx as nx
+
+from loader.db import DatabaseUnavailable, backoff_delays, is_transient
+
+SUCCESS, FAILED, SKIPPED = "success", "failed", "skipped"
+
+
+@dataclass
+class Task:
+    name: str
+    fn: Callable[[], int | None]  # returns rows processed, when that means something
+    deps: tuple[str, ...] = ()
+    tables: list[str] | None = None
+    inputs: dict = field(default_factory=dict)
+    retries: int = 3  # extra attempts after the first, for transient errors only
+
+
+@dataclass
+class TaskOutcome:
+    task: Task
+    status: str
+    attempts: int = 0
+    rows: int | None = None
+    error: str | None = None
+    seconds: float = 0.0
+
+
+def retryable(exc: BaseException) -> bool:
+    if isinstance(exc, DatabaseUnavailable):
+        return True
+    seen: BaseException | None = exc
+    while seen is not None:  # dlt wraps the database error it met
+        if is_transient(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def task_graph(tasks: list[Task]) -> nx.DiGraph:
+    graph = nx.DiGraph()
+    names = {t.name for t in tasks}
+    for task in tasks:
+        graph.add_node(task.name, task=task)
+        for dep in task.deps:
+            if dep in names:
+                graph.add_edge(dep, task.name)
+    return graph
+
+
+def run_dag(
+    tasks: list[Task],
+    *,
+    workers: int = 4,
+    on_attempt: Callable[
+        [Task, int, str, datetime, datetime, int | None, str | None], None
+    ] = lambda *a: None,
+    on_progress: Callable[[int, int, str], None] = lambda *a: None,
+    sleep: Callable[[float], None] = time.sleep,
+    base_delay: float = 1.0,
+) -> dict[str, TaskOutcome]:
+    """Execute the tasks in dependency order; independent tasks of one wave run in parallel."""
+    graph = task_graph(tasks)
+    outcomes: dict[str, TaskOutcome] = {}
+
+    def attempt_all(task: Task) -> TaskOutcome:
+        delays = backoff_delays(task.retries + 1, base=base_delay, cap=30.0)
+        attempt = 0
+        t0 = time.monotonic()
+        while True:
+            attempt += 1
+            started = datetime.now(UTC)
+            try:
+                rows = task.fn()
+            except Exception as exc:  # noqa: BLE001 - every failure is recorded
+                error = f"{type(exc).__name__}: {str(exc).strip()[:2000]}"
+                delay = next(delays, None) if retryable(exc) else None
+                on_attempt(
+                    task,
+                    attempt,
+                    FAILED if delay is None else "retry",
+                    started,
+                    datetime.now(UTC),
+                    None,
+                    error,
+                )
+                if delay is None:
+                    return TaskOutcome(task, FAILED, attempt, None, error, time.monotonic() - t0)
+                sleep(delay)
+                continue
+            on_attempt(task, attempt, SUCCESS, started, datetime.now(UTC), rows, None)
+            return TaskOutcome(task, SUCCESS, attempt, rows, None, time.monotonic() - t0)
+
+    total = len(tasks)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for wave in nx.topological_generations(graph):
+            runnable, futures = [], {}
+            for name in wave:
+                task = graph.nodes[name]["task"]
+                blocked = [d for d in graph.predecessors(name) if outcomes[d].status != SUCCESS]
+                if blocked:
+                    outcomes[name] = TaskOutcome(
+                        task, SKIPPED, error=f"upstream {', '.join(blocked)} failed"
+                    )
+                    continue
+                runnable.append(task)
+            for task in runnable:
+                futures[task.name] = pool.submit(attempt_all, task)
+            for name, future in futures.items():
+                outcomes[name] = future.result()
+            on_progress(len(outcomes), total, ", ".join(wave))
+    return outcomes
