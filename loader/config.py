@@ -83,6 +83,28 @@ class Endpoint:
 
 
 @dataclass(frozen=True)
+class QualitySettings:
+    """The quality layer: results retention, report location, anomaly rules, alert channels."""
+
+    retention_days: int = 90
+    reports_dir: Path = PROJECT_ROOT / "reports"
+    monitors_config: Path = PROJECT_ROOT / "loader" / "quality" / "monitors.yml"
+    report_url: str = ""  # link put in alerts; default: file:// URL of the HTML report
+    alert_level: str = "fail"  # fail: failures, errors and anomalies; warn: every warning too
+    suppress_minutes: int = 60
+    slack_webhook_url: str = field(default="", repr=False)
+    webhook_url: str = field(default="", repr=False)
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_user: str = ""
+    smtp_password: str = field(default="", repr=False)
+    smtp_starttls: bool = False
+    email_from: str = ""
+    email_to: tuple[str, ...] = ()
+    dbt_hub_url: str = "https://hub.getdbt.com/api/v1/index.json"
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything the pipeline needs to know about where it runs."""
 
@@ -95,6 +117,7 @@ class Settings:
     external_warehouse: bool
     tables_config: Path
     dbt_threads: int
+    quality: QualitySettings = field(default_factory=QualitySettings)
 
     @property
     def embedded(self) -> bool:
@@ -171,6 +194,38 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         external_warehouse=bool(wh_url),
         tables_config=tables,
         dbt_threads=_int_env(env, "ELT_DBT_THREADS", 4, 1, 64),
+        quality=_quality_settings(env),
+    )
+
+
+def _quality_settings(env: dict[str, str]) -> QualitySettings:
+    """ELT_QUALITY_* (results store, report) and ELT_ALERT_* (channels, de-duplication)."""
+    level = env.get("ELT_ALERT_LEVEL", "fail").strip().lower() or "fail"
+    if level not in ("fail", "warn"):
+        raise ConfigError(f"ELT_ALERT_LEVEL={level!r} is unknown: use fail or warn")
+    starttls = env.get("ELT_ALERT_SMTP_STARTTLS", "").strip().lower()
+    if starttls not in ("", "0", "1", "true", "false", "yes", "no"):
+        raise ConfigError(f"ELT_ALERT_SMTP_STARTTLS={starttls!r}: use true or false")
+    defaults = QualitySettings()
+    return QualitySettings(
+        retention_days=_int_env(env, "ELT_QUALITY_RETENTION_DAYS", 90, 1, 36500),
+        reports_dir=Path(env.get("ELT_REPORTS_DIR") or defaults.reports_dir).expanduser(),
+        monitors_config=Path(env.get("ELT_QUALITY_CONFIG") or defaults.monitors_config),
+        report_url=env.get("ELT_REPORT_URL", "").strip(),
+        alert_level=level,
+        suppress_minutes=_int_env(env, "ELT_ALERT_SUPPRESS_MINUTES", 60, 0, 525600),
+        slack_webhook_url=env.get("ELT_ALERT_SLACK_WEBHOOK_URL", "").strip(),
+        webhook_url=env.get("ELT_ALERT_WEBHOOK_URL", "").strip(),
+        smtp_host=env.get("ELT_ALERT_SMTP_HOST", "").strip(),
+        smtp_port=_int_env(env, "ELT_ALERT_SMTP_PORT", 25, 1, 65535),
+        smtp_user=env.get("ELT_ALERT_SMTP_USER", "").strip(),
+        smtp_password=env.get("ELT_ALERT_SMTP_PASSWORD", ""),
+        smtp_starttls=starttls in ("1", "true", "yes"),
+        email_from=env.get("ELT_ALERT_EMAIL_FROM", "").strip() or "elt@localhost",
+        email_to=tuple(
+            a.strip() for a in env.get("ELT_ALERT_EMAIL_TO", "").split(",") if a.strip()
+        ),
+        dbt_hub_url=env.get("ELT_DBT_HUB_URL", "").strip() or defaults.dbt_hub_url,
     )
 
 
