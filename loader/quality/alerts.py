@@ -40,7 +40,8 @@ class AlertOutcome:
 def alertable(checks: list[CheckResult], level: str) -> list[CheckResult]:
     """Failures, errors and anomalies; with level `warn`, every warning too."""
     return [
-        c for c in checks
+        c
+        for c in checks
         if c.status in ("fail", "error")
         or (c.status == "warn" and (level == "warn" or c.category == "anomaly"))
     ]
@@ -62,7 +63,9 @@ def _where(url: str) -> str:
 
 def _post_json(url: str, payload: dict[str, Any]) -> None:
     request = urllib.request.Request(
-        url, data=json.dumps(payload, default=str).encode(), method="POST",
+        url,
+        data=json.dumps(payload, default=str).encode(),
+        method="POST",
         headers={"Content-Type": "application/json", "User-Agent": "marketplace-elt"},
     )
     try:
@@ -77,14 +80,18 @@ def _post_json(url: str, payload: dict[str, Any]) -> None:
 
 def _headline(report: QualityReport, checks: list[CheckResult]) -> str:
     failing = sum(c.status in ("fail", "error") for c in checks)
-    return (f"Data quality: {failing} failing, {len(checks) - failing} warning or anomalous "
-            f"check(s) — {report.summary()}")
+    return (
+        f"Data quality: {failing} failing, {len(checks) - failing} warning or anomalous "
+        f"check(s) — {report.summary()}"
+    )
 
 
 def slack_payload(report: QualityReport, checks: list[CheckResult], link: str) -> dict:
     icon = {"fail": ":red_circle:", "error": ":red_circle:", "warn": ":warning:"}
-    lines = [f"{icon.get(c.status, '')} *{c.status}* `{c.name}`: {c.message}"
-             for c in checks[:MAX_LISTED]]
+    lines = [
+        f"{icon.get(c.status, '')} *{c.status}* `{c.name}`: {c.message}"
+        for c in checks[:MAX_LISTED]
+    ]
     if len(checks) > MAX_LISTED:
         lines.append(f"… and {len(checks) - MAX_LISTED} more")
     text = _headline(report, checks)
@@ -93,8 +100,12 @@ def slack_payload(report: QualityReport, checks: list[CheckResult], link: str) -
         "blocks": [
             {"type": "section", "text": {"type": "mrkdwn", "text": f"*{text}*"}},
             {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}},
-            {"type": "context", "elements": [
-                {"type": "mrkdwn", "text": f"<{link}|Open the report> · run {report.run_id}"}]},
+            {
+                "type": "context",
+                "elements": [
+                    {"type": "mrkdwn", "text": f"<{link}|Open the report> · run {report.run_id}"}
+                ],
+            },
         ],
     }
 
@@ -107,15 +118,26 @@ def webhook_payload(report: QualityReport, checks: list[CheckResult], link: str)
         "summary": report.counts,
         "report_url": link,
         "checks": [
-            {k: getattr(c, k) for k in
-             ("check_id", "category", "name", "status", "message", "table", "failing_rows")}
+            {
+                k: getattr(c, k)
+                for k in (
+                    "check_id",
+                    "category",
+                    "name",
+                    "status",
+                    "message",
+                    "table",
+                    "failing_rows",
+                )
+            }
             for c in checks
         ],
     }
 
 
-def email_message(settings: Settings, report: QualityReport, checks: list[CheckResult],
-                  link: str) -> EmailMessage:
+def email_message(
+    settings: Settings, report: QualityReport, checks: list[CheckResult], link: str
+) -> EmailMessage:
     q = settings.quality
     msg = EmailMessage()
     msg["Subject"] = f"[elt {settings.env}] {_headline(report, checks)}"
@@ -167,8 +189,9 @@ def send_alerts(settings: Settings, report: QualityReport) -> AlertOutcome:
         "email": bool(q.smtp_host and q.email_to),
     }
     if not candidates:
-        outcome.channels = {c: "nothing to alert" if on else "not configured"
-                            for c, on in channels.items()}
+        outcome.channels = {
+            c: "nothing to alert" if on else "not configured" for c, on in channels.items()
+        }
         return outcome
     link = report_link(settings, report)
     conn = store.connect(settings.warehouse)
@@ -197,8 +220,12 @@ def send_alerts(settings: Settings, report: QualityReport) -> AlertOutcome:
             except RuntimeError as exc:
                 outcome.channels[channel] = f"failed: {exc}"
                 continue
-            store.insert_rows(conn, "quality.alert_log", ("fingerprint", "channel", "run_id"),
-                              [(fingerprint(c), channel, report.run_id) for c in fresh])
+            store.insert_rows(
+                conn,
+                "quality.alert_log",
+                ("fingerprint", "channel", "run_id"),
+                [(fingerprint(c), channel, report.run_id) for c in fresh],
+            )
             outcome.channels[channel] = f"sent {len(fresh)} check(s)"
             sent_ids |= {c.check_id for c in fresh}
         outcome.alerted = sorted(sent_ids)

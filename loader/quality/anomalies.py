@@ -65,8 +65,7 @@ def zscore_detect(
         raise ValueError(f"unknown seasonality {seasonality!r}: use day_of_week or none")
     training_start, detection_start, _ = windows(last_day, s)
     training = {
-        d: v for d, v in series.items()
-        if training_start <= d < detection_start and v is not None
+        d: v for d, v in series.items() if training_start <= d < detection_start and v is not None
     }
     min_points = s.min_training_points
     if seasonality == "day_of_week":
@@ -78,8 +77,7 @@ def zscore_detect(
         day = detection_start + timedelta(days=offset)
         value = series.get(day)
         sample = [
-            v for d, v in training.items()
-            if seasonality is None or d.weekday() == day.weekday()
+            v for d, v in training.items() if seasonality is None or d.weekday() == day.weekday()
         ]
         point = Point(day, value, in_detection=True)
         points.append(point)
@@ -130,19 +128,23 @@ def distribution_shift(
     pooled: dict[str, float] = {}
     detected: dict[str, float] = {}
     for d, mix in counts.items():
-        target = pooled if training_start <= d < detection_start else (
-            detected if detection_start <= d <= last_day else None
+        target = (
+            pooled
+            if training_start <= d < detection_start
+            else (detected if detection_start <= d <= last_day else None)
         )
         if target is not None:
             for k, v in mix.items():
                 target[k] = target.get(k, 0.0) + v
     reference = _mix(pooled)
     distances: dict[date, float | None] = {}
-    for d in (training_start + timedelta(days=i) for i in range((last_day - training_start).days + 1)):
+    for d in (
+        training_start + timedelta(days=i) for i in range((last_day - training_start).days + 1)
+    ):
         day_counts = counts.get(d) or {}
-        distances[d] = total_variation(_mix(day_counts), reference) if sum(
-            day_counts.values()
-        ) else None
+        distances[d] = (
+            total_variation(_mix(day_counts), reference) if sum(day_counts.values()) else None
+        )
     detection = zscore_detect(distances, last_day, s, direction="up")
     for p in detection.points:
         if p.is_anomaly and (p.value or 0.0) < s.min_distribution_shift:

@@ -361,23 +361,37 @@ def _lag_check(conn, source, source_schema, table, raw, spec, fresh) -> CheckRes
             with c.cursor() as cur:
                 cur.execute("rollback to savepoint lag")
             return CheckResult(
-                check_id, "freshness", name, "error",
-                f"cannot read {column} of {relation}: {exc.pgerror or exc}".strip(), table=raw,
+                check_id,
+                "freshness",
+                name,
+                "error",
+                f"cannot read {column} of {relation}: {exc.pgerror or exc}".strip(),
+                table=raw,
             )
     src, wh = newest
     if src is None:
-        return CheckResult(check_id, "freshness", name, "pass", "the source table is empty",
-                           table=raw)
+        return CheckResult(
+            check_id, "freshness", name, "pass", "the source table is empty", table=raw
+        )
     lag = max(0.0, (src - wh).total_seconds() / 60) if wh else float("inf")
     status = (
-        "fail" if lag > fresh.lag_error_minutes else
-        "warn" if lag > fresh.lag_warn_minutes else "pass"
+        "fail"
+        if lag > fresh.lag_error_minutes
+        else "warn"
+        if lag > fresh.lag_warn_minutes
+        else "pass"
     )
     return CheckResult(
-        check_id, "freshness", name, status,
+        check_id,
+        "freshness",
+        name,
+        status,
         f"newest source change {src:%Y-%m-%d %H:%M} UTC, newest in raw "
-        f"{wh:%Y-%m-%d %H:%M} UTC: {lag:.0f} min behind" if wh else "nothing in raw yet",
-        table=raw, observed=round(lag, 2) if lag != float("inf") else None,
+        f"{wh:%Y-%m-%d %H:%M} UTC: {lag:.0f} min behind"
+        if wh
+        else "nothing in raw yet",
+        table=raw,
+        observed=round(lag, 2) if lag != float("inf") else None,
         threshold=fresh.lag_warn_minutes,
         details={"column": column, "newest_source": src, "newest_raw": wh},
     )

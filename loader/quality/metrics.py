@@ -209,8 +209,14 @@ def amount_outliers(
     with conn.cursor() as cur:
         cur.execute(
             query,
-            {"k": k, "t0": training[0], "t1": training[1], "d0": detection[0],
-             "d1": detection[1], "n": sample},
+            {
+                "k": k,
+                "t0": training[0],
+                "t1": training[1],
+                "d0": detection[0],
+                "d1": detection[1],
+                "n": sample,
+            },
         )
         n, lo, hi, median, rows = cur.fetchone()
     if lo is None:

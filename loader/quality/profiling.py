@@ -9,7 +9,13 @@ import psycopg2.extensions
 from psycopg2 import sql
 
 NUMERIC_TYPES = {
-    "smallint", "integer", "bigint", "numeric", "real", "double precision", "decimal",
+    "smallint",
+    "integer",
+    "bigint",
+    "numeric",
+    "real",
+    "double precision",
+    "decimal",
 }
 # types without a useful ordering or whose distinct count would be meaningless or costly
 NO_MINMAX = {"boolean", "json", "jsonb", "bytea", "xml", "tsvector", "uuid"}
@@ -32,15 +38,32 @@ class ColumnProfile:
 
     def as_row(self) -> tuple[Any, ...]:
         return (
-            self.schema_name, self.table_name, self.column_name, self.data_type,
-            self.row_count, self.null_count, self.null_pct, self.distinct_count,
-            self.min_value, self.max_value, self.avg_value,
+            self.schema_name,
+            self.table_name,
+            self.column_name,
+            self.data_type,
+            self.row_count,
+            self.null_count,
+            self.null_pct,
+            self.distinct_count,
+            self.min_value,
+            self.max_value,
+            self.avg_value,
         )
 
 
 PROFILE_COLUMNS = (
-    "schema_name", "table_name", "column_name", "data_type", "row_count", "null_count",
-    "null_pct", "distinct_count", "min_value", "max_value", "avg_value",
+    "schema_name",
+    "table_name",
+    "column_name",
+    "data_type",
+    "row_count",
+    "null_count",
+    "null_pct",
+    "distinct_count",
+    "min_value",
+    "max_value",
+    "avg_value",
 )
 
 
@@ -63,8 +86,7 @@ def profile_query(schema: str, table: str, columns: list[tuple[str, str]]) -> sq
         col = sql.Identifier(name)
         exprs.append(sql.SQL("count({})").format(col))
         exprs.append(
-            sql.SQL("null") if dtype in NO_DISTINCT
-            else sql.SQL("count(distinct {})").format(col)
+            sql.SQL("null") if dtype in NO_DISTINCT else sql.SQL("count(distinct {})").format(col)
         )
         if dtype in NO_MINMAX:
             exprs += [sql.SQL("null"), sql.SQL("null")]
@@ -98,10 +120,17 @@ def profile_table(
         nulls = total - int(non_null)
         out.append(
             ColumnProfile(
-                schema, table, name, dtype, total, nulls,
+                schema,
+                table,
+                name,
+                dtype,
+                total,
+                nulls,
                 round(100.0 * nulls / total, 4) if total else 0.0,
                 int(distinct) if distinct is not None else None,
-                lo, hi, float(avg) if avg is not None else None,
+                lo,
+                hi,
+                float(avg) if avg is not None else None,
             )
         )
     return out

@@ -12,14 +12,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from loader.quality.render import render_html, to_json
-
 from loader.config import Settings
 from loader.quality import checks as warehouse_checks
 from loader.quality import store
 from loader.quality.anomaly_checks import monitor_checks
 from loader.quality.monitors import QualityConfig, load_quality_config
 from loader.quality.profiling import PROFILE_COLUMNS, ColumnProfile, profile_table
+from loader.quality.render import render_html, to_json
 from loader.quality.results import SEVERITY_ORDER, CheckResult
 
 
@@ -73,16 +72,29 @@ def _profile_checks(profiles: list[ColumnProfile], config: QualityConfig) -> lis
     for table in config.profiles:
         cols = by_table.get(table)
         if cols is None:
-            out.append(CheckResult(f"profile:{table}", "profiling", f"{table}: profiled", "error",
-                                   f"{table} does not exist or has no columns", table=table))
+            out.append(
+                CheckResult(
+                    f"profile:{table}",
+                    "profiling",
+                    f"{table}: profiled",
+                    "error",
+                    f"{table} does not exist or has no columns",
+                    table=table,
+                )
+            )
             continue
         rows = cols[0].row_count
-        out.append(CheckResult(
-            f"profile:{table}", "profiling", f"{table}: profiled",
-            "pass" if rows else "warn",
-            f"{len(cols)} columns, {rows:,} rows" if rows else "the table is empty",
-            table=table, observed=float(rows),
-        ))
+        out.append(
+            CheckResult(
+                f"profile:{table}",
+                "profiling",
+                f"{table}: profiled",
+                "pass" if rows else "warn",
+                f"{len(cols)} columns, {rows:,} rows" if rows else "the table is empty",
+                table=table,
+                observed=float(rows),
+            )
+        )
     return out
 
 
@@ -118,8 +130,12 @@ def _history(conn) -> dict[str, list[dict[str, Any]]]:
         pipeline = store.fetch_dicts(
             conn, "select * from ops.pipeline_runs order by 1 desc limit 30"
         )
-    return {"dbt_invocations": invocations, "slowest_models": slowest,
-            "quality_runs": runs, "pipeline_runs": pipeline}
+    return {
+        "dbt_invocations": invocations,
+        "slowest_models": slowest,
+        "quality_runs": runs,
+        "pipeline_runs": pipeline,
+    }
 
 
 def build_report(
@@ -150,11 +166,31 @@ def build_report(
         recon, recon_rows = warehouse_checks.reconciliation_checks(conn, run_id)
         checks += recon
         store.insert_rows(
-            conn, "quality.reconciliation",
-            ("run_id", "load_id", "table_name", "source_rows", "raw_rows", "matched",
-             "dead_letters", "checked_at"),
-            [(r["run_id"], r["load_id"], r["table_name"], r["source_rows"], r["raw_rows"],
-              r["matched"], r["dead_letters"], r["checked_at"]) for r in recon_rows],
+            conn,
+            "quality.reconciliation",
+            (
+                "run_id",
+                "load_id",
+                "table_name",
+                "source_rows",
+                "raw_rows",
+                "matched",
+                "dead_letters",
+                "checked_at",
+            ),
+            [
+                (
+                    r["run_id"],
+                    r["load_id"],
+                    r["table_name"],
+                    r["source_rows"],
+                    r["raw_rows"],
+                    r["matched"],
+                    r["dead_letters"],
+                    r["checked_at"],
+                )
+                for r in recon_rows
+            ],
         )
         progress("quality: completeness")
         checks += warehouse_checks.completeness_checks(conn, config)
@@ -165,25 +201,63 @@ def build_report(
         for table in config.profiles:
             if warehouse_checks._exists(conn, table):
                 profiles += profile_table(conn, table)
-        store.insert_rows(conn, "quality.profiles", ("run_id", *PROFILE_COLUMNS),
-                          [(run_id, *p.as_row()) for p in profiles])
+        store.insert_rows(
+            conn,
+            "quality.profiles",
+            ("run_id", *PROFILE_COLUMNS),
+            [(run_id, *p.as_row()) for p in profiles],
+        )
         checks += _profile_checks(profiles, config)
         progress("quality: anomaly detection")
         checks += monitor_checks(conn, run_id, config)
         checks.sort(key=lambda c: (SEVERITY_ORDER[c.status], c.category, c.check_id))
         store.insert_rows(
-            conn, "quality.check_results",
-            ("run_id", "check_id", "category", "check_name", "table_name", "status", "message",
-             "observed", "threshold", "failing_rows", "sample", "details"),
-            [(run_id, c.check_id, c.category, c.name, c.table, c.status, c.message,
-              _finite(c.observed), _finite(c.threshold), c.failing_rows, c.sample, c.details)
-             for c in checks],
+            conn,
+            "quality.check_results",
+            (
+                "run_id",
+                "check_id",
+                "category",
+                "check_name",
+                "table_name",
+                "status",
+                "message",
+                "observed",
+                "threshold",
+                "failing_rows",
+                "sample",
+                "details",
+            ),
+            [
+                (
+                    run_id,
+                    c.check_id,
+                    c.category,
+                    c.name,
+                    c.table,
+                    c.status,
+                    c.message,
+                    _finite(c.observed),
+                    _finite(c.threshold),
+                    c.failing_rows,
+                    c.sample,
+                    c.details,
+                )
+                for c in checks
+            ],
         )
-        report = QualityReport(run_id, started, checks, out_dir / "quality.html",
-                               out_dir / "quality.json", profiles=profiles)
+        report = QualityReport(
+            run_id,
+            started,
+            checks,
+            out_dir / "quality.html",
+            out_dir / "quality.json",
+            profiles=profiles,
+        )
         store.finish_run(conn, run_id, report.counts, str(report.html_path))
-        store.apply_retention(conn, q.retention_days,
-                              config.anomaly.training_days + config.anomaly.detection_days)
+        store.apply_retention(
+            conn, q.retention_days, config.anomaly.training_days + config.anomaly.detection_days
+        )
         history = _history(conn)
         report.seconds = time.monotonic() - t0
         progress("quality: writing the report")
