@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 from loader import __version__
 from loader.config import ConfigError, Settings, load_settings
@@ -185,31 +186,36 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     from loader import warehouse
-    from loader.extract.status import loader_status
+    from loader.orchestrate.status import render, run_status
 
     st = warehouse.status(settings)
     if not st.running:
         raise CliError("the warehouse is not running: start it with `elt warehouse start`")
-    rows = loader_status(settings, _loader_config(settings))
+    status = run_status(settings, _loader_config(settings))
     if args.json:
-        _echo(
-            json.dumps(
-                {"warehouse": st.__dict__, "tables": [r.as_dict() for r in rows]}, default=str
-            )
-        )
+        _echo(json.dumps({"warehouse": st.__dict__, **status}, default=str))
         return 0
-    _echo(
-        f"{'table':<12} {'mode':<9} {'watermark':<32} {'last load':<26} {'extracted':>9} "
-        f"{'raw rows':>10} {'source':>10} reconciled"
-    )
-    for r in rows:
-        ok = {True: "yes", False: "MISMATCH", None: "-"}[r.reconciled]
-        _echo(
-            f"{r.table:<12} {r.mode:<9} {str(r.watermark or '-'):<32} "
-            f"{str(r.last_load or '-')[:26]:<26} {str(r.rows_extracted or 0):>9} "
-            f"{str(r.rows_in_raw if r.rows_in_raw is not None else '-'):>10} "
-            f"{str(r.source_rows if r.source_rows is not None else '-'):>10} {ok}"
-        )
+    for line in render(status):
+        _echo(line)
+    return 0
+
+
+def cmd_dag(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from loader import warehouse
+    from loader.config import PROJECT_ROOT
+    from loader.orchestrate.dbt import run_dbt
+    from loader.orchestrate.job import source_foreign_keys, waves_for
+    from loader.orchestrate.picture import draw
+
+    warehouse.ensure_running(settings)
+    manifest = PROJECT_ROOT / "target" / "manifest.json"
+    run_dbt(settings, "parse")  # the lineage as the project stands now
+    config = _loader_config(settings)
+    out = draw(waves_for(settings, config), manifest, Path(args.output),
+               source_foreign_keys(settings, config))
+    _echo(f"wrote {out}")
     return 0
 
 
@@ -225,6 +231,28 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         retry_failed=args.retry_failed,
         echo=_echo,
     )
+
+
+def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
+    from loader import warehouse
+    from loader.quality import build_report, send_alerts
+    from loader.quality.elementary import ElementaryUnavailable, run_elementary
+    from loader.quality.monitors import MonitorConfigError
+
+    try:
+        if getattr(args, "action", None) == "elementary":
+            return run_elementary(settings, echo=_echo)
+        warehouse.ensure_running(settings)
+        report = build_report(settings, output_dir=args.output_dir, progress=_progress)
+    except (ElementaryUnavailable, MonitorConfigError) as exc:
+        raise CliError(str(exc)) from None
+    _echo(f"quality report: {report.summary()}")
+    _echo(f"  html: {report.html_path}\n  json: {report.json_path}")
+    if args.alert:
+        outcome = send_alerts(settings, report)
+        for channel, state in outcome.channels.items():
+            _echo(f"  alerts {channel}: {state}")
+    return 0 if report.ok else 1
 
 
 def _positive_float(text: str) -> float:
@@ -339,6 +367,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="rerun the tasks that failed (ops.failed_tasks) and what follows them",
     )
     run.set_defaults(func=cmd_run)
+
+    dag = sub.add_parser("dag", help="draw the whole flow (source, raw, dbt) as a PNG")
+    dag.add_argument("--output", default="dag.png", help="where to write it (default dag.png)")
+    dag.set_defaults(func=cmd_dag)
+
+    report = sub.add_parser(
+        "report", help="run the quality checks; write reports/quality.html and quality.json"
+    )
+    report.add_argument(
+        "--output-dir", type=Path, default=None, help="where to write (default ELT_REPORTS_DIR)"
+    )
+    report.add_argument(
+        "--alert",
+        action="store_true",
+        help="send failures and anomalies to the ELT_ALERT_* channels",
+    )
+    report.set_defaults(func=cmd_report)
+    quality = sub.add_parser("quality", help="optional quality tooling")
+    quality_sub = quality.add_subparsers(dest="action", required=True, metavar="ACTION")
+    quality_sub.add_parser(
+        "elementary", help="elementary's dbt package and report (needs the dbt hub; opt-in)"
+    )
+    quality.set_defaults(func=cmd_report, output_dir=None, alert=False)
     return parser
 
 

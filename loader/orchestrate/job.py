@@ -61,12 +61,16 @@ def source_tasks(settings: Settings, simulate_days: int, scale: float) -> list[T
     return tasks
 
 
-def waves_for(settings: Settings, config: LoaderConfig) -> list[list[str]]:
+def source_foreign_keys(settings: Settings, config: LoaderConfig) -> list[tuple[str, str]]:
     conn = connect_raw(settings.source)
     try:
-        fks = foreign_keys(conn, config.source_schema)
+        return foreign_keys(conn, config.source_schema)
     finally:
         conn.close()
+
+
+def waves_for(settings: Settings, config: LoaderConfig) -> list[list[str]]:
+    fks = source_foreign_keys(settings, config)
     return load_waves(table_graph(list(config.tables), fks))
 
 

@@ -50,6 +50,20 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return mean, math.sqrt(var)
 
 
+def t_threshold(z: float, dof: int) -> float:
+    """The Student-t quantile matching normal quantile `z` (Abramowitz & Stegun 26.7.5): with
+    few training points the sample spread is uncertain, so the bound must widen."""
+    if dof <= 0:
+        return math.inf
+    v = float(dof)
+    return (
+        z
+        + (z**3 + z) / (4 * v)
+        + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * v**2)
+        + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * v**3)
+    )
+
+
 def zscore_detect(
     series: Mapping[date, float | None],
     last_day: date,
@@ -60,7 +74,11 @@ def zscore_detect(
 ) -> Detection:
     """Judge each detection day against the training days (the same weekday with
     day_of_week seasonality): anomalous when |z| > sensitivity in the watched direction.
-    A training set with no spread flags any change at all."""
+
+    z is measured against the prediction spread std * sqrt(1 + 1/n) and the threshold is the
+    t quantile equivalent to `sensitivity` with n - 1 degrees of freedom, so eight Mondays of
+    training do not raise the false alarms a plain z-score on them would. A training set
+    with no spread flags any change at all."""
     if seasonality not in (None, "day_of_week"):
         raise ValueError(f"unknown seasonality {seasonality!r}: use day_of_week or none")
     training_start, detection_start, _ = windows(last_day, s)
@@ -84,15 +102,17 @@ def zscore_detect(
         if len(sample) < min_points:
             continue
         mean, std = _mean_std(sample)
+        std *= math.sqrt(1 + 1 / len(sample))
+        threshold = t_threshold(s.sensitivity, len(sample) - 1)
         point.expected = mean
-        point.lower, point.upper = mean - s.sensitivity * std, mean + s.sensitivity * std
+        point.lower, point.upper = mean - threshold * std, mean + threshold * std
         if value is None:
             continue
         if std == 0:
             point.z = 0.0 if value == mean else math.copysign(math.inf, value - mean)
         else:
             point.z = (value - mean) / std
-        high, low = point.z > s.sensitivity, point.z < -s.sensitivity
+        high, low = point.z > threshold, point.z < -threshold
         point.is_anomaly = (high and direction in ("both", "up")) or (
             low and direction in ("both", "down")
         )

@@ -19,7 +19,7 @@ class AnomalySettings:
     training_days: int = 56
     detection_days: int = 3
     min_training_points: int = 7
-    min_distribution_shift: float = 0.05
+    min_distribution_shift: float = 0.1
     severity: str = "warn"
 
 

@@ -1,0 +1,199 @@
+"""`elt run` as a job: lock, history, failure handling with marts untouched, retry, status."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psycopg2
+import pytest
+
+from loader.cli import main
+from loader.config import load_settings
+from loader.extract import reconcile
+from loader.extract.tables import load_config
+from loader.orchestrate import history, job
+from loader.orchestrate.history import RunLock, RunLocked
+from tests.conftest import create_database, query
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def env(settings, elt_env, tmp_path_factory):
+    port = elt_env["ELT_PG_PORT"]
+    create_database(settings, "run_src")
+    create_database(settings, "run_wh")
+    return {
+        "ELT_HOME": str(tmp_path_factory.mktemp("run-home")),
+        "ELT_SOURCE_URL": f"postgresql://postgres@127.0.0.1:{port}/run_src",
+        "ELT_WAREHOUSE_URL": f"postgresql://postgres@127.0.0.1:{port}/run_wh",
+    }
+
+
+@pytest.fixture(scope="module")
+def first_run(env):
+    s = load_settings(env)
+    code = job.run_job(s, scale=0.002, echo=lambda _: None, base_delay=0.01)
+    assert code == 0
+    return s
+
+
+def marts_digest(s) -> list[tuple]:
+    return query(s.warehouse, """
+        select 'fct_orders', count(*), md5(string_agg(t::text, '|' order by order_id))
+        from marts.fct_orders t
+        union all
+        select 'daily_revenue', count(*), md5(string_agg(t::text, '|' order by revenue_date))
+        from marts.daily_revenue t""")
+
+
+def test_a_fresh_run_builds_everything_and_records_its_history(first_run):
+    s = first_run
+    runs = query(s.warehouse, "select status, summary from ops.pipeline_runs")
+    assert runs[0][0] == "success"
+    assert set(runs[0][1]["tables"]) == {"customers", "products", "orders", "order_items",
+                                         "payments", "bids"}
+    tasks = {r[0] for r in query(s.warehouse, "select task from ops.task_runs")}
+    assert {"source_init", "load_wave_1", "load_wave_2", "load_wave_3", "dbt_build",
+            "dbt_freshness"} <= tasks
+    waves = dict(query(s.warehouse, "select task, table_names from ops.task_runs "
+                                    "where task like 'load_wave_%'"))
+    assert waves["load_wave_1"] == ["customers"]
+    assert query(s.warehouse, "select count(*) from marts.fct_orders")[0][0] > 0
+    lines = (s.logs_dir / "elt-runs.jsonl").read_text().splitlines()
+    record = json.loads(lines[-1])
+    assert {"timestamp", "run_id", "task", "table", "rows", "duration_s", "status", "error"} \
+        <= set(record)
+
+
+def test_a_second_run_with_no_change_changes_nothing(first_run):
+    s = first_run
+    before = marts_digest(s)
+    raw_before = query(s.warehouse, "select max(_dlt_load_id), count(*) from raw_marketplace.bids")
+    assert job.run_job(s, echo=lambda _: None) == 0
+    assert marts_digest(s) == before
+    assert query(s.warehouse, "select max(_dlt_load_id), count(*) from raw_marketplace.bids") \
+        == raw_before
+    loads = query(s.warehouse, "select summary->'tables' from ops.pipeline_runs "
+                               "order by started_at desc limit 1")[0][0]
+    assert all(t["extracted"] == 0 for t in loads.values())
+
+
+def test_killed_warehouse_connection_fails_the_run_and_leaves_marts_untouched(
+    first_run, monkeypatch
+):
+    s = first_run
+    before = marts_digest(s)
+    from loader.source import simulator
+
+    simulator.advance(s.source, 1)
+    real_run_load = job.run_load
+    kills = []
+
+    def run_load_with_killed_connection(settings, config, **kwargs):
+        if "orders" in (kwargs.get("tables") or []):
+            conn = psycopg2.connect(settings.warehouse.dsn)
+            kills.append(1)
+            with conn.cursor() as cur:  # the server ends this session: SQLSTATE 57P01
+                cur.execute("select pg_terminate_backend(pg_backend_pid())")
+        return real_run_load(settings, config, **kwargs)
+
+    monkeypatch.setattr(job, "run_load", run_load_with_killed_connection)
+    assert job.run_job(s, echo=lambda _: None, base_delay=0.01) == 1
+    assert len(kills) == 4, "a killed connection is transient: retried 3 times"
+    run = query(s.warehouse, "select status, error from ops.pipeline_runs "
+                             "order by started_at desc limit 1")[0]
+    assert run[0] == "failed" and "terminating connection" in run[1]
+    skipped = query(s.warehouse, "select count(*) from ops.task_runs t join ops.pipeline_runs r"
+                                 " using (run_id) where r.status = 'failed'"
+                                 " and t.task = 'dbt_build'")
+    assert skipped[0][0] == 0, "dbt never ran on a half-finished load"
+    assert marts_digest(s) == before
+    failed = history.unresolved_failures(s.warehouse)
+    assert [f[1] for f in failed] == ["load_wave_2"]
+    assert failed[0][2] == {"tables": ["orders", "products"]}
+
+    monkeypatch.setattr(job, "run_load", real_run_load)
+    assert job.run_job(s, retry_failed=True, echo=lambda _: None) == 0
+    assert history.unresolved_failures(s.warehouse) == []
+    config = load_config(s.tables_config)
+    for spec in config.tables.values():
+        diffs = [d for d in reconcile.compare(s, config, spec) if d.table != "orders"]
+        assert diffs == [], f"{spec.name} differs after the recovery run"
+    assert marts_digest(s) != before, "the recovery run published the new day"
+
+
+def test_retry_failed_with_nothing_failed_says_so(first_run):
+    lines = []
+    assert job.run_job(first_run, retry_failed=True, echo=lines.append) == 0
+    assert "no failed tasks to retry" in lines
+
+
+def test_a_concurrent_run_is_refused_within_a_second(first_run, env):
+    s = first_run
+    holder = RunLock(s.warehouse)
+    holder.acquire()
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(RunLocked, match="another elt run is in progress"):
+            job.run_job(s, echo=lambda _: None)
+        assert time.monotonic() - t0 < 1.0
+        t0 = time.monotonic()
+        out = subprocess.run([sys.executable, "-m", "loader.cli", "run"], capture_output=True,
+                             text=True, env={**os.environ, **env}, timeout=60)
+        elapsed = time.monotonic() - t0
+        assert out.returncode == 2 and "another elt run is in progress" in out.stderr
+        assert elapsed < 3.0, f"the CLI took {elapsed:.1f}s to refuse"
+    finally:
+        holder.release()
+
+
+def test_a_crashed_run_leaves_no_stale_lock(first_run, env):
+    s = first_run
+    code = (
+        "import os, signal, time\n"
+        "from loader.config import load_settings\n"
+        "from loader.orchestrate import history\n"
+        "s = load_settings()\n"
+        "lock = history.RunLock(s.warehouse); lock.acquire()\n"
+        "history.start_run(s.warehouse, 'doomed-run', {})\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env}, timeout=60)
+    assert out.returncode == -signal.SIGKILL
+    lock = RunLock(s.warehouse)
+    lock.acquire()  # the dead session took its lock with it
+    lock.release()
+    assert job.run_job(s, echo=lambda _: None) == 0
+    assert query(s.warehouse, "select status from ops.pipeline_runs "
+                              "where run_id = 'doomed-run'") == [("crashed",)]
+
+
+def test_status_shows_runs_rates_percentiles_and_tables(first_run, env, capsys, monkeypatch):
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert main(["status", "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["runs"]["last"][0]["status"] in ("success", "failed")
+    assert 0 < status["runs"]["success_rate"] <= 1
+    assert status["tasks"]["dbt_build"]["p50_s"] > 0
+    assert status["tasks"]["dbt_build"]["p95_s"] >= status["tasks"]["dbt_build"]["p50_s"]
+    assert {t["table"] for t in status["tables"]} >= {"orders", "bids"}
+    assert all(t["freshness_lag_s"] is not None for t in status["tables"])
+    assert main(["status"]) == 0
+    out = capsys.readouterr().out
+    assert "p95" in out and "success rate" in out and "watermark" in out
+
+
+def test_elt_dag_draws_the_whole_flow(first_run, env, tmp_path, monkeypatch):
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    target = tmp_path / "dag.png"
+    assert main(["dag", "--output", str(target)]) == 0
+    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert target.stat().st_size > 20_000

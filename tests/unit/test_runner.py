@@ -1,0 +1,103 @@
+"""Load order from foreign keys, and the DAG runner's retries, waves and skips."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import psycopg2
+import pytest
+
+from loader.orchestrate.graph import DependencyCycle, load_waves, table_graph
+from loader.orchestrate.job import select_for_retry
+from loader.orchestrate.runner import FAILED, SKIPPED, SUCCESS, Task, run_dag
+
+MARKETPLACE_FKS = [
+    ("products", "customers"), ("orders", "customers"), ("order_items", "orders"),
+    ("payments", "orders"), ("bids", "products"), ("bids", "customers"),
+]
+
+
+def test_load_order_puts_parents_before_children():
+    tables = ["bids", "payments", "order_items", "orders", "products", "customers"]
+    waves = load_waves(table_graph(tables, MARKETPLACE_FKS))
+    assert waves == [["customers"], ["orders", "products"], ["bids", "order_items", "payments"]]
+
+
+def test_unlisted_tables_and_self_references_do_not_constrain():
+    waves = load_waves(table_graph(["a", "b"], [("a", "a"), ("a", "zzz"), ("b", "a")]))
+    assert waves == [["a"], ["b"]]
+
+
+def test_a_cycle_is_reported_with_its_tables():
+    fks = [("a", "c"), ("b", "a"), ("c", "b"), ("d", "a")]
+    with pytest.raises(DependencyCycle, match=r"cycle: (a -> b -> c -> a|b -> c -> a -> b|"
+                                              r"c -> a -> b -> c)"):
+        load_waves(table_graph(["a", "b", "c", "d"], fks))
+
+
+def transient() -> Exception:
+    return psycopg2.OperationalError("server closed the connection unexpectedly")
+
+
+def test_independent_tasks_of_a_wave_run_in_parallel():
+    active, peak = [0], [0]
+    lock = threading.Lock()
+
+    def work():
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        time.sleep(0.2)
+        with lock:
+            active[0] -= 1
+        return 1
+
+    tasks = [Task("root", lambda: 0)] + [Task(f"t{i}", work, deps=("root",)) for i in range(3)]
+    outcomes = run_dag(tasks, workers=3)
+    assert peak[0] == 3
+    assert all(o.status == SUCCESS for o in outcomes.values())
+
+
+def test_transient_failure_is_retried_then_succeeds():
+    calls = []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) < 3:
+            raise transient()
+        return 42
+
+    attempts = []
+    outcomes = run_dag([Task("load", flaky, retries=3)], sleep=lambda _: None,
+                       on_attempt=lambda t, n, status, *rest: attempts.append((n, status)))
+    assert outcomes["load"].status == SUCCESS and outcomes["load"].rows == 42
+    assert attempts == [(1, "retry"), (2, "retry"), (3, SUCCESS)]
+
+
+def test_exhausted_retries_fail_the_task_and_skip_what_follows():
+    def always():
+        raise transient()
+
+    tasks = [Task("load", always, retries=2), Task("dbt", lambda: 1, deps=("load",)),
+             Task("other", lambda: 1)]
+    outcomes = run_dag(tasks, sleep=lambda _: None)
+    assert outcomes["load"].status == FAILED and outcomes["load"].attempts == 3
+    assert outcomes["dbt"].status == SKIPPED
+    assert outcomes["other"].status == SUCCESS
+
+
+def test_permanent_errors_are_not_retried():
+    def broken():
+        raise ValueError("bad config")
+
+    outcomes = run_dag([Task("load", broken, retries=5)], sleep=lambda _: None)
+    assert outcomes["load"].attempts == 1 and "bad config" in outcomes["load"].error
+
+
+def test_retry_failed_selects_the_failed_tasks_and_their_downstream():
+    tasks = [Task("w1", lambda: 0), Task("w2", lambda: 0, deps=("w1",)),
+             Task("dbt", lambda: 0, deps=("w2",)), Task("fresh", lambda: 0, deps=("dbt",))]
+    picked = select_for_retry(tasks, {"w2"})
+    assert [t.name for t in picked] == ["w2", "dbt", "fresh"]
+    assert picked[0].deps == ()
