@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
+import tempfile
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -28,15 +30,19 @@ def settings_for(home: Path, port: int, **extra: str) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def elt_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """The environment of the session server, for tests that run the CLI in a subprocess."""
-    home = tmp_path_factory.mktemp("elt-home")
+def elt_env() -> Iterator[dict[str, str]]:
+    """The environment of the session server, for tests that run the CLI in a subprocess.
+
+    Its home is outside pytest's temp root, which another pytest session on the machine may
+    lock down (chmod 700) while this server still needs to reach it as its own user."""
+    home = Path(tempfile.mkdtemp(prefix="elt-test-"))
     env = {"ELT_HOME": str(home), "ELT_PG_PORT": str(free_port()), "ELT_ENV": "dev"}
     settings = load_settings(env)
     warehouse.start(settings)
     yield env
     dispose_engines()
     warehouse.stop(settings)
+    shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -108,7 +108,7 @@ def test_killed_warehouse_connection_fails_the_run_and_leaves_marts_untouched(
     assert len(kills) == 4, "a killed connection is transient: retried 3 times"
     run = query(s.warehouse, "select status, error from ops.pipeline_runs "
                              "order by started_at desc limit 1")[0]
-    assert run[0] == "failed" and "terminating connection" in run[1]
+    assert run[0] == "failed" and "server closed the connection" in run[1]
     skipped = query(s.warehouse, "select count(*) from ops.task_runs t join ops.pipeline_runs r"
                                  " using (run_id) where r.status = 'failed'"
                                  " and t.task = 'dbt_build'")
