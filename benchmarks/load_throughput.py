@@ -43,6 +43,16 @@ def recreate(settings, name: str) -> None:
     conn.close()
 
 
+def settle(settings, drop: str | None = None) -> None:
+    """Leave no background work to the next method: drop its target, vacuum, checkpoint."""
+    conn = connect_raw(settings.warehouse.with_database("postgres"), autocommit=True)
+    with conn.cursor() as cur:
+        if drop:
+            cur.execute(f'drop database if exists "{drop}" with (force)')
+        cur.execute("checkpoint")
+    conn.close()
+
+
 def copy_pipe(settings, tables: list[str], target: str) -> int:
     """COPY TO STDOUT piped into COPY FROM STDIN, one thread per table (binary format)."""
     src_ep = settings.warehouse.with_database(SRC)
@@ -168,8 +178,9 @@ def child(method: str, tables: list[str], target: str) -> None:
     print(json.dumps({"rows": rows, "seconds": seconds, "peak_mb": peak_mb}))
 
 
-def run_child(method: str, tables: list[str]) -> dict:
+def run_child(settings, method: str, tables: list[str]) -> dict:
     target = "bench_" + method.replace(":", "_").replace("-", "_")
+    settle(settings)
     out = subprocess.run(
         [
             sys.executable,
@@ -189,6 +200,7 @@ def run_child(method: str, tables: list[str]) -> dict:
         raise SystemExit(f"{method} failed:\n{out.stderr[-3000:]}")
     result = json.loads(out.stdout.strip().splitlines()[-1])
     result["rows_per_s"] = result["rows"] / result["seconds"]
+    settle(settings, drop=target)
     return result
 
 
@@ -215,6 +227,10 @@ def main() -> None:
     simulator.init(src, simulator.SimConfig(scale=args.scale, seed=1))
     init_s = time.perf_counter() - t0
     rows = simulator.counts(src)
+    conn = connect_raw(src, autocommit=True)
+    with conn.cursor() as cur:
+        cur.execute("vacuum analyze")  # hint bits and statistics, before anyone reads
+    conn.close()
     print(f"source at scale {args.scale:g}: {sum(rows.values()):,} rows built in {init_s:.1f}s")
     all_tables = list(TABLES)
     plans = [
@@ -227,7 +243,7 @@ def main() -> None:
     ]
     results = []
     for method, tables in plans:
-        r = run_child(method, tables)
+        r = run_child(settings, method, tables)
         r.update(method=method, tables="all" if tables == all_tables else ",".join(tables))
         results.append(r)
         print(
