@@ -208,3 +208,28 @@ def resolve_failures(endpoint: Endpoint, ids: list[int], run_id: str) -> None:
             "where failed_task_id = any(%s)",
             (run_id, ids),
         )
+
+
+def last_successful_summary(endpoint: Endpoint) -> dict | None:
+    rows = _execute(
+        endpoint,
+        "select summary from ops.pipeline_runs where status = 'success' "
+        "order by started_at desc limit 1",
+    )
+    return rows[0][0] if rows else None
+
+
+def raw_changed_since(endpoint: Endpoint, since: str) -> bool:
+    """Whether any load, backfill or repair wrote rows into raw after `since`."""
+    rows = _execute(
+        endpoint,
+        """select
+             (select to_regclass('ops.load_reconciliation') is not null)
+             and exists (select from ops.load_reconciliation
+                         where checked_at > %(t)s and rows_extracted > 0),
+             (select to_regclass('ops.deep_reconciliation') is not null)
+             and exists (select from ops.deep_reconciliation
+                         where checked_at > %(t)s and repaired)""",
+        {"t": since},
+    )
+    return bool(rows[0][0] or rows[0][1])

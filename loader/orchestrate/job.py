@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import sys
 import time
 import uuid
@@ -13,7 +14,7 @@ from typing import TextIO
 import networkx as nx
 
 from loader import warehouse
-from loader.config import Settings
+from loader.config import PROJECT_ROOT, Settings
 from loader.db import connect_raw
 from loader.extract.pipeline import LoadResult, run_load
 from loader.extract.tables import LoaderConfig, load_config
@@ -32,7 +33,11 @@ class RunState:
     loads: list[LoadResult] = field(default_factory=list)
     tests: dict[str, int] = field(default_factory=dict)
     freshness_ok: bool | None = None
-    report: object | None = None
+    report: object | None = None  # loader.quality.QualityReport
+    alerts: object | None = None  # loader.quality.AlertOutcome
+    dbt_project_hash: str = ""
+    dbt_skipped: bool = False
+    dbt_built_at: str | None = None  # when the marts were last really built
 
 
 def source_tasks(settings: Settings, simulate_days: int, scale: float) -> list[Task]:
@@ -96,6 +101,20 @@ def pipeline_tasks(
         load_names.append(name)
 
     def dbt_build() -> int:
+        previous = history.last_successful_summary(settings.warehouse) or {}
+        built_at = previous.get("dbt_built_at")
+        unchanged = (
+            built_at is not None
+            and previous.get("dbt_project_hash") == state.dbt_project_hash
+            and not history.raw_changed_since(settings.warehouse, built_at)
+        )
+        if unchanged:
+            # nothing reached raw since the last build of the same project: marts are current
+            state.dbt_skipped = True
+            state.dbt_built_at = built_at
+            state.tests = previous.get("tests", {})
+            return 0
+        state.dbt_built_at = datetime.now(UTC).isoformat()
         try:
             run_dbt(settings, "build")
         finally:
@@ -109,9 +128,36 @@ def pipeline_tasks(
             raise RuntimeError(result.stdout[-2000:])
         return 0
 
+    def report() -> int:
+        from loader.quality import build_report
+
+        state.report = build_report(settings)
+        return len(state.report.checks)
+
+    def alerts() -> int:
+        from loader.quality import send_alerts
+
+        state.alerts = send_alerts(settings, state.report)
+        return len(state.alerts.alerted)
+
     tasks.append(Task("dbt_build", dbt_build, deps=tuple(load_names), retries=1))
     tasks.append(Task("dbt_freshness", freshness, deps=("dbt_build",), retries=1))
+    tasks.append(Task("report", report, deps=("dbt_build", "dbt_freshness"), retries=1))
+    tasks.append(Task("alerts", alerts, deps=("report",), retries=0))
     return tasks
+
+
+def dbt_project_hash() -> str:
+    """A digest of the dbt project's files: a changed model must be built even with no new
+    data."""
+    digest = hashlib.sha256()
+    for folder in ("models", "macros", "snapshots", "seeds", "tests/dbt"):
+        for path in sorted((PROJECT_ROOT / folder).rglob("*")):
+            if path.is_file():
+                digest.update(str(path.relative_to(PROJECT_ROOT)).encode())
+                digest.update(path.read_bytes())
+    digest.update((PROJECT_ROOT / "dbt_project.yml").read_bytes())
+    return digest.hexdigest()
 
 
 def select_for_retry(tasks: list[Task], failed: set[str]) -> list[Task]:
@@ -153,7 +199,7 @@ def run_job(
         stream or sys.stderr,
     )
     args = {"simulate_days": simulate_days, "scale": scale, "retry_failed": retry_failed}
-    state = RunState()
+    state = RunState(dbt_project_hash=dbt_project_hash())
     outcomes: dict[str, TaskOutcome] = {}
     error = None
     try:
@@ -242,7 +288,13 @@ def summarise(state: RunState, outcomes: dict[str, TaskOutcome], seconds: float)
         },
         "tables": tables,
         "tests": state.tests,
+        "dbt_project_hash": state.dbt_project_hash,
+        "dbt_skipped": state.dbt_skipped,
+        "dbt_built_at": state.dbt_built_at,
         "freshness_ok": state.freshness_ok,
+        "quality": state.report.summary() if state.report is not None else None,
+        "report": str(state.report.html_path) if state.report is not None else None,
+        "alerts": dict(state.alerts.channels) if state.alerts is not None else None,
     }
 
 
@@ -256,10 +308,19 @@ def print_summary(
             ok = {True: "yes", False: "MISMATCH", None: "-"}[t["reconciled"]]
             echo(f"  {name:<12} {t['extracted']:>10,} {t['raw_rows'] or 0:>10,}  {ok}")
     tests = summary["tests"]
-    if tests:
+    if summary.get("dbt_skipped"):
+        echo("  dbt: nothing new was loaded and the project is unchanged: marts are current")
+    elif tests:
         echo("  dbt tests: " + ", ".join(f"{v} {k}" for k, v in sorted(tests.items())))
     if summary["freshness_ok"] is not None:
         echo(f"  source freshness: {'ok' if summary['freshness_ok'] else 'STALE'}")
+    if summary["quality"]:
+        echo(f"  quality: {summary['quality']}")
+        echo(f"  report: {summary['report']}")
+    if summary["alerts"]:
+        sent = {k: v for k, v in summary["alerts"].items() if v != "not configured"}
+        if sent:
+            echo("  alerts: " + "; ".join(f"{k}: {v}" for k, v in sent.items()))
     for name, t in summary["tasks"].items():
         if t["status"] != SUCCESS:
             echo(f"  {name}: {t['status']}" + (f" — {t['error'][:300]}" if t["error"] else ""))
