@@ -10,10 +10,10 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 from loader import __version__
-from loader.config import ConfigError, Settings, load_settings
+from loader.config import Settings, UserError, load_settings
 
 
-class CliError(Exception):
+class CliError(UserError):
     """A user-facing failure: printed without a traceback, exit code 2."""
 
 
@@ -220,17 +220,20 @@ def cmd_dag(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    from loader.orchestrate.job import run_job
+    from loader import warehouse
+    from loader.orchestrate.history import RunLock, ensure_schema
 
     if args.simulate_days < 0:
         raise CliError(f"--simulate-days {args.simulate_days} must be 0 or more")
-    return run_job(
-        settings,
-        simulate_days=args.simulate_days,
-        scale=args.scale,
-        retry_failed=args.retry_failed,
-        echo=_echo,
-    )
+    # take the lock before loading dlt, dbt and pandas: a second run is refused at once
+    warehouse.ensure_running(settings)
+    ensure_schema(settings.warehouse)
+    lock = RunLock(settings.warehouse)
+    lock.acquire()
+    from loader.orchestrate.job import run_job
+
+    return run_job(settings, simulate_days=args.simulate_days, scale=args.scale,
+                   retry_failed=args.retry_failed, echo=_echo, lock=lock)
 
 
 def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
@@ -394,32 +397,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from loader.db import DatabaseUnavailable
-    from loader.extract.pipeline import LoadError
-    from loader.extract.tables import TableConfigError
-    from loader.orchestrate.dbt import DbtFailed
-    from loader.orchestrate.graph import DependencyCycle
-    from loader.orchestrate.history import RunLocked
-    from loader.source.simulator import SimulatorError
-    from loader.warehouse import WarehouseError
-
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
         return args.func(args, settings)
-    except (
-        ConfigError,
-        CliError,
-        DatabaseUnavailable,
-        LoadError,
-        SimulatorError,
-        TableConfigError,
-        WarehouseError,
-        DbtFailed,
-        DependencyCycle,
-        RunLocked,
-    ) as exc:
+    except UserError as exc:
         print(f"elt: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -15,7 +15,11 @@ WAREHOUSE_DB = "warehouse"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
-class ConfigError(ValueError):
+class UserError(Exception):
+    """A failure the user can act on: `elt` prints its message, without a traceback."""
+
+
+class ConfigError(UserError, ValueError):
     """A setting is missing or invalid; the message says which and how to fix it."""
 
 

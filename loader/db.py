@@ -7,14 +7,15 @@ import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import IO, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import psycopg2
-import sqlalchemy as sa
 from psycopg2 import sql
-from sqlalchemy.engine import Connection, Engine
 
-from loader.config import Endpoint
+if TYPE_CHECKING:  # SQLAlchemy loads on first use: `elt run` must refuse a locked run fast
+    from sqlalchemy.engine import Connection, Engine
+
+from loader.config import Endpoint, UserError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -35,7 +36,7 @@ TRANSIENT_MESSAGES = (
 )
 
 
-class DatabaseUnavailable(RuntimeError):
+class DatabaseUnavailable(UserError, RuntimeError):
     """A transient failure persisted through every retry."""
 
 
@@ -49,8 +50,8 @@ def is_transient(exc: BaseException) -> bool:
     code = getattr(err, "pgcode", None)
     if code:
         return code.startswith("08") or code in TRANSIENT_SQLSTATES
-    if isinstance(err, psycopg2.OperationalError | psycopg2.InterfaceError) or isinstance(
-        exc, sa.exc.DisconnectionError
+    if isinstance(err, psycopg2.OperationalError | psycopg2.InterfaceError) or (
+        type(exc).__name__ == "DisconnectionError"
     ):
         message = str(err).lower()
         return any(m in message for m in TRANSIENT_MESSAGES)
@@ -104,6 +105,8 @@ _ENGINES: dict[Endpoint, Engine] = {}
 
 def engine(endpoint: Endpoint) -> Engine:
     """A pooled SQLAlchemy engine (psycopg2 driver) for one database, made once per endpoint."""
+    import sqlalchemy as sa
+
     if endpoint not in _ENGINES:
         _ENGINES[endpoint] = sa.create_engine(
             endpoint.sqlalchemy_url,
@@ -148,6 +151,8 @@ def qualified(schema: str, table: str) -> sql.Composed:
 
 
 def table_exists(conn: Connection, schema: str, table: str) -> bool:
+    import sqlalchemy as sa
+
     return bool(
         conn.execute(
             sa.text("select to_regclass(:name) is not null"),
@@ -157,6 +162,8 @@ def table_exists(conn: Connection, schema: str, table: str) -> bool:
 
 
 def row_count(conn: Connection, schema: str, table: str) -> int:
+    import sqlalchemy as sa
+
     raw = conn.connection.dbapi_connection
     query = sql.SQL("select count(*) from {}").format(qualified(schema, table)).as_string(raw)
     return int(conn.execute(sa.text(query)).scalar())
@@ -194,6 +201,8 @@ def upsert(
     key: Sequence[str],
 ) -> int:
     """Insert `rows`, updating the non-key columns of rows whose `key` already exists."""
+    import sqlalchemy as sa
+
     if not rows:
         return 0
     columns = list(rows[0])

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from loader.config import SOURCE_DB, WAREHOUSE_DB, Endpoint, Settings
+from loader.config import SOURCE_DB, WAREHOUSE_DB, Endpoint, Settings, UserError
 
 BUNDLED_MAJOR = "18"
 SYSTEM_USER = "embedded_postgres"
@@ -39,7 +39,7 @@ SERVER_SETTINGS: dict[str, str] = {
 }
 
 
-class WarehouseError(RuntimeError):
+class WarehouseError(UserError, RuntimeError):
     """The embedded server cannot be started or reached; the message says what to do."""
 
 

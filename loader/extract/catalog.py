@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from psycopg2.extensions import connection
 
+from loader.config import UserError
+
 # PostgreSQL type -> dlt data type; numeric keeps its precision and scale
 _TYPES = {
     "smallint": "bigint",
@@ -36,7 +38,7 @@ _CASTS = {
 }
 
 
-class UnsupportedColumn(ValueError):
+class UnsupportedColumn(UserError, ValueError):
     """A source column has a type the loader cannot carry faithfully."""
 
 

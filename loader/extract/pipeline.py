@@ -22,7 +22,7 @@ import dlt
 from psycopg2 import sql
 from psycopg2.extensions import ISOLATION_LEVEL_REPEATABLE_READ
 
-from loader.config import Settings
+from loader.config import Settings, UserError
 from loader.db import connect_raw, qualified
 from loader.extract.binary_copy import postgres_binary_copy, write_header
 from loader.extract.catalog import Column, source_columns
@@ -63,7 +63,7 @@ OLDEST_WRITER_SQL = """
 """
 
 
-class LoadError(RuntimeError):
+class LoadError(UserError, RuntimeError):
     """A load could not run; the message says which table and what to do."""
 
 
@@ -326,6 +326,7 @@ def table_resource(
     )
     def rows():
         t0 = time.monotonic()
+        progress(f"{spec.name}: extracting ({action})")
         state = dlt.current.resource_state()
         load_id = dlt.current.load_package_state()["load_id"]
         if action == "increment" and spec.mode != "full":

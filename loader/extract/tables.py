@@ -9,12 +9,14 @@ from pathlib import Path
 
 import yaml
 
+from loader.config import UserError
+
 MODES = ("timestamp", "cdc", "full")
 _LAG = re.compile(r"^\s*(\d+)\s*(second|minute|hour|day)s?\s*$")
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 
-class TableConfigError(ValueError):
+class TableConfigError(UserError, ValueError):
     """tables.yml is invalid; the message names the file, table and key."""
 
 

@@ -8,10 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from loader.config import PROJECT_ROOT, Settings, dbt_environment
+from loader.config import PROJECT_ROOT, Settings, UserError, dbt_environment
 
 
-class DbtFailed(RuntimeError):
+class DbtFailed(UserError, RuntimeError):
     """A dbt command exited non-zero; the message holds the end of its output."""
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import networkx as nx
 from psycopg2.extensions import connection
 
+from loader.config import UserError
+
 FK_SQL = """
     select child.relname, parent.relname
     from pg_constraint c
@@ -15,7 +17,7 @@ FK_SQL = """
 """
 
 
-class DependencyCycle(ValueError):
+class DependencyCycle(UserError, ValueError):
     """The foreign keys between the listed tables form a cycle."""
 
 

@@ -11,7 +11,7 @@ from datetime import datetime
 
 import psycopg2
 
-from loader.config import Endpoint
+from loader.config import Endpoint, UserError
 from loader.db import connect_raw, with_retry
 
 LOCK_KEY = 7_432_001  # pg_advisory_lock key of `elt run`
@@ -56,7 +56,7 @@ create table if not exists ops.failed_tasks (
 """
 
 
-class RunLocked(RuntimeError):
+class RunLocked(UserError, RuntimeError):
     """Another `elt run` holds the lock."""
 
 

@@ -184,13 +184,16 @@ def run_job(
     echo: Callable[[str], None] = print,
     stream: TextIO | None = None,
     base_delay: float = 1.0,
+    lock: history.RunLock | None = None,
 ) -> int:
-    """The whole job, once, under the run lock. Returns the process exit code."""
+    """The whole job, once, under the run lock (taken here unless the caller holds it).
+    Returns the process exit code."""
     t0 = time.monotonic()
-    warehouse.ensure_running(settings)
-    history.ensure_schema(settings.warehouse)
-    lock = history.RunLock(settings.warehouse)
-    lock.acquire()
+    if lock is None:
+        warehouse.ensure_running(settings)
+        history.ensure_schema(settings.warehouse)
+        lock = history.RunLock(settings.warehouse)
+        lock.acquire()
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
     log = RunLog(
         settings.logs_dir / "elt-runs.jsonl",

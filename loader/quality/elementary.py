@@ -17,13 +17,13 @@ from pathlib import Path
 
 import yaml
 
-from loader.config import PROJECT_ROOT, Settings, dbt_environment
+from loader.config import PROJECT_ROOT, Settings, UserError, dbt_environment
 
 ELEMENTARY_PACKAGE = {"package": "elementary-data/elementary", "version": [">=0.16.0", "<0.20.0"]}
 LINKED = ("models", "macros", "seeds", "snapshots", "tests", "profiles")
 
 
-class ElementaryUnavailable(RuntimeError):
+class ElementaryUnavailable(UserError, RuntimeError):
     """The dbt hub (or edr) cannot be reached: the message points at the built-in report."""
 
 

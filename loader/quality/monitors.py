@@ -8,8 +8,10 @@ from typing import Any
 
 import yaml
 
+from loader.config import UserError
 
-class MonitorConfigError(ValueError):
+
+class MonitorConfigError(UserError, ValueError):
     """monitors.yml is missing or malformed; the message names the file and the entry."""
 
 

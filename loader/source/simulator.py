@@ -13,7 +13,7 @@ from importlib import resources
 
 import psycopg2
 
-from loader.config import PROJECT_ROOT, Endpoint
+from loader.config import PROJECT_ROOT, Endpoint, UserError
 from loader.db import connect_raw
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ HISTORY_DAYS = 730
 DEFAULT_HEADROOM_DAYS = 30
 
 
-class SimulatorError(ValueError):
+class SimulatorError(UserError, ValueError):
     """Bad simulator input or state; the message says what to do."""
 
 

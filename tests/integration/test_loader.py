@@ -344,6 +344,13 @@ def test_status_and_dlt_cli_see_the_pipeline(loaded):
     )
     assert info.returncode == 0, info.stderr
     assert "raw_marketplace" in info.stdout
+    trace = subprocess.run(
+        [str(dlt_cli), "pipeline", "--pipelines-dir", str(s.dlt_dir / "pipelines"),
+         "marketplace", "trace"],
+        capture_output=True, text=True, env={**os.environ, **env}, timeout=120,
+    )
+    assert trace.returncode == 0, trace.stderr
+    assert "Step load COMPLETED" in trace.stdout
 
 
 def test_threads_do_not_break_the_state(loaded):

@@ -148,7 +148,7 @@ def test_a_concurrent_run_is_refused_within_a_second(first_run, env):
                              text=True, env={**os.environ, **env}, timeout=60)
         elapsed = time.monotonic() - t0
         assert out.returncode == 2 and "another elt run is in progress" in out.stderr
-        assert elapsed < 3.0, f"the CLI took {elapsed:.1f}s to refuse"
+        assert elapsed < 1.0, f"the CLI took {elapsed:.1f}s to refuse"
     finally:
         holder.release()
 
