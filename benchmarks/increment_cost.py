@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.load_throughput import recreate  # noqa: E402
+from benchmarks.load_throughput import recreate, settle  # noqa: E402
 from loader import warehouse  # noqa: E402
 from loader.config import load_settings  # noqa: E402
 from loader.db import connect_raw  # noqa: E402
@@ -69,8 +69,8 @@ def main() -> None:
     base = load_settings()
     warehouse.ensure_running(base)
     config = load_config(base.tables_config)
-    big = setup(base, "inc_big", args.scale)
-    small = setup(base, "inc_small", args.scale / 10)
+    big = setup(base, "bench_inc_big", args.scale)
+    small = setup(base, "bench_inc_small", args.scale / 10)
     init_s, init_rows = timed_load(big, config)
     timed_load(small, config)
     print(f"initial load, scale {args.scale:g}: {init_rows:,} rows in {init_s:.1f}s")
@@ -91,6 +91,9 @@ def main() -> None:
     out = {"scale": args.scale, "initial_seconds": init_s, "initial_rows": init_rows,
            "day_seconds": day_s, "day_rows": day_rows, "scaling": scaling}
     (ROOT / "docs" / "increment_cost.json").write_text(json.dumps(out, indent=2))
+    for s in (big, small):  # the bench databases go; the numbers are in the JSON
+        for endpoint in (s.source, s.warehouse):
+            settle(base, drop=endpoint.database)
 
 
 if __name__ == "__main__":

