@@ -30,8 +30,7 @@ lint: $(STAMP)
 	DBT_PROFILES_DIR=profiles $(BIN)/sqlfluff lint models macros snapshots tests/dbt analyses
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/load_throughput.py --scale 1
-	$(BIN)/python benchmarks/increment_cost.py --scale 1
+	$(BIN)/python benchmarks/run_all.py --scale 1
 
 stop: $(STAMP)
 	$(BIN)/elt warehouse stop

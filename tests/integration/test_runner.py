@@ -21,6 +21,7 @@ from loader.orchestrate.history import RunLock, RunLocked
 from tests.conftest import create_database, query
 
 pytestmark = pytest.mark.slow
+SECRET = "s3cret-Run-Pw"
 
 
 @pytest.fixture(scope="module")
@@ -31,15 +32,18 @@ def env(settings, elt_env, tmp_path_factory):
     return {
         "ELT_HOME": str(tmp_path_factory.mktemp("run-home")),
         "ELT_SOURCE_URL": f"postgresql://postgres@127.0.0.1:{port}/run_src",
-        "ELT_WAREHOUSE_URL": f"postgresql://postgres@127.0.0.1:{port}/run_wh",
+        # the embedded server trusts local users: any password works, and none may leak
+        "ELT_WAREHOUSE_URL": f"postgresql://postgres:{SECRET}@127.0.0.1:{port}/run_wh",
     }
 
 
 @pytest.fixture(scope="module")
 def first_run(env):
     s = load_settings(env)
-    code = job.run_job(s, scale=0.002, echo=lambda _: None, base_delay=0.01)
+    printed = []
+    code = job.run_job(s, scale=0.002, echo=printed.append, base_delay=0.01)
     assert code == 0
+    assert not any(SECRET in line for line in printed)
     return s
 
 
@@ -65,7 +69,9 @@ def test_a_fresh_run_builds_everything_and_records_its_history(first_run):
                                     "where task like 'load_wave_%'"))
     assert waves["load_wave_1"] == ["customers"]
     assert query(s.warehouse, "select count(*) from marts.fct_orders")[0][0] > 0
-    lines = (s.logs_dir / "elt-runs.jsonl").read_text().splitlines()
+    log_text = (s.logs_dir / "elt-runs.jsonl").read_text()
+    assert SECRET not in log_text, "the run log never holds a password"
+    lines = log_text.splitlines()
     record = json.loads(lines[-1])
     assert {"timestamp", "run_id", "task", "table", "rows", "duration_s", "status", "error"} \
         <= set(record)
