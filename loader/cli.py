@@ -120,15 +120,17 @@ def _print_load(result) -> None:
 def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
     from loader import warehouse
     from loader.extract.pipeline import run_load
+    from loader.orchestrate.history import exclusive
 
     warehouse.ensure_running(settings)
-    result = run_load(
-        settings,
-        _loader_config(settings),
-        tables=args.tables or None,
-        full_refresh=args.full_refresh,
-        progress=_progress,
-    )
+    with exclusive(settings.warehouse):
+        result = run_load(
+            settings,
+            _loader_config(settings),
+            tables=args.tables or None,
+            full_refresh=args.full_refresh,
+            progress=_progress,
+        )
     _print_load(result)
     return 0 if all(r.reconciled is not False for r in result.tables.values()) else 1
 
@@ -136,17 +138,19 @@ def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
     from loader import warehouse
     from loader.extract.pipeline import run_load
+    from loader.orchestrate.history import exclusive
 
     if args.start >= args.end:
         raise CliError(f"--start {args.start} must be before --end {args.end}")
     warehouse.ensure_running(settings)
-    result = run_load(
-        settings,
-        _loader_config(settings),
-        tables=[args.table],
-        backfill_window=(args.start, args.end),
-        progress=_progress,
-    )
+    with exclusive(settings.warehouse):
+        result = run_load(
+            settings,
+            _loader_config(settings),
+            tables=[args.table],
+            backfill_window=(args.start, args.end),
+            progress=_progress,
+        )
     _print_load(result)
     return 0
 
@@ -154,6 +158,7 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
     from loader import warehouse
     from loader.extract.reconcile import deep_reconcile
+    from loader.orchestrate.history import exclusive
 
     warehouse.ensure_running(settings)
     if not args.deep:
@@ -167,13 +172,14 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
                 f"{'MISMATCH' if r.reconciled is False else 'ok'}"
             )
         return 1 if bad else 0
-    diffs = deep_reconcile(
-        settings,
-        _loader_config(settings),
-        args.tables or None,
-        repair=not args.no_repair,
-        progress=_progress,
-    )
+    with exclusive(settings.warehouse):
+        diffs = deep_reconcile(
+            settings,
+            _loader_config(settings),
+            args.tables or None,
+            repair=not args.no_repair,
+            progress=_progress,
+        )
     if not diffs:
         _echo("deep reconciliation: every key range matches")
         return 0

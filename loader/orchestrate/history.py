@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -233,3 +235,16 @@ def raw_changed_since(endpoint: Endpoint, since: str) -> bool:
         {"t": since},
     )
     return bool(rows[0][0] or rows[0][1])
+
+
+@contextmanager
+def exclusive(endpoint: Endpoint) -> Iterator[RunLock]:
+    """Hold the run lock for a command that writes raw (`elt load`, `backfill`, `reconcile
+    --deep`): it never overlaps an `elt run`, so dbt never reads a half-committed load."""
+    ensure_schema(endpoint)
+    lock = RunLock(endpoint)
+    lock.acquire()
+    try:
+        yield lock
+    finally:
+        lock.release()

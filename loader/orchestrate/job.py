@@ -116,7 +116,9 @@ def pipeline_tasks(
             return 0
         state.dbt_built_at = datetime.now(UTC).isoformat()
         try:
-            run_dbt(settings, "build")
+            # under the run lock every load has committed before dbt reads raw (`elt load`
+            # takes the same lock), so the facts need no lookback window here
+            run_dbt(settings, "build", "--vars", '{"incremental_lookback": "0 seconds"}')
         finally:
             state.tests = test_results()
         return sum(state.tests.values())

@@ -90,3 +90,18 @@ def test_elt_run_builds_loads_and_models_end_to_end(cli_env, capsys, settings):
     assert query(wh, "select count(*) from marts.fct_orders")[0][0] == marts
     assert [line.split()[1] for line in out.splitlines() if line.strip().startswith("orders ")] \
         == ["0"]
+
+
+def test_load_is_refused_while_a_run_holds_the_lock(cli_env, capsys, settings):
+    from loader.config import load_settings
+    from loader.orchestrate.history import RunLock, ensure_schema
+
+    s = load_settings()
+    ensure_schema(s.warehouse)
+    holder = RunLock(s.warehouse)
+    holder.acquire()
+    try:
+        assert main(["load"]) == 2
+        assert "another elt run is in progress" in capsys.readouterr().err
+    finally:
+        holder.release()
