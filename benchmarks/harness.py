@@ -51,7 +51,7 @@ ITEMS_SELECT = """
            timestamptz '2024-01-01 00:00+00' + g * interval '17 seconds',
            date '2024-01-01' + (g % 700)::int,
            case when g % 4 = 0 then null else 'note for order ' || g end
-    from generate_series({lo}, {hi}) as g
+    from generate_series({lo}::bigint, {hi}::bigint) as g
 """
 
 
@@ -120,8 +120,11 @@ def ensure_items(rows: int) -> str:
         with conn.cursor() as cur:
             cur.execute("select to_regclass(%s) is not null", (table,))
             if not cur.fetchone()[0]:
+                # one transaction: a failed build leaves no empty table behind
+                cur.execute("begin")
                 cur.execute(f"create table {table} ({ITEMS_DDL})")
                 cur.execute(f"insert into {table} " + ITEMS_SELECT.format(lo=1, hi=rows))
+                cur.execute("commit")
                 cur.execute(f"vacuum analyze {table}")
     finally:
         conn.close()
