@@ -414,6 +414,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("elt: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `elt status | head`: the reader left, nothing to report
+        sys.stdout = None
+        return 0
 
 
 if __name__ == "__main__":
