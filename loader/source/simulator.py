@@ -139,6 +139,14 @@ def advance(
         raise SimulatorError(
             f"the source {endpoint.display} has no marketplace yet: run `elt source init` first"
         )
+    sim_day = date.fromisoformat(str(state(endpoint)["sim_day"]))
+    if sim_day + timedelta(days=days) > date.today():
+        room = max(0, (date.today() - sim_day).days)
+        raise SimulatorError(
+            f"advancing {days} day(s) from {sim_day} would date orders in the future "
+            f"(today is {date.today()}); advance at most {room} day(s), or rebuild with "
+            "`elt source init --force --end-date` further in the past"
+        )
     conn = connect_raw(endpoint)
     out = []
     try:

@@ -174,3 +174,9 @@ def test_bad_simulator_input_is_rejected(settings):
     create_database(settings, "sim_empty")
     with pytest.raises(SimulatorError, match="run `elt source init` first"):
         simulator.advance(settings.source.with_database("sim_empty"), 1)
+
+
+def test_advance_refuses_to_date_rows_in_the_future(dirty_source):
+    endpoint, *_ = dirty_source
+    with pytest.raises(SimulatorError, match="would date orders in the future"):
+        simulator.advance(endpoint, 366)
