@@ -98,13 +98,15 @@ def _loader_config(settings: Settings):
 
 
 def _print_load(result) -> None:
+    from loader.extract.reconcile import reconciled_label
+
     _echo(f"load {result.load_id or '(nothing new)'} in {result.seconds:.1f}s:")
     _echo(
         f"  {'table':<12} {'mode':<9} {'action':<9} {'extracted':>10} {'source':>10} "
         f"{'raw':>10}  reconciled"
     )
     for r in result.tables.values():
-        ok = {True: "yes", False: "MISMATCH", None: "-"}[r.reconciled]
+        ok = reconciled_label(r.reconciled)
         _echo(
             f"  {r.table:<12} {r.mode:<9} {r.action:<9} {r.rows_extracted:>10,} "
             f"{r.source_rows if r.source_rows is not None else '-':>10} "
@@ -264,7 +266,8 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if report.ok else 1
 
 
-def _positive_float(text: str) -> float:
+def _number(text: str) -> float:
+    """A float for argparse; ranges are checked where the value is used, with advice."""
     try:
         value = float(text)
     except ValueError:
@@ -309,14 +312,14 @@ def build_parser() -> argparse.ArgumentParser:
     init = src_sub.add_parser("init", help="create the schema and generate its history")
     init.add_argument(
         "--scale",
-        type=_positive_float,
+        type=_number,
         default=0.1,
         help="1 = 100k customers, 1M orders, 2M bids (default 0.1)",
     )
     init.add_argument("--seed", type=int, default=42, help="same seed, same data (default 42)")
     init.add_argument(
         "--dirty-rate",
-        type=_positive_float,
+        type=_number,
         default=0.02,
         help="share of dirty rows per table (default 0.02)",
     )
@@ -366,7 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--scale",
-        type=_positive_float,
+        type=_number,
         default=0.1,
         help="scale of the source built on a fresh ELT_HOME (default 0.1)",
     )

@@ -508,9 +508,10 @@ def run_load(
     results: dict[str, TableResult] = {}
     resources = []
     drop_indexes = []
+    existing = reconcile.raw_tables(settings, config.dataset)
     for spec in specs:
         state = states.get(spec.name, {})
-        if not reconcile.raw_table_exists(settings, config.dataset, spec.name):
+        if spec.name not in existing:
             state = {}  # raw was dropped or never loaded: start over
         action = _plan_action(spec, state, full_refresh, bool(backfill_window))
         result = TableResult(spec.name, spec.mode, action)

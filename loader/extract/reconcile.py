@@ -42,14 +42,23 @@ create table if not exists ops.deep_reconciliation (
 """
 
 
-def raw_table_exists(settings: Settings, dataset: str, table: str) -> bool:
+def raw_tables(settings: Settings, dataset: str) -> set[str]:
+    """The tables that exist in the raw dataset, in one catalog query."""
     conn = connect_raw(settings.warehouse)
     try:
         with conn.cursor() as cur:
-            cur.execute("select to_regclass(%s) is not null", (f'"{dataset}"."{table}"',))
-            return bool(cur.fetchone()[0])
+            cur.execute(
+                "select table_name from information_schema.tables where table_schema = %s",
+                (dataset,),
+            )
+            return {row[0] for row in cur.fetchall()}
     finally:
         conn.close()
+
+
+def reconciled_label(reconciled: bool | None) -> str:
+    """How a table's count reconciliation reads in every summary."""
+    return {True: "yes", False: "MISMATCH", None: "-"}[reconciled]
 
 
 def ensure_ops_schema(settings: Settings) -> None:

@@ -17,6 +17,7 @@ from loader import warehouse
 from loader.config import PROJECT_ROOT, Settings
 from loader.db import connect_raw
 from loader.extract.pipeline import LoadResult, run_load
+from loader.extract.reconcile import reconciled_label
 from loader.extract.tables import LoaderConfig, load_config
 from loader.orchestrate import history
 from loader.orchestrate.dbt import run_dbt, test_results
@@ -310,7 +311,7 @@ def print_summary(
     if summary["tables"]:
         echo(f"  {'table':<12} {'extracted':>10} {'raw rows':>10}  reconciled")
         for name, t in summary["tables"].items():
-            ok = {True: "yes", False: "MISMATCH", None: "-"}[t["reconciled"]]
+            ok = reconciled_label(t["reconciled"])
             echo(f"  {name:<12} {t['extracted']:>10,} {t['raw_rows'] or 0:>10,}  {ok}")
     tests = summary["tests"]
     if summary.get("dbt_skipped"):

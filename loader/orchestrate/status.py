@@ -6,6 +6,7 @@ from psycopg2 import sql
 
 from loader.config import Settings
 from loader.db import connect_raw, qualified
+from loader.extract.reconcile import reconciled_label
 from loader.extract.status import loader_status
 from loader.extract.tables import LoaderConfig
 
@@ -118,7 +119,7 @@ def render(status: dict) -> list[str]:
         f"{'source':>10} {'reconciled':>10} {'fresh (s)':>10}"
     )
     for t in status["tables"]:
-        ok = {True: "yes", False: "MISMATCH", None: "-"}[t["reconciled"]]
+        ok = reconciled_label(t["reconciled"])
         lines.append(
             f"{t['table']:<12} {t['mode']:<9} {str(t['watermark'] or '-'):<32} "
             f"{str(t['rows_in_raw'] if t['rows_in_raw'] is not None else '-'):>10} "
