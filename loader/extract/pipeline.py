@@ -204,10 +204,10 @@ def _extract_query(
     )
     cursor = spec.cursor or ("updated_at" if window else None)
     if action == "increment" and spec.mode == "timestamp":
-        query += sql.SQL(" where {} >= %(since)s::timestamptz - %(lag)s::interval").format(
-            sql.Identifier(cursor)
-        )
-        params.update(since=state["watermark"], lag=f"{int(spec.lag.total_seconds())} seconds")
+        # a constant (the watermark minus the lag, worked out by _capture_position): the
+        # planner then sees how few rows it selects and reads them through the cursor index
+        query += sql.SQL(" where {} >= %(since)s::timestamptz").format(sql.Identifier(cursor))
+        params.update(since=state["since"])
         if state.get("snapshot_xmin"):
             # rows written before the previous snapshot's xmin were extracted then: skip them
             # (age() compares 32-bit xids circularly; frozen rows count as oldest)
@@ -278,6 +278,12 @@ def _export(
             # the position comes first: with repeatable read, the snapshot is taken here
             previous = state.get("watermark") if action == "increment" else None
             position = _capture_position(cur, config, spec, previous)
+            if action == "increment" and spec.mode == "timestamp":
+                cur.execute(
+                    "select (%s::timestamptz - %s::interval)::text",
+                    (previous, f"{int(spec.lag.total_seconds())} seconds"),
+                )
+                state = {**state, "since": cur.fetchone()[0]}
             query, params = _extract_query(config, spec, columns, action, state, window)
             params.update(load_id=load_id, loaded_at=loaded_at)
             statement = sql.SQL("copy ({}) to stdout with (format binary)").format(query)

@@ -92,6 +92,7 @@ def init(
     try:
         with conn, conn.cursor() as cur:
             cur.execute("set local max_parallel_workers_per_gather = 0")
+            cur.execute("set local sim.history = 'on'")  # see sim.written_at
             cur.execute("drop schema if exists marketplace, cdc, sim cascade")
             cur.execute(_sql("schema.sql"))
             cur.execute("create table sim.us_states (code text primary key, name text not null)")

@@ -1,6 +1,15 @@
 -- Set-based generators shared by `init` (the history) and `advance` (one day at a time).
 -- Every value derives from sim.rnd(seed, id, salt): the same seed gives the same rows.
 
+-- When a generated row was written: during `init` (sim.history = on) the history's rows were
+-- written when their business event happened, so created_at/updated_at spread over the
+-- years like a real database's; during `advance` they are written now.
+create function sim.written_at(happened timestamptz) returns timestamptz
+language sql stable as $$
+    select case when current_setting('sim.history', true) = 'on'
+                then least(happened, now()) else now() end
+$$;
+
 create function sim.refresh_pools() returns void
 language plpgsql as $$
 begin
@@ -39,7 +48,7 @@ begin
     select * into s from sim.state;
     insert into marketplace.customers (
         customer_id, email, first_name, last_name, birth_date, phone,
-        street, city, state, zip, registered_at
+        street, city, state, zip, registered_at, created_at, updated_at
     )
     select
         id,
@@ -53,7 +62,9 @@ begin
         sim.pick(cities, sim.rnd(s.seed, id, 8)),
         sim.pick(codes, sim.rnd(s.seed, id, 9)),
         lpad(floor(sim.rnd(s.seed, id, 10) * 99999)::int::text, 5, '0'),
-        t0 + (t1 - t0) * sim.rnd(s.seed, id, 11)
+        t0 + (t1 - t0) * sim.rnd(s.seed, id, 11),
+        sim.written_at(t0 + (t1 - t0) * sim.rnd(s.seed, id, 11)),
+        sim.written_at(t0 + (t1 - t0) * sim.rnd(s.seed, id, 11))
     from (
         select id,
             sim.pick(firsts, sim.rnd(s.seed, id, 1)) as fn,
@@ -108,7 +119,7 @@ declare
 begin
     select * into s from sim.state;
     insert into marketplace.products (product_id, seller_id, name, category, price, status,
-                                      created_at)
+                                      created_at, updated_at)
     select
         id,
         c.customer_id,
@@ -120,7 +131,8 @@ begin
             else round((5 + power(sim.rnd(s.seed, id, 24), 2) * 995)::numeric, 2) end,
         sim.pick(array['active','active','active','active','inactive','sold_out'],
                  sim.rnd(s.seed, id, 25)),
-        t0 + (t1 - t0) * sim.rnd(s.seed, id, 26)
+        t0 + (t1 - t0) * sim.rnd(s.seed, id, 26),
+        sim.written_at(t0 + (t1 - t0) * sim.rnd(s.seed, id, 26))
     from generate_series(first_id, first_id + n - 1) as id
     join pool_customers as c on c.rn = 1 + floor(sim.rnd(s.seed, id, 20) * n_c);
     return n;
@@ -163,7 +175,8 @@ begin
             then 50 + floor(sim.rnd(s.seed, o.order_id * 8 + j, 97) * 450)::int  -- outlier
             else 1 + floor(power(sim.rnd(s.seed, o.order_id * 8 + j, 34), 3) * 5)::int
         end as quantity,
-        greatest(p.price, 1.00) as unit_price
+        greatest(p.price, 1.00) as unit_price,
+        o.ordered_at
     from new_orders as o
     cross join lateral generate_series(1, 1 + floor(sim.rnd(s.seed, o.order_id, 33) * 4)::int)
         as j
@@ -171,7 +184,7 @@ begin
         on p.rn = 1 + floor(sim.rnd(s.seed, o.order_id * 8 + j, 35) * n_p);
 
     insert into marketplace.orders (order_id, customer_id, status, ordered_at, shipping_state,
-                                    total_amount)
+                                    total_amount, created_at, updated_at)
     select
         o.order_id,
         o.customer_id,
@@ -188,15 +201,19 @@ begin
         end,
         o.ordered_at,
         o.shipping_state,
-        coalesce(t.total, 0)
+        coalesce(t.total, 0),
+        sim.written_at(o.ordered_at),
+        sim.written_at(o.ordered_at)
     from new_orders as o
     left join (
         select order_id, sum(quantity * unit_price) as total from new_items group by order_id
     ) as t on t.order_id = o.order_id;
 
     insert into marketplace.order_items (order_item_id, order_id, product_id, quantity,
-                                         unit_price)
-    select order_item_id, order_id, product_id, quantity, unit_price from new_items;
+                                         unit_price, created_at, updated_at)
+    select order_item_id, order_id, product_id, quantity, unit_price,
+           sim.written_at(ordered_at), sim.written_at(ordered_at)
+    from new_items;
 
     perform sim.gen_payments(first_order_id, first_order_id + n - 1);
     return n;
@@ -211,7 +228,8 @@ declare
     made bigint;
 begin
     select * into s from sim.state;
-    insert into marketplace.payments (payment_id, order_id, amount, method, status, paid_at)
+    insert into marketplace.payments (payment_id, order_id, amount, method, status, paid_at,
+                                      created_at, updated_at)
     select
         o.order_id,
         o.order_id,
@@ -225,7 +243,9 @@ begin
         case when sim.rnd(s.seed, o.order_id, 98) < s.dirty_rate / 5
             then o.ordered_at - interval '2 hours'  -- paid before it was ordered
             else o.ordered_at + interval '1 minute' * (1 + sim.rnd(s.seed, o.order_id, 42) * 120)
-        end
+        end,
+        sim.written_at(o.ordered_at),
+        sim.written_at(o.ordered_at)
     from marketplace.orders as o
     where o.order_id between lo and hi
       and o.status <> 'pending'
@@ -244,7 +264,8 @@ declare
     n_p bigint := (select count(*) from pool_products);
 begin
     select * into s from sim.state;
-    insert into marketplace.bids (bid_id, product_id, bidder_id, amount, placed_at, status)
+    insert into marketplace.bids (bid_id, product_id, bidder_id, amount, placed_at, status,
+                                  created_at, updated_at)
     select
         b.id,
         p.product_id,
@@ -255,7 +276,9 @@ begin
         b.placed_at,
         case when as_of - b.placed_at < interval '7 days' then 'active'
              else sim.pick(array['accepted','rejected','expired','expired'],
-                           sim.rnd(s.seed, b.id, 54)) end
+                           sim.rnd(s.seed, b.id, 54)) end,
+        sim.written_at(b.placed_at),
+        sim.written_at(b.placed_at)
     from (
         select id, t0 + (t1 - t0) * sim.rnd(s.seed, id, 52) as placed_at
         from generate_series(first_id, first_id + n - 1) as id
