@@ -210,10 +210,84 @@ def _exists(conn: psycopg2.extensions.connection, table: str) -> bool:
         return bool(cur.fetchone()[0])
 
 
+class TableScans:
+    """Whole-table facts the completeness and freshness checks need, one scan per table: the
+    row count, nulls of the named columns and the newest value of others, all in one query
+    (each table is read once instead of once per check)."""
+
+    def __init__(self, conn: psycopg2.extensions.connection) -> None:
+        self.conn = conn
+        self.nulls: dict[str, set[str]] = {}
+        self.newest: dict[str, set[str]] = {}
+        self._facts: dict[str, dict[str, Any]] = {}
+
+    def want(self, table: str, *, nulls: tuple[str, ...] = (), newest: tuple[str, ...] = ()):
+        self.nulls.setdefault(table, set()).update(nulls)
+        self.newest.setdefault(table, set()).update(newest)
+
+    def newest_value(self, table: str, column: str) -> Any:
+        """The newest value of a column this report reads anyway; KeyError when it does not."""
+        if column not in self.newest.get(table, set()):
+            raise KeyError((table, column))
+        return self.facts(table)[("newest", column)]
+
+    def facts(self, table: str) -> dict[str, Any]:
+        """{"rows": n, ("nulls", col): n, ("newest", col): value}; a column the table lacks
+        is left out (the caller reports it)."""
+        if table not in self._facts:
+            self._facts[table] = self._scan(table)
+        return self._facts[table]
+
+    def _scan(self, table: str) -> dict[str, Any]:
+        schema, name = table.split(".", 1)
+        with self.conn.cursor() as cur:
+            cur.execute(
+                """select column_name from information_schema.columns
+                   where table_schema = %s and table_name = %s""",
+                (schema, name),
+            )
+            present = {r[0] for r in cur.fetchall()}
+        keys: list[Any] = ["rows"]
+        exprs: list[sql.Composable] = [sql.SQL("count(*)")]
+        for col in sorted(self.nulls.get(table, set()) & present):
+            keys.append(("nulls", col))
+            exprs.append(sql.SQL("count(*) filter (where {} is null)").format(sql.Identifier(col)))
+        for col in sorted(self.newest.get(table, set()) & present):
+            keys.append(("newest", col))
+            exprs.append(sql.SQL("max({})").format(sql.Identifier(col)))
+        with self.conn.cursor() as cur:
+            cur.execute(
+                sql.SQL("select {} from {}").format(sql.SQL(", ").join(exprs), _split(table))
+            )
+            return dict(zip(keys, cur.fetchone(), strict=True))
+
+
+def plan_scans(
+    conn: psycopg2.extensions.connection, settings: Settings, config: QualityConfig
+) -> TableScans:
+    """The scans of the completeness and freshness checks, declared before either runs so
+    that each raw table is read once for both."""
+    from loader.extract.tables import load_config
+
+    scans = TableScans(conn)
+    for table, thresholds in config.completeness.items():
+        scans.want(table, nulls=tuple(thresholds))
+    loader_config = load_config(settings.tables_config)
+    for table, spec in loader_config.tables.items():
+        lag_column = getattr(spec, "cursor", None) or config.freshness.lag_column
+        scans.want(
+            f"{loader_config.dataset}.{table}",
+            newest=(config.freshness.loaded_at_column, lag_column),
+        )
+    return scans
+
+
 def completeness_checks(
-    conn: psycopg2.extensions.connection, config: QualityConfig
+    conn: psycopg2.extensions.connection, config: QualityConfig, scans: TableScans | None = None
 ) -> list[CheckResult]:
-    """% nulls of each critical column against its threshold: one query per table."""
+    """% nulls of each critical column against its threshold, over every row of the table:
+    one query per table (shared with the freshness checks through `scans`)."""
+    scans = scans or TableScans(conn)
     checks = []
     for table, thresholds in config.completeness.items():
         if not _exists(conn, table):
@@ -229,17 +303,23 @@ def completeness_checks(
             )
             continue
         cols = list(thresholds)
-        query = sql.SQL("select count(*), {} from {}").format(
-            sql.SQL(", ").join(
-                sql.SQL("count(*) filter (where {} is null)").format(sql.Identifier(c))
-                for c in cols
-            ),
-            _split(table),
-        )
-        with conn.cursor() as cur:
-            cur.execute(query)
-            total, *nulls = cur.fetchone()
-        for col, n in zip(cols, nulls, strict=True):
+        scans.want(table, nulls=tuple(cols))
+        facts = scans.facts(table)
+        total = facts["rows"]
+        for col in cols:
+            if ("nulls", col) not in facts:
+                checks.append(
+                    CheckResult(
+                        f"completeness:{table}.{col}",
+                        "completeness",
+                        f"{table}.{col}: nulls at most {thresholds[col]:g}%",
+                        "error",
+                        f"{table} has no column {col}",
+                        table=table,
+                    )
+                )
+                continue
+            n = facts[("nulls", col)]
             pct = 100.0 * n / total if total else 0.0
             limit = thresholds[col]
             ok = pct <= limit
@@ -260,13 +340,17 @@ def completeness_checks(
 
 
 def freshness_checks(
-    conn: psycopg2.extensions.connection, settings: Settings, config: QualityConfig
+    conn: psycopg2.extensions.connection,
+    settings: Settings,
+    config: QualityConfig,
+    scans: TableScans | None = None,
 ) -> list[CheckResult]:
     """Hours since each raw table was last loaded, and the source-to-warehouse lag."""
     from loader.extract.tables import load_config
 
     fresh = config.freshness
     loader_config = load_config(settings.tables_config)
+    scans = scans or TableScans(conn)
     checks = []
     now = datetime.now(UTC)
     source = None
@@ -289,13 +373,9 @@ def freshness_checks(
                     )
                 )
                 continue
-            with conn.cursor() as cur:
-                cur.execute(
-                    sql.SQL("select max({}) from {}").format(
-                        sql.Identifier(fresh.loaded_at_column), _split(raw)
-                    )
-                )
-                loaded = cur.fetchone()[0]
+            lag_column = getattr(spec, "cursor", None) or fresh.lag_column
+            scans.want(raw, newest=(fresh.loaded_at_column, lag_column))
+            loaded = scans.facts(raw).get(("newest", fresh.loaded_at_column))
             hours = (now - loaded).total_seconds() / 3600 if loaded else None
             if hours is None:
                 status, msg = "warn", "the table is empty"
@@ -325,7 +405,9 @@ def freshness_checks(
                 )
             )
             checks.append(
-                _lag_check(conn, source, loader_config.source_schema, table, raw, spec, fresh)
+                _lag_check(
+                    conn, source, loader_config.source_schema, table, raw, spec, fresh, scans
+                )
                 if source is not None
                 else CheckResult(
                     f"freshness:{raw}:lag",
@@ -342,11 +424,15 @@ def freshness_checks(
     return checks
 
 
-def _lag_check(conn, source, source_schema, table, raw, spec, fresh) -> CheckResult:
+def _lag_check(conn, source, source_schema, table, raw, spec, fresh, scans) -> CheckResult:
     column = getattr(spec, "cursor", None) or fresh.lag_column
     check_id, name = f"freshness:{raw}:lag", f"{raw}: lag behind the source"
     newest = []
     for c, relation in ((source, f"{source_schema}.{table}"), (conn, raw)):
+        known = scans.facts(raw) if c is conn else {}
+        if ("newest", column) in known:  # read by the table's one scan
+            newest.append(known[("newest", column)])
+            continue
         try:
             with c.cursor() as cur:
                 cur.execute("savepoint lag")

@@ -36,6 +36,16 @@ class FreshnessSettings:
 
 
 @dataclass(frozen=True)
+class ProfilingSettings:
+    """When a table's whole-table profile is recomputed rather than carried forward (with the
+    rows loaded since it profiled on their own): older than `refresh_days` (0: never by age),
+    or more rows loaded since than `refresh_changed_pct` % of the rows it covered."""
+
+    refresh_days: float = 7
+    refresh_changed_pct: float = 10
+
+
+@dataclass(frozen=True)
 class Monitor:
     """Daily metrics of one table, bucketed on its business timestamp."""
 
@@ -57,6 +67,7 @@ class QualityConfig:
     completeness_severity: str
     profiles: tuple[str, ...]
     monitors: tuple[Monitor, ...]
+    profiling: ProfilingSettings = field(default_factory=ProfilingSettings)
 
 
 COLUMN_METRICS = ("null_pct", "average", "distinct_count")
@@ -80,8 +91,11 @@ def load_quality_config(path: Path) -> QualityConfig:
     try:
         anomaly = AnomalySettings(**(doc.get("anomaly") or {}))
         freshness = FreshnessSettings(**(doc.get("freshness") or {}))
+        profiling = ProfilingSettings(**(doc.get("profiling") or {}))
     except TypeError as exc:
         raise MonitorConfigError(f"{path}: {exc}") from None
+    if profiling.refresh_days < 0 or profiling.refresh_changed_pct < 0:
+        raise MonitorConfigError(f"{path}: profiling refresh settings must be 0 or more")
     if anomaly.severity not in ("warn", "fail"):
         raise MonitorConfigError(f"{path}: anomaly.severity must be warn or fail")
     comp = doc.get("completeness") or {}
@@ -121,4 +135,5 @@ def load_quality_config(path: Path) -> QualityConfig:
         completeness_severity=comp.get("severity", "fail"),
         profiles=tuple(_split(t, f"{path}: profiles") for t in doc.get("profiles") or ()),
         monitors=tuple(monitors),
+        profiling=profiling,
     )

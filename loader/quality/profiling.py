@@ -1,12 +1,18 @@
-"""Column profiles (min, max, average, nulls, distinct) of a table in one set-based query."""
+"""Column profiles (min, max, average, nulls, distinct): one set-based query per table, and
+only the rows loaded since when a stored whole-table profile can be carried forward."""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg2.extensions
 from psycopg2 import sql
+
+from loader.quality.monitors import ProfilingSettings
 
 NUMERIC_TYPES = {
     "smallint",
@@ -24,6 +30,12 @@ NO_DISTINCT = {"json", "xml", "tsvector"}
 
 @dataclass(frozen=True)
 class ColumnProfile:
+    """One column's numbers. The whole-table numbers (row_count .. avg_value) are as of
+    `profiled_at`, in report run `profiled_run_id`, and cover rows loaded up to
+    `loaded_through`; `basis` says whether this run computed them or carried them forward.
+    The recent_* numbers cover only the rows loaded (inserted or updated) after
+    `loaded_through`: None when none were measured."""
+
     schema_name: str
     table_name: str
     column_name: str
@@ -35,21 +47,19 @@ class ColumnProfile:
     min_value: str | None
     max_value: str | None
     avg_value: float | None
+    profiled_at: datetime | None = None
+    profiled_run_id: str | None = None
+    loaded_through: datetime | None = None
+    basis: str = "computed"
+    recent_rows: int | None = None
+    recent_null_count: int | None = None
+    recent_distinct_count: int | None = None
+    recent_min_value: str | None = None
+    recent_max_value: str | None = None
+    recent_avg_value: float | None = None
 
     def as_row(self) -> tuple[Any, ...]:
-        return (
-            self.schema_name,
-            self.table_name,
-            self.column_name,
-            self.data_type,
-            self.row_count,
-            self.null_count,
-            self.null_pct,
-            self.distinct_count,
-            self.min_value,
-            self.max_value,
-            self.avg_value,
-        )
+        return tuple(getattr(self, name) for name in PROFILE_COLUMNS)
 
 
 PROFILE_COLUMNS = (
@@ -64,7 +74,36 @@ PROFILE_COLUMNS = (
     "min_value",
     "max_value",
     "avg_value",
+    "profiled_at",
+    "profiled_run_id",
+    "loaded_through",
+    "basis",
+    "recent_rows",
+    "recent_null_count",
+    "recent_distinct_count",
+    "recent_min_value",
+    "recent_max_value",
+    "recent_avg_value",
 )
+LOADED_AT = "_loaded_at"
+
+
+@dataclass(frozen=True)
+class TableProfile:
+    """A table's column profiles and why they were computed or carried forward."""
+
+    table: str
+    columns: list[ColumnProfile]
+    basis: str  # computed | reused
+    reason: str
+
+    @property
+    def row_count(self) -> int:
+        return self.columns[0].row_count if self.columns else 0
+
+    @property
+    def recent_rows(self) -> int | None:
+        return self.columns[0].recent_rows if self.columns else None
 
 
 def table_columns(
@@ -79,9 +118,17 @@ def table_columns(
         return [(n, t) for n, t in cur.fetchall() if not n.startswith("_dlt_")]
 
 
-def profile_query(schema: str, table: str, columns: list[tuple[str, str]]) -> sql.Composed:
-    """One scan of the table computes every column's statistics."""
-    exprs: list[sql.Composable] = [sql.SQL("count(*)")]
+def profile_query(
+    schema: str, table: str, columns: list[tuple[str, str]], *, loaded_after: bool = False
+) -> sql.Composed:
+    """One scan of the table computes every column's statistics; with `loaded_after`, of the
+    rows whose _loaded_at is later than the parameter %(after)s only."""
+    exprs: list[sql.Composable] = [
+        sql.SQL("count(*)"),
+        sql.SQL("max({})").format(sql.Identifier(LOADED_AT))
+        if (LOADED_AT, "timestamp with time zone") in columns
+        else sql.SQL("null::timestamptz"),
+    ]
     for name, dtype in columns:
         col = sql.Identifier(name)
         exprs.append(sql.SQL("count({})").format(col))
@@ -98,39 +145,221 @@ def profile_query(schema: str, table: str, columns: list[tuple[str, str]]) -> sq
         exprs.append(
             sql.SQL("avg({})::float8").format(col) if dtype in NUMERIC_TYPES else sql.SQL("null")
         )
-    return sql.SQL("select {} from {}.{}").format(
-        sql.SQL(", ").join(exprs), sql.Identifier(schema), sql.Identifier(table)
+    where = (
+        sql.SQL(" where {} > %(after)s").format(sql.Identifier(LOADED_AT))
+        if loaded_after
+        else sql.SQL("")
+    )
+    return sql.SQL("select {} from {}.{}{}").format(
+        sql.SQL(", ").join(exprs), sql.Identifier(schema), sql.Identifier(table), where
     )
 
 
-def profile_table(
-    conn: psycopg2.extensions.connection, qualified_table: str
-) -> list[ColumnProfile]:
-    schema, table = qualified_table.split(".", 1)
-    columns = table_columns(conn, schema, table)
-    if not columns:
-        return []
+def _run_profile(
+    conn: psycopg2.extensions.connection,
+    schema: str,
+    table: str,
+    columns: list[tuple[str, str]],
+    after: datetime | None = None,
+) -> tuple[
+    int, datetime | None, list[tuple[int, int | None, str | None, str | None, float | None]]
+]:
+    """(rows, newest _loaded_at, [(nulls, distinct, min, max, avg) per column])."""
     with conn.cursor() as cur:
-        cur.execute(profile_query(schema, table, columns))
+        cur.execute(
+            profile_query(schema, table, columns, loaded_after=after is not None),
+            {"after": after},
+        )
         row = cur.fetchone()
-    total = int(row[0])
-    out = []
-    for i, (name, dtype) in enumerate(columns):
-        non_null, distinct, lo, hi, avg = row[1 + 5 * i : 6 + 5 * i]
-        nulls = total - int(non_null)
-        out.append(
-            ColumnProfile(
-                schema,
-                table,
-                name,
-                dtype,
-                total,
-                nulls,
-                round(100.0 * nulls / total, 4) if total else 0.0,
+    total, newest = int(row[0]), row[1]
+    stats = []
+    for i in range(len(columns)):
+        non_null, distinct, lo, hi, avg = row[2 + 5 * i : 7 + 5 * i]
+        stats.append(
+            (
+                total - int(non_null),
                 int(distinct) if distinct is not None else None,
                 lo,
                 hi,
                 float(avg) if avg is not None else None,
             )
         )
-    return out
+    return total, newest, stats
+
+
+def profile_table(
+    conn: psycopg2.extensions.connection,
+    qualified_table: str,
+    run_id: str = "",
+    profiled_at: datetime | None = None,
+) -> list[ColumnProfile]:
+    """An exact profile of every row of the table, in one scan."""
+    schema, table = qualified_table.split(".", 1)
+    columns = table_columns(conn, schema, table)
+    if not columns:
+        return []
+    return _computed(conn, schema, table, columns, run_id, profiled_at)
+
+
+def _computed(conn, schema, table, columns, run_id, profiled_at) -> list[ColumnProfile]:
+    total, newest, stats = _run_profile(conn, schema, table, columns)
+    return [
+        ColumnProfile(
+            schema,
+            table,
+            name,
+            dtype,
+            total,
+            nulls,
+            round(100.0 * nulls / total, 4) if total else 0.0,
+            distinct,
+            lo,
+            hi,
+            avg,
+            profiled_at=profiled_at,
+            profiled_run_id=run_id or None,
+            loaded_through=newest,
+        )
+        for (name, dtype), (nulls, distinct, lo, hi, avg) in zip(columns, stats, strict=True)
+    ]
+
+
+def stored_profile(
+    conn: psycopg2.extensions.connection, schema: str, table: str
+) -> tuple[int | None, list[ColumnProfile]]:
+    """The newest whole-table profile stored for the table (one row per column, in no
+    particular order) and the relation it was computed on (its oid); empty when none is."""
+    names = ", ".join(PROFILE_COLUMNS)
+    with conn.cursor() as cur:
+        cur.execute(
+            f"""with newest as (
+                    select profiled_run_id, relation_oid from quality.profiles
+                    where schema_name = %(s)s and table_name = %(t)s
+                      and profiled_at is not null
+                    order by profiled_at desc limit 1
+                )
+                select distinct on (p.column_name) p.relation_oid, {names}
+                from quality.profiles as p join newest using (profiled_run_id)
+                where p.schema_name = %(s)s and p.table_name = %(t)s
+                order by p.column_name, p.run_id""",
+            {"s": schema, "t": table},
+        )
+        rows = cur.fetchall()
+    if not rows:
+        return None, []
+    return rows[0][0], [
+        dataclasses.replace(
+            ColumnProfile(*row[1:]),
+            basis="reused",
+            recent_rows=None,
+            recent_null_count=None,
+            recent_distinct_count=None,
+            recent_min_value=None,
+            recent_max_value=None,
+            recent_avg_value=None,
+        )
+        for row in rows
+    ]
+
+
+def relation_oid(conn: psycopg2.extensions.connection, schema: str, table: str) -> int | None:
+    """The table's oid: dbt rebuilds a table model (or full-refreshes an incremental one) as a
+    new relation, so a new oid means its rows may all differ from a stored profile's."""
+    with conn.cursor() as cur:
+        cur.execute("select to_regclass(%s)::oid::int8", (f'"{schema}"."{table}"',))
+        return cur.fetchone()[0]
+
+
+def newest_loaded_at(
+    conn: psycopg2.extensions.connection, schema: str, table: str
+) -> datetime | None:
+    with conn.cursor() as cur:
+        cur.execute(
+            sql.SQL("select max({}) from {}.{}").format(
+                sql.Identifier(LOADED_AT), sql.Identifier(schema), sql.Identifier(table)
+            )
+        )
+        return cur.fetchone()[0]
+
+
+def _due(stored: ColumnProfile, now: datetime, settings: ProfilingSettings) -> str | None:
+    age = now - stored.profiled_at if stored.profiled_at is not None else None
+    if settings.refresh_days and age is not None and age > timedelta(days=settings.refresh_days):
+        return f"the stored profile is older than {settings.refresh_days:g} days"
+    return None
+
+
+def profile_incrementally(
+    conn: psycopg2.extensions.connection,
+    qualified_table: str,
+    run_id: str,
+    now: datetime,
+    settings: ProfilingSettings,
+    known_newest: Callable[[str], datetime | None] | None = None,
+) -> tuple[TableProfile, int | None]:
+    """The table's profile for this run, and its relation oid.
+
+    A whole-table profile is computed (one exact scan) on the first run, when the table has
+    no _loaded_at, when its columns changed, when it was rebuilt (new oid), when it was
+    emptied, or when the stored one is due. Otherwise the stored one is carried forward, as
+    of when it was computed, and the rows loaded since it are profiled on their own.
+    `known_newest` gives the newest _loaded_at when this report has already read it."""
+    schema, table = qualified_table.split(".", 1)
+    columns = table_columns(conn, schema, table)
+    oid = relation_oid(conn, schema, table)
+
+    def computed(reason: str) -> tuple[TableProfile, int | None]:
+        cols = _computed(conn, schema, table, columns, run_id, now)
+        return TableProfile(qualified_table, cols, "computed", reason), oid
+
+    if not columns:
+        return TableProfile(qualified_table, [], "computed", "no columns"), oid
+    if (LOADED_AT, "timestamp with time zone") not in columns:
+        return computed(f"no {LOADED_AT} column to tell what changed: profiled whole every run")
+    stored_oid, stored = stored_profile(conn, schema, table)
+    if not stored:
+        return computed("no stored profile")
+    by_name = {p.column_name: p for p in stored}
+    if set(by_name) != {n for n, _ in columns} or any(
+        by_name[n].data_type != t for n, t in columns
+    ):
+        return computed("its columns changed since the stored profile")
+    if stored_oid != oid:
+        return computed("the table was rebuilt (a new relation) since the stored profile")
+    first = stored[0]
+    due = _due(first, now, settings)
+    if due:
+        return computed(due)
+    newest = (known_newest or (lambda _: newest_loaded_at(conn, schema, table)))(qualified_table)
+    if newest is None:
+        return computed("the table is empty now")
+    ordered = [by_name[n] for n, _ in columns]
+    if first.loaded_through is not None and newest <= first.loaded_through:
+        return TableProfile(
+            qualified_table, ordered, "reused", "no rows loaded since it was computed"
+        ), oid
+    after = first.loaded_through
+    recent, _, stats = _run_profile(conn, schema, table, columns, after)
+    if first.row_count and 100.0 * recent / first.row_count > settings.refresh_changed_pct:
+        return computed(
+            f"{recent:,} rows loaded since the stored profile, more than "
+            f"{settings.refresh_changed_pct:g}% of its {first.row_count:,}"
+        )
+    cols = [
+        dataclasses.replace(
+            p,
+            recent_rows=recent,
+            recent_null_count=nulls,
+            recent_distinct_count=distinct,
+            recent_min_value=lo,
+            recent_max_value=hi,
+            recent_avg_value=avg,
+        )
+        for p, (nulls, distinct, lo, hi, avg) in zip(ordered, stats, strict=True)
+    ]
+    return TableProfile(
+        qualified_table,
+        cols,
+        "reused",
+        f"{recent:,} rows loaded since it was computed, profiled on their own",
+    ), oid

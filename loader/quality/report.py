@@ -17,7 +17,14 @@ from loader.quality import checks as warehouse_checks
 from loader.quality import store
 from loader.quality.anomaly_checks import monitor_checks
 from loader.quality.monitors import QualityConfig, load_quality_config
-from loader.quality.profiling import PROFILE_COLUMNS, ColumnProfile, profile_table
+from loader.quality.profiling import (
+    LOADED_AT,
+    PROFILE_COLUMNS,
+    ColumnProfile,
+    TableProfile,
+    newest_loaded_at,
+    profile_incrementally,
+)
 from loader.quality.render import render_html, to_json
 from loader.quality.results import SEVERITY_ORDER, CheckResult
 
@@ -64,14 +71,24 @@ class QualityReport:
         )
 
 
-def _profile_checks(profiles: list[ColumnProfile], config: QualityConfig) -> list[CheckResult]:
-    by_table: dict[str, list[ColumnProfile]] = {}
-    for p in profiles:
-        by_table.setdefault(f"{p.schema_name}.{p.table_name}", []).append(p)
+def _profile_message(t: TableProfile) -> str:
+    """What the numbers of a table's profile cover."""
+    first = t.columns[0]
+    rows = (
+        f"{len(t.columns)} columns, {t.row_count:,} rows" if t.row_count else "the table is empty"
+    )
+    if t.basis == "computed":
+        return f"{rows}: profiled whole now ({t.reason})"
+    when = f"{first.profiled_at:%Y-%m-%d %H:%M} UTC" if first.profiled_at else "an earlier run"
+    return f"{rows} as of {when} (run {first.profiled_run_id}), carried forward: {t.reason}"
+
+
+def _profile_checks(tables: list[TableProfile], config: QualityConfig) -> list[CheckResult]:
+    by_table = {t.table: t for t in tables if t.columns}
     out = []
     for table in config.profiles:
-        cols = by_table.get(table)
-        if cols is None:
+        t = by_table.get(table)
+        if t is None:
             out.append(
                 CheckResult(
                     f"profile:{table}",
@@ -83,19 +100,40 @@ def _profile_checks(profiles: list[ColumnProfile], config: QualityConfig) -> lis
                 )
             )
             continue
-        rows = cols[0].row_count
+        first = t.columns[0]
         out.append(
             CheckResult(
                 f"profile:{table}",
                 "profiling",
                 f"{table}: profiled",
-                "pass" if rows else "warn",
-                f"{len(cols)} columns, {rows:,} rows" if rows else "the table is empty",
+                "pass" if t.row_count else "warn",
+                _profile_message(t),
                 table=table,
-                observed=float(rows),
+                observed=float(t.row_count),
+                details={
+                    "basis": t.basis,
+                    "reason": t.reason,
+                    "profiled_at": first.profiled_at,
+                    "profiled_run_id": first.profiled_run_id,
+                    "loaded_through": first.loaded_through,
+                    "recent_rows": t.recent_rows,
+                },
             )
         )
     return out
+
+
+def known_newest(scans: warehouse_checks.TableScans) -> Callable[[str], Any]:
+    """The newest _loaded_at of a table as the freshness scan read it, else queried."""
+
+    def newest(table: str) -> Any:
+        try:
+            return scans.newest_value(table, LOADED_AT)
+        except KeyError:
+            schema, name = table.split(".", 1)
+            return newest_loaded_at(scans.conn, schema, name)
+
+    return newest
 
 
 def _history(conn) -> dict[str, list[dict[str, Any]]]:
@@ -193,21 +231,25 @@ def build_report(
             ],
         )
         progress("quality: completeness")
-        checks += warehouse_checks.completeness_checks(conn, config)
+        scans = warehouse_checks.plan_scans(conn, settings, config)
+        checks += warehouse_checks.completeness_checks(conn, config, scans)
         progress("quality: freshness")
-        checks += warehouse_checks.freshness_checks(conn, settings, config)
+        checks += warehouse_checks.freshness_checks(conn, settings, config, scans)
         progress("quality: profiles")
-        profiles: list[ColumnProfile] = []
+        tables: list[TableProfile] = []
+        stored_rows = []
         for table in config.profiles:
             if warehouse_checks._exists(conn, table):
-                profiles += profile_table(conn, table)
+                t, oid = profile_incrementally(
+                    conn, table, run_id, started, config.profiling, known_newest(scans)
+                )
+                tables.append(t)
+                stored_rows += [(run_id, oid, *p.as_row()) for p in t.columns]
+        profiles: list[ColumnProfile] = [p for t in tables for p in t.columns]
         store.insert_rows(
-            conn,
-            "quality.profiles",
-            ("run_id", *PROFILE_COLUMNS),
-            [(run_id, *p.as_row()) for p in profiles],
+            conn, "quality.profiles", ("run_id", "relation_oid", *PROFILE_COLUMNS), stored_rows
         )
-        checks += _profile_checks(profiles, config)
+        checks += _profile_checks(tables, config)
         progress("quality: anomaly detection")
         checks += monitor_checks(conn, run_id, config)
         checks.sort(key=lambda c: (SEVERITY_ORDER[c.status], c.category, c.check_id))

@@ -70,6 +70,23 @@ create table if not exists quality.profiles (
     avg_value      double precision,
     primary key (run_id, schema_name, table_name, column_name)
 );
+-- provenance of a profile: a whole-table profile is carried forward from the run that computed
+-- it (profiled_run_id, at profiled_at, covering rows loaded through loaded_through, on relation
+-- relation_oid) while only the rows loaded since are profiled (recent_*)
+alter table quality.profiles
+    add column if not exists profiled_at           timestamptz,
+    add column if not exists profiled_run_id       text,
+    add column if not exists loaded_through        timestamptz,
+    add column if not exists relation_oid          bigint,
+    add column if not exists basis                 text,
+    add column if not exists recent_rows           bigint,
+    add column if not exists recent_null_count     bigint,
+    add column if not exists recent_distinct_count bigint,
+    add column if not exists recent_min_value      text,
+    add column if not exists recent_max_value      text,
+    add column if not exists recent_avg_value      double precision;
+create index if not exists profiles_newest_idx
+    on quality.profiles (schema_name, table_name, profiled_at desc);
 -- one value per metric and day: every run re-measures the recent days and overwrites them,
 -- so the history is the latest measurement of each day
 create table if not exists quality.metrics (
