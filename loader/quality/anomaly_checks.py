@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from collections.abc import Callable
+from datetime import date, datetime, timedelta
 
 import psycopg2.extensions
 
@@ -79,11 +80,13 @@ def monitor_checks(
     run_id: str,
     config: QualityConfig,
     last_day: date | None = None,
+    known_newest: Callable[[str, str], datetime | date | None] | None = None,
 ) -> list[CheckResult]:
-    """Measure, store and judge every monitor of the config; one check per metric."""
+    """Measure, store and judge every monitor of the config; one check per metric.
+    `known_newest` passes on the newest timestamps the report has already read."""
     s = config.anomaly
     if last_day is None:
-        last_day = metrics.data_clock(conn, config.monitors)
+        last_day = metrics.data_clock(conn, config.monitors, known_newest)
     checks: list[CheckResult] = []
     if last_day is None:
         return [

@@ -279,6 +279,9 @@ def plan_scans(
             f"{loader_config.dataset}.{table}",
             newest=(config.freshness.loaded_at_column, lag_column),
         )
+    for m in config.monitors:  # the anomaly data clock: the newest business timestamp
+        if m.table in scans.newest:
+            scans.want(m.table, newest=(m.timestamp,))
     return scans
 
 

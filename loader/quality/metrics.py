@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import date, timedelta
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
 
 import psycopg2.extensions
 from psycopg2 import sql
@@ -26,23 +27,41 @@ def exists(conn: psycopg2.extensions.connection, table: str) -> bool:
         return bool(cur.fetchone()[0])
 
 
-def data_clock(conn: psycopg2.extensions.connection, monitors: tuple[Monitor, ...]) -> date | None:
+def _day(value: datetime | date | None) -> date | None:
+    """A timestamp's date in UTC (the report's session time zone), as `::date` gives it."""
+    if isinstance(value, datetime):
+        return (value.astimezone(UTC) if value.tzinfo else value).date()
+    return value
+
+
+def data_clock(
+    conn: psycopg2.extensions.connection,
+    monitors: tuple[Monitor, ...],
+    known_newest: Callable[[str, str], datetime | date | None] | None = None,
+) -> date | None:
     """The last complete day of the data: the day before the newest monitored timestamp.
 
     Judging against the data's own clock (not the wall clock) lets a history that ends in the
     past be judged; a table that stops while the others go on is still caught (its volume
-    drops, its freshness grows), and wall-clock staleness is the freshness checks' job."""
+    drops, its freshness grows), and wall-clock staleness is the freshness checks' job.
+    `known_newest(table, column)` gives a newest value this report has already read (or
+    raises KeyError)."""
     newest = None
     for m in monitors:
         if not exists(conn, m.table):
             continue
-        with conn.cursor() as cur:
-            cur.execute(
-                sql.SQL("select max({})::date from {}").format(
-                    sql.Identifier(m.timestamp), _table(m.table)
+        try:
+            if known_newest is None:
+                raise KeyError(m.table)
+            day = _day(known_newest(m.table, m.timestamp))
+        except KeyError:
+            with conn.cursor() as cur:
+                cur.execute(
+                    sql.SQL("select max({})::date from {}").format(
+                        sql.Identifier(m.timestamp), _table(m.table)
+                    )
                 )
-            )
-            day = cur.fetchone()[0]
+                day = cur.fetchone()[0]
         if day is not None and (newest is None or day > newest):
             newest = day
     return newest - timedelta(days=1) if newest else None

@@ -43,6 +43,10 @@ class ProfilingSettings:
 
     refresh_days: float = 7
     refresh_changed_pct: float = 10
+    # schemas whose writer stamps every row it inserts or updates with _loaded_at (the
+    # loader's raw dataset); a changed table elsewhere (dbt marts: a customer's lifetime value
+    # moves when a new order arrives) is profiled whole again
+    stamped_schemas: tuple[str, ...] = ("raw_marketplace",)
 
 
 @dataclass(frozen=True)
@@ -91,7 +95,10 @@ def load_quality_config(path: Path) -> QualityConfig:
     try:
         anomaly = AnomalySettings(**(doc.get("anomaly") or {}))
         freshness = FreshnessSettings(**(doc.get("freshness") or {}))
-        profiling = ProfilingSettings(**(doc.get("profiling") or {}))
+        profiling_doc = dict(doc.get("profiling") or {})
+        if "stamped_schemas" in profiling_doc:
+            profiling_doc["stamped_schemas"] = tuple(profiling_doc["stamped_schemas"] or ())
+        profiling = ProfilingSettings(**profiling_doc)
     except TypeError as exc:
         raise MonitorConfigError(f"{path}: {exc}") from None
     if profiling.refresh_days < 0 or profiling.refresh_changed_pct < 0:

@@ -224,21 +224,49 @@ def _computed(conn, schema, table, columns, run_id, profiled_at) -> list[ColumnP
     ]
 
 
+@dataclass(frozen=True)
+class TableIdentity:
+    """What tells a table's rows may have changed without reading them: its relation (dbt
+    builds a table model as a new relation) and PostgreSQL's count of rows it has inserted,
+    updated and deleted (reset with the statistics, so the reset time is kept too)."""
+
+    oid: int | None
+    modifications: int | None
+    stats_reset: datetime | None
+    counting: bool = True  # track_counts on: the count can be trusted
+
+
+def table_identity(conn: psycopg2.extensions.connection, schema: str, table: str) -> TableIdentity:
+    with conn.cursor() as cur:
+        cur.execute(
+            """select c.oid::int8, s.n_tup_ins + s.n_tup_upd + s.n_tup_del, d.stats_reset,
+                      current_setting('track_counts')::bool
+               from pg_class as c
+               left join pg_stat_all_tables as s on s.relid = c.oid
+               left join pg_stat_database as d on d.datname = current_database()
+               where c.oid = to_regclass(%s)""",
+            (f'"{schema}"."{table}"',),
+        )
+        row = cur.fetchone()
+    return TableIdentity(*row) if row else TableIdentity(None, None, None, False)
+
+
 def stored_profile(
     conn: psycopg2.extensions.connection, schema: str, table: str
-) -> tuple[int | None, list[ColumnProfile]]:
+) -> tuple[TableIdentity | None, list[ColumnProfile]]:
     """The newest whole-table profile stored for the table (one row per column, in no
-    particular order) and the relation it was computed on (its oid); empty when none is."""
+    particular order) and the table's identity when it was computed; empty when none is."""
     names = ", ".join(PROFILE_COLUMNS)
     with conn.cursor() as cur:
         cur.execute(
             f"""with newest as (
-                    select profiled_run_id, relation_oid from quality.profiles
+                    select profiled_run_id from quality.profiles
                     where schema_name = %(s)s and table_name = %(t)s
                       and profiled_at is not null
                     order by profiled_at desc limit 1
                 )
-                select distinct on (p.column_name) p.relation_oid, {names}
+                select distinct on (p.column_name)
+                       p.relation_oid, p.modifications, p.stats_reset, {names}
                 from quality.profiles as p join newest using (profiled_run_id)
                 where p.schema_name = %(s)s and p.table_name = %(t)s
                 order by p.column_name, p.run_id""",
@@ -247,9 +275,9 @@ def stored_profile(
         rows = cur.fetchall()
     if not rows:
         return None, []
-    return rows[0][0], [
+    return TableIdentity(*rows[0][:3]), [
         dataclasses.replace(
-            ColumnProfile(*row[1:]),
+            ColumnProfile(*row[3:]),
             basis="reused",
             recent_rows=None,
             recent_null_count=None,
@@ -260,14 +288,6 @@ def stored_profile(
         )
         for row in rows
     ]
-
-
-def relation_oid(conn: psycopg2.extensions.connection, schema: str, table: str) -> int | None:
-    """The table's oid: dbt rebuilds a table model (or full-refreshes an incremental one) as a
-    new relation, so a new oid means its rows may all differ from a stored profile's."""
-    with conn.cursor() as cur:
-        cur.execute("select to_regclass(%s)::oid::int8", (f'"{schema}"."{table}"',))
-        return cur.fetchone()[0]
 
 
 def newest_loaded_at(
@@ -296,35 +316,37 @@ def profile_incrementally(
     now: datetime,
     settings: ProfilingSettings,
     known_newest: Callable[[str], datetime | None] | None = None,
-) -> tuple[TableProfile, int | None]:
-    """The table's profile for this run, and its relation oid.
+) -> tuple[TableProfile, TableIdentity]:
+    """The table's profile for this run, and the table's identity to store with it.
 
     A whole-table profile is computed (one exact scan) on the first run, when the table has
-    no _loaded_at, when its columns changed, when it was rebuilt (new oid), when it was
-    emptied, or when the stored one is due. Otherwise the stored one is carried forward, as
-    of when it was computed, and the rows loaded since it are profiled on their own.
+    no _loaded_at, its columns changed, it was rebuilt (new oid), it was emptied, the stored
+    one is due, or the table changed and its schema is not one whose writer stamps every
+    inserted or updated row with _loaded_at (`settings.stamped_schemas`). Otherwise the stored
+    one is carried forward, as of when it was computed: alone when PostgreSQL counted no
+    insert, update or delete since, else with the rows loaded since profiled on their own.
     `known_newest` gives the newest _loaded_at when this report has already read it."""
     schema, table = qualified_table.split(".", 1)
     columns = table_columns(conn, schema, table)
-    oid = relation_oid(conn, schema, table)
+    identity = table_identity(conn, schema, table)
 
-    def computed(reason: str) -> tuple[TableProfile, int | None]:
+    def computed(reason: str) -> tuple[TableProfile, TableIdentity]:
         cols = _computed(conn, schema, table, columns, run_id, now)
-        return TableProfile(qualified_table, cols, "computed", reason), oid
+        return TableProfile(qualified_table, cols, "computed", reason), identity
 
     if not columns:
-        return TableProfile(qualified_table, [], "computed", "no columns"), oid
+        return TableProfile(qualified_table, [], "computed", "no columns"), identity
     if (LOADED_AT, "timestamp with time zone") not in columns:
         return computed(f"no {LOADED_AT} column to tell what changed: profiled whole every run")
-    stored_oid, stored = stored_profile(conn, schema, table)
-    if not stored:
+    stored_identity, stored = stored_profile(conn, schema, table)
+    if not stored or stored_identity is None:
         return computed("no stored profile")
     by_name = {p.column_name: p for p in stored}
     if set(by_name) != {n for n, _ in columns} or any(
         by_name[n].data_type != t for n, t in columns
     ):
         return computed("its columns changed since the stored profile")
-    if stored_oid != oid:
+    if stored_identity.oid != identity.oid:
         return computed("the table was rebuilt (a new relation) since the stored profile")
     first = stored[0]
     due = _due(first, now, settings)
@@ -334,10 +356,22 @@ def profile_incrementally(
     if newest is None:
         return computed("the table is empty now")
     ordered = [by_name[n] for n, _ in columns]
-    if first.loaded_through is not None and newest <= first.loaded_through:
+    untouched = (
+        identity.counting
+        and identity.modifications is not None
+        and (identity.modifications, identity.stats_reset)
+        == (stored_identity.modifications, stored_identity.stats_reset)
+    )
+    loaded_since = first.loaded_through is None or newest > first.loaded_through
+    if untouched and not loaded_since:
         return TableProfile(
-            qualified_table, ordered, "reused", "no rows loaded since it was computed"
-        ), oid
+            qualified_table, ordered, "reused", "no row inserted, updated or deleted since"
+        ), stored_identity
+    if schema not in settings.stamped_schemas:
+        return computed(
+            "the table changed since the stored profile and its _loaded_at does not mark "
+            "every changed row"
+        )
     after = first.loaded_through
     recent, _, stats = _run_profile(conn, schema, table, columns, after)
     if first.row_count and 100.0 * recent / first.row_count > settings.refresh_changed_pct:
@@ -361,5 +395,7 @@ def profile_incrementally(
         qualified_table,
         cols,
         "reused",
-        f"{recent:,} rows loaded since it was computed, profiled on their own",
-    ), oid
+        f"{recent:,} rows loaded since it was computed, profiled on their own"
+        if recent
+        else "rows were deleted since it was computed (it still counts them); none loaded",
+    ), stored_identity

@@ -240,18 +240,24 @@ def build_report(
         stored_rows = []
         for table in config.profiles:
             if warehouse_checks._exists(conn, table):
-                t, oid = profile_incrementally(
+                t, ident = profile_incrementally(
                     conn, table, run_id, started, config.profiling, known_newest(scans)
                 )
                 tables.append(t)
-                stored_rows += [(run_id, oid, *p.as_row()) for p in t.columns]
+                stored_rows += [
+                    (run_id, ident.oid, ident.modifications, ident.stats_reset, *p.as_row())
+                    for p in t.columns
+                ]
         profiles: list[ColumnProfile] = [p for t in tables for p in t.columns]
         store.insert_rows(
-            conn, "quality.profiles", ("run_id", "relation_oid", *PROFILE_COLUMNS), stored_rows
+            conn,
+            "quality.profiles",
+            ("run_id", "relation_oid", "modifications", "stats_reset", *PROFILE_COLUMNS),
+            stored_rows,
         )
         checks += _profile_checks(tables, config)
         progress("quality: anomaly detection")
-        checks += monitor_checks(conn, run_id, config)
+        checks += monitor_checks(conn, run_id, config, known_newest=scans.newest_value)
         checks.sort(key=lambda c: (SEVERITY_ORDER[c.status], c.category, c.check_id))
         store.insert_rows(
             conn,

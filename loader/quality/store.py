@@ -72,12 +72,15 @@ create table if not exists quality.profiles (
 );
 -- provenance of a profile: a whole-table profile is carried forward from the run that computed
 -- it (profiled_run_id, at profiled_at, covering rows loaded through loaded_through, on relation
--- relation_oid) while only the rows loaded since are profiled (recent_*)
+-- relation_oid after `modifications` rows inserted, updated or deleted since stats_reset)
+-- while only the rows loaded since are profiled (recent_*)
 alter table quality.profiles
     add column if not exists profiled_at           timestamptz,
     add column if not exists profiled_run_id       text,
     add column if not exists loaded_through        timestamptz,
     add column if not exists relation_oid          bigint,
+    add column if not exists modifications         bigint,
+    add column if not exists stats_reset           timestamptz,
     add column if not exists basis                 text,
     add column if not exists recent_rows           bigint,
     add column if not exists recent_null_count     bigint,

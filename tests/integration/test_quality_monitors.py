@@ -192,3 +192,21 @@ def test_the_metric_history_is_stored_one_value_per_day(faulty) -> None:
         "from quality.metrics where table_name = 'shop.orders' and metric = 'volume'",
     )[0]
     assert rows == (59, 59, LAST - timedelta(days=58), LAST)
+
+
+def test_the_data_clock_from_the_shared_table_scan_is_the_same_day(faulty) -> None:
+    from loader.quality import metrics
+    from loader.quality.checks import TableScans
+
+    settings, _ = faulty
+    conn = store.connect(settings.warehouse)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("set time zone 'UTC'")
+        scans = TableScans(conn)
+        for m in CONFIG.monitors:
+            scans.want(m.table, newest=(m.timestamp,))
+        shared = metrics.data_clock(conn, CONFIG.monitors, scans.newest_value)
+        assert shared == metrics.data_clock(conn, CONFIG.monitors) == LAST
+    finally:
+        conn.close()
