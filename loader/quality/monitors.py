@@ -43,10 +43,13 @@ class ProfilingSettings:
 
     refresh_days: float = 7
     refresh_changed_pct: float = 10
-    # schemas whose writer stamps every row it inserts or updates with _loaded_at (the
-    # loader's raw dataset); a changed table elsewhere (dbt marts: a customer's lifetime value
-    # moves when a new order arrives) is profiled whole again
-    stamped_schemas: tuple[str, ...] = ("raw_marketplace",)
+    # schemas or schema.tables whose writer stamps every row it inserts or rewrites with a
+    # newer _loaded_at (the loader's raw dataset); a changed table elsewhere (a dimension whose
+    # lifetime value moves when an order arrives) is profiled whole again
+    stamped: tuple[str, ...] = ("raw_marketplace",)
+
+    def is_stamped(self, table: str) -> bool:
+        return table in self.stamped or table.split(".", 1)[0] in self.stamped
 
 
 @dataclass(frozen=True)
@@ -96,8 +99,8 @@ def load_quality_config(path: Path) -> QualityConfig:
         anomaly = AnomalySettings(**(doc.get("anomaly") or {}))
         freshness = FreshnessSettings(**(doc.get("freshness") or {}))
         profiling_doc = dict(doc.get("profiling") or {})
-        if "stamped_schemas" in profiling_doc:
-            profiling_doc["stamped_schemas"] = tuple(profiling_doc["stamped_schemas"] or ())
+        if "stamped" in profiling_doc:
+            profiling_doc["stamped"] = tuple(profiling_doc["stamped"] or ())
         profiling = ProfilingSettings(**profiling_doc)
     except TypeError as exc:
         raise MonitorConfigError(f"{path}: {exc}") from None

@@ -322,7 +322,7 @@ def profile_incrementally(
     A whole-table profile is computed (one exact scan) on the first run, when the table has
     no _loaded_at, its columns changed, it was rebuilt (new oid), it was emptied, the stored
     one is due, or the table changed and its schema is not one whose writer stamps every
-    inserted or updated row with _loaded_at (`settings.stamped_schemas`). Otherwise the stored
+    inserted or updated row with _loaded_at (`settings.stamped`). Otherwise the stored
     one is carried forward, as of when it was computed: alone when PostgreSQL counted no
     insert, update or delete since, else with the rows loaded since profiled on their own.
     `known_newest` gives the newest _loaded_at when this report has already read it."""
@@ -367,7 +367,7 @@ def profile_incrementally(
         return TableProfile(
             qualified_table, ordered, "reused", "no row inserted, updated or deleted since"
         ), stored_identity
-    if schema not in settings.stamped_schemas:
+    if not settings.is_stamped(qualified_table):
         return computed(
             "the table changed since the stored profile and its _loaded_at does not mark "
             "every changed row"
@@ -397,5 +397,6 @@ def profile_incrementally(
         "reused",
         f"{recent:,} rows loaded since it was computed, profiled on their own"
         if recent
-        else "rows were deleted since it was computed (it still counts them); none loaded",
+        else "rows were deleted or rewritten unchanged since it was computed (it still "
+        "counts them as they were); none loaded since",
     ), stored_identity

@@ -53,7 +53,7 @@ def execute(settings: Settings, statement: str, params=None) -> None:
 
 
 def configured(
-    settings: Settings, tmp_path: Path, table: str, profiling: str = "stamped_schemas: [shop]"
+    settings: Settings, tmp_path: Path, table: str, profiling: str = "stamped: [shop]"
 ) -> Settings:
     """Profile shop.<table>; the tests load shop as the loader loads raw (stamped)."""
     path = tmp_path / "monitors.yml"
@@ -162,7 +162,7 @@ def test_a_profile_older_than_refresh_days_is_recomputed(
     warehouse: Settings, tmp_path: Path
 ) -> None:
     make_table(warehouse, "aged")
-    settings = configured(warehouse, tmp_path, "aged", "refresh_days: 7, stamped_schemas: [shop]")
+    settings = configured(warehouse, tmp_path, "aged", "refresh_days: 7, stamped: [shop]")
     build_report(settings)
     execute(
         warehouse,
@@ -230,12 +230,12 @@ def test_completeness_and_freshness_read_a_raw_table_once(
         conn.close()
 
 
-def test_a_changed_table_outside_the_stamped_schemas_is_profiled_whole(
+def test_a_changed_table_that_is_not_stamped_is_profiled_whole(
     warehouse: Settings, tmp_path: Path
 ) -> None:
     """As a dbt model updates a customer's lifetime value without a new _loaded_at."""
     make_table(warehouse, "derived")
-    settings = configured(warehouse, tmp_path, "derived", "stamped_schemas: [raw_marketplace]")
+    settings = configured(warehouse, tmp_path, "derived", "stamped: [raw_marketplace, shop.other]")
     build_report(settings)
     check = profile_check(build_report(settings), "derived")
     assert check.details["basis"] == "reused"  # nothing changed: carried forward

@@ -54,3 +54,19 @@ def test_an_unknown_column_metric_is_refused(tmp_path: Path) -> None:
     path.write_text("monitors:\n  - {table: a.b, timestamp: t, columns: {x: [median]}}\n")
     with pytest.raises(MonitorConfigError, match="median"):
         load_quality_config(path)
+
+
+def test_profiling_refresh_and_stamped_tables_come_from_the_monitors_file(tmp_path: Path) -> None:
+    path = tmp_path / "m.yml"
+    path.write_text("profiling: {refresh_days: 3, stamped: [raw, marts.fct_orders]}\n")
+    profiling = load_quality_config(path).profiling
+    assert profiling.refresh_days == 3 and profiling.refresh_changed_pct == 10
+    assert profiling.is_stamped("raw.orders") and profiling.is_stamped("marts.fct_orders")
+    assert not profiling.is_stamped("marts.dim_customers")
+
+
+def test_the_shipped_file_does_not_trust_the_dimensions_loaded_at() -> None:
+    profiling = load_quality_config(load_settings({}).quality.monitors_config).profiling
+    assert profiling.is_stamped("raw_marketplace.orders")
+    assert profiling.is_stamped("marts.fct_orders")
+    assert not profiling.is_stamped("marts.dim_customers")
