@@ -241,7 +241,8 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from loader.orchestrate.job import run_job
 
     return run_job(settings, simulate_days=args.simulate_days, scale=args.scale,
-                   retry_failed=args.retry_failed, echo=_echo, lock=lock)
+                   retry_failed=args.retry_failed, full_tests=args.full_tests, echo=_echo,
+                   lock=lock)
 
 
 def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
@@ -377,6 +378,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--retry-failed",
         action="store_true",
         help="rerun the tasks that failed (ops.failed_tasks) and what follows them",
+    )
+    run.add_argument(
+        "--full-tests",
+        action="store_true",
+        help="run the dbt tests on every row (by default, after a successful build, the "
+        "row-by-row tests check only the rows written since)",
     )
     run.set_defaults(func=cmd_run)
 

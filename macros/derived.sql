@@ -25,22 +25,17 @@
     )
 {%- endmacro %}
 
-{#- The start of an incremental window: newest _loaded_at already in the model minus the
-    lookback (var incremental_lookback). -#}
+{#- The start of an incremental window: newest `column` already in the model minus the
+    lookback (var incremental_lookback). Read when the model is compiled and inlined as a
+    constant, so the planner sees how few rows lie beyond it and reads them by index. -#}
 {% macro incremental_cutoff(column='_loaded_at') -%}
-    (
-        select coalesce(max({{ column }}), '-infinity'::timestamptz)
-            - interval '{{ var("incremental_lookback") }}'
-        from {{ this }}
-    )
-{%- endmacro %}
-
-{#- Post-hook for incremental facts: drop rows whose key left the clean set (hard-deleted in
-    the source, or quarantined since). -#}
-{% macro delete_missing_rows(clean_relation, key) -%}
-    delete from {{ this }} as target
-    where not exists (
-        select 1 from {{ clean_relation }} as clean
-        where clean.{{ key }} = target.{{ key }}
-    )
+    {%- if execute -%}
+        {%- set found = run_query(
+            "select (coalesce(max(" ~ column ~ "), '-infinity'::timestamptz) - interval '"
+            ~ var("incremental_lookback") ~ "')::text from " ~ this
+        ) -%}
+        '{{ found.columns[0].values()[0] }}'::timestamptz
+    {%- else -%}
+        '-infinity'::timestamptz
+    {%- endif -%}
 {%- endmacro %}

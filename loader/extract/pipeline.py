@@ -458,8 +458,13 @@ def _index_name(table: str) -> str:
     return f"{table}__merge_key"
 
 
+def _loaded_at_index_name(table: str) -> str:
+    return f"{table}__loaded_at"
+
+
 def _index_and_count(settings: Settings, config: LoaderConfig, spec: TableSpec) -> int | None:
-    """Build the unique merge-key index when missing, and count the raw table."""
+    """Build the unique merge-key index and the `_loaded_at` index when missing (increments
+    downstream find the rows a load wrote by the latter), and count the raw table."""
     conn = connect_raw(settings.warehouse, autocommit=True)
     try:
         with conn.cursor() as cur:
@@ -471,6 +476,12 @@ def _index_and_count(settings: Settings, config: LoaderConfig, spec: TableSpec) 
                     sql.Identifier(_index_name(spec.name)),
                     qualified(config.dataset, spec.name),
                     sql.SQL(", ").join(map(sql.Identifier, spec.primary_key)),
+                )
+            )
+            cur.execute(
+                sql.SQL("create index if not exists {} on {} (_loaded_at)").format(
+                    sql.Identifier(_loaded_at_index_name(spec.name)),
+                    qualified(config.dataset, spec.name),
                 )
             )
             cur.execute(
@@ -539,10 +550,9 @@ def run_load(
             )
         elif action in ("initial", "full"):
             # bulk COPY into an unindexed table, then one index build, beats per-row upkeep
-            drop_indexes.append(
-                sql.SQL("drop index if exists {}").format(
-                    qualified(config.dataset, _index_name(spec.name))
-                )
+            drop_indexes.extend(
+                sql.SQL("drop index if exists {}").format(qualified(config.dataset, name))
+                for name in (_index_name(spec.name), _loaded_at_index_name(spec.name))
             )
         resources.append(
             table_resource(

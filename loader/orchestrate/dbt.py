@@ -20,8 +20,10 @@ def dbt_executable() -> str:
     return str(candidate) if candidate.exists() else "dbt"
 
 
-def run_dbt(settings: Settings, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, **dbt_environment(settings)}
+def run_dbt(
+    settings: Settings, *args: str, check: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    env = {**os.environ, **dbt_environment(settings), **(env or {})}
     result = subprocess.run(
         [dbt_executable(), *args], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True
     )

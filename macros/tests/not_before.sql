@@ -8,7 +8,7 @@ from {{ model }}
 where {{ column_name }} < {{ earlier_column }}
 {% else %}
 select child.{{ column_name }} as failing_value, parent.{{ earlier_column }} as earlier_value
-from {{ model }} as child
+from (select * from {{ model }}) as child  -- model may be a filtered subquery
 inner join {{ parent }} as parent
     on child.{{ key }} = parent.{{ key }}
 where child.{{ column_name }} < parent.{{ earlier_column }}

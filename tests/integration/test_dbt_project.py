@@ -39,12 +39,14 @@ KEYS = {
     "bids": "bid_id",
 }
 FACTS = {
-    "fct_orders": "order_id",
-    "fct_order_items": "order_item_id",
-    "fct_payments": "payment_id",
-    "fct_bids": "bid_id",
-    "daily_revenue": "revenue_date",
-    "monthly_active_users": "activity_month",
+    "marts.fct_orders": "order_id",
+    "marts.fct_order_items": "order_item_id",
+    "marts.fct_payments": "payment_id",
+    "marts.fct_bids": "bid_id",
+    "marts.daily_revenue": "revenue_date",
+    "marts.monthly_active_users": "activity_month",
+    # the incremental intermediate layer the facts are built from
+    **{f"intermediate.int_{table}_validated": key for table, key in KEYS.items()},
 }
 # a customer added to the source only to be deleted later (snapshot hard-delete handling)
 DOOMED_CUSTOMER = 900_001
@@ -130,12 +132,13 @@ def built(loaded_project: Project) -> Project:
 
 
 def fact_hashes(project: Project) -> dict[str, tuple[int, str]]:
+    """Row count and a digest of every row, without _validated_at (when a build wrote it)."""
     out = {}
     for table, key in FACTS.items():
         count, digest = query(
             project.warehouse,
-            f"select count(*), md5(coalesce(string_agg(t::text, '|' order by {key}), ''))"
-            f" from marts.{table} as t",
+            "select count(*), md5(coalesce(string_agg((to_jsonb(t) - '_validated_at')::text,"
+            f" '|' order by {key}), '')) from {table} as t",
         )[0]
         out[table] = (count, digest)
     return out
@@ -155,6 +158,12 @@ def late_orders(built: Project) -> dict:
     before = p.scalar(
         "select coalesce(sum(revenue), 0) from marts.daily_revenue where revenue_date = %s",
         (late_day,),
+    )
+    # a product purged from the source while old order items still point at it
+    purged = p.scalar(
+        "select product_id from marts.fct_order_items where product_id <> %s"
+        " group by product_id order by count(*) desc, product_id limit 1",
+        (product_id,),
     )
     query_commit(
         p.source,
@@ -181,6 +190,8 @@ def late_orders(built: Project) -> dict:
         where customer_id = %(customer)s;
         update marketplace.products set price = price + 10 where product_id = %(product)s;
         delete from marketplace.customers where customer_id = %(doomed)s;
+        delete from marketplace.bids where product_id = %(purged)s;
+        delete from marketplace.products where product_id = %(purged)s;
         """,
         {
             "customer": customer_id,
@@ -188,6 +199,7 @@ def late_orders(built: Project) -> dict:
             "price": price,
             "day": late_day,
             "doomed": DOOMED_CUSTOMER,
+            "purged": purged,
         },
     )
     p.load()
@@ -207,6 +219,7 @@ def late_orders(built: Project) -> dict:
         "late_revenue": price * 6,
         "customer_id": customer_id,
         "product_id": product_id,
+        "purged_product_id": purged,
     }
 
 
@@ -270,8 +283,24 @@ def test_incremental_facts_equal_a_full_refresh(late_orders: dict, built: Projec
     orders = built.scalar("select count(*) from marts.fct_orders")
     assert 3 <= late_orders["inserted"]["fct_orders"] < orders / 10, late_orders["inserted"]
     incremental = fact_hashes(built)
-    built.dbt("run", "--full-refresh", "--select", "marts")
+    built.dbt("run", "--full-refresh", "--select", "intermediate", "marts")
     assert fact_hashes(built) == incremental
+
+
+def test_a_purged_product_takes_its_old_items_out_of_the_facts(late_orders: dict, built) -> None:
+    # the product is gone from its validated table: only its snapshot's closed version tells
+    # the increment to re-validate the items that still point at it
+    purged = late_orders["purged_product_id"]
+    reasons = query(
+        built.warehouse,
+        "select distinct quarantine_reason from quarantine.int_order_items_quarantined"
+        " where product_id = %s",
+        (purged,),
+    )
+    assert reasons == [("product_not_found",)]
+    left = built.scalar("select count(*) from marts.fct_order_items where product_id = %s",
+                        (purged,))
+    assert left == 0
 
 
 def test_snapshots_version_changes_and_close_deleted_rows(late_orders: dict, built) -> None:
@@ -367,6 +396,39 @@ def test_docs_site_has_lineage_from_sources_to_marts(built: Project) -> None:
     text = rendered_text(page)
     assert "Depends On" in text and "int_orders_cleaned" in text
     assert "Contract Enforced" in text
+
+
+def test_an_increment_tests_the_rows_it_changed_and_still_catches_a_bad_one(
+    late_orders: dict, built: Project
+) -> None:
+    """With ELT_TEST_SINCE (what `elt run` sets after a successful build), the row-by-row
+    tests read only the rows loaded or rebuilt since; a bad new row still fails them.
+    (Runs last among the data tests: it leaves an order with an unknown status behind.)"""
+    since = built.scalar("select max(_loaded_at) from raw_marketplace.orders")
+    query_commit(
+        built.source,
+        "insert into marketplace.orders (order_id, customer_id, status, ordered_at,"
+        " shipping_state, total_amount) values (800100, %s, 'teleported', now(), 'CA', 1)",
+        (late_orders["customer_id"],),
+    )
+    built.load()
+    env = {**built.env, "ELT_TEST_SINCE": since.isoformat()}
+    scoped = subprocess.run(
+        [str(DBT), "test", "--select", "stg_marketplace__orders"],
+        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
+    )
+    assert scoped.returncode == 0, scoped.stdout[-3000:]  # the status test warns
+    results = json.loads((Path(env["DBT_TARGET_PATH"]) / "run_results.json").read_text())
+    flagged = {r["unique_id"].split(".")[2]: r["failures"] for r in results["results"]
+               if r["failures"]}
+    assert flagged == {
+        "accepted_values_stg_marketplace__orders_order_status__pending__paid__shipped"
+        "__delivered__cancelled__returned": 1
+    }
+    compiled_dir = Path(env["DBT_TARGET_PATH"]) / "compiled"
+    compiled = next(compiled_dir.rglob("not_null_stg_marketplace__orders_order_id.sql"))
+    compiled = compiled.read_text()
+    assert f"_loaded_at > '{since.isoformat()}'" in compiled
 
 
 def test_sqlfluff_lint_is_clean(built: Project) -> None:

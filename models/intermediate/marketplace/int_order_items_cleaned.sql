@@ -1,14 +1,5 @@
--- The order_items that pass every hard rule: what the marts are built from.
-with
-
-validated as (
-    select * from {{ ref('int_order_items_validated') }}
-),
-
-cleaned as (
-    select *
-    from validated
-    where quarantine_reason is null
-)
-
-select * from cleaned
+-- The order_items that pass every hard rule: what the marts read. A plain filter over the validated
+-- table, without CTEs, so that PostgreSQL inlines the view and joins to it by index.
+select *
+from {{ ref('int_order_items_validated') }}
+where quarantine_reason is null

@@ -1,9 +1,49 @@
-{{ config(materialized='table', indexes=[{'columns': ['payment_id'], 'unique': true}]) }}
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='payment_id',
+        on_schema_change='append_new_columns',
+        indexes=[
+            {'columns': ['payment_id'], 'unique': true},
+            {'columns': ['_loaded_at']},
+            {'columns': ['_validated_at']},
+            {'columns': ['order_id']},
+        ],
+        post_hook=[
+            "{{ delete_missing_rows(ref('stg_marketplace__payments'), 'payment_id') }}",
+            "{{ index_quarantined_rows() }}",
+        ],
+    )
+}}
+
+{#- Increments re-validate the payments loaded since the newest here, and those whose order
+    was re-validated since (macros/incremental.sql). -#}
+
+{%- set previous = previous_build() if is_incremental() else none %}
+{#- `key = any(array(...))`, not `key in (...)`: a condition PostgreSQL pushes into the view
+    below and answers by index, where a semi-join would scan it whole. #}
 
 with
 
 payments as (
     select * from {{ ref('stg_marketplace__payments') }}
+    {% if previous is not none -%}
+        where
+            payment_id = any(
+                array(
+                    select changed.payment_id
+                    from {{ ref('stg_marketplace__payments') }} as changed
+                    where changed._loaded_at > {{ incremental_cutoff() }}
+                    union
+                    select built.payment_id
+                    from {{ previous }} as built
+                    inner join {{ ref('int_orders_validated') }} as orders
+                        on built.order_id = orders.order_id
+                    where orders._validated_at > {{ incremental_cutoff('_validated_at') }}
+                )
+            )
+    {%- endif %}
 ),
 
 orders as (
@@ -21,6 +61,22 @@ validated as (
     from payments
     left join orders
         on payments.order_id = orders.order_id
+),
+
+final as (
+    select
+        validated.*,
+        -- kept while the row's load and verdict stand (macros/incremental.sql)
+        case
+            when
+                previous._loaded_at = validated._loaded_at
+                and not (previous.quarantine_reason is distinct from validated.quarantine_reason)
+                then previous._validated_at
+            else {{ validation_time() }}
+        end as _validated_at
+    from validated
+    left join {{ previous_or_empty(previous, 'validated') }} as previous
+        on validated.payment_id = previous.payment_id
 )
 
-select * from validated
+select * from final

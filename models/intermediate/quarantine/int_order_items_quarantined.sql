@@ -1,14 +1,5 @@
 -- order_items set aside by a hard rule, with the rule that caught them (quarantine_reason).
-with
-
-validated as (
-    select * from {{ ref('int_order_items_validated') }}
-),
-
-quarantined as (
-    select *
-    from validated
-    where quarantine_reason is not null
-)
-
-select * from quarantined
+-- A plain filter over the validated table (its partial index on quarantine_reason serves it).
+select *
+from {{ ref('int_order_items_validated') }}
+where quarantine_reason is not null

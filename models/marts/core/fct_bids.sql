@@ -4,18 +4,48 @@
         incremental_strategy='delete+insert',
         unique_key='bid_id',
         on_schema_change='append_new_columns',
-        indexes=[{'columns': ['bid_id'], 'unique': true}, {'columns': ['_loaded_at']}],
+        indexes=[
+            {'columns': ['bid_id'], 'unique': true},
+            {'columns': ['_loaded_at']},
+            {'columns': ['_validated_at']},
+            {'columns': ['product_id']},
+        ],
         post_hook=["{{ delete_missing_rows(ref('int_bids_cleaned'), 'bid_id') }}"],
     )
 }}
 
-{#- Increments on the loader's _loaded_at of the bid or its product (minus the lookback),
-    plus clean bids not here yet; retracted (deleted) bids are removed by the post-hook. -#}
+{#- Increments rebuild the bids whose validated row or product was (re)validated since the
+    newest _validated_at here (macros/incremental.sql); retracted (deleted) and newly
+    quarantined bids are removed by the post-hook. -#}
+
+-- the increment reads the validated tables behind the clean views
+-- depends_on: {{ ref('int_bids_validated') }}
+-- depends_on: {{ ref('int_products_validated') }}
+
+{%- set previous = previous_build() if is_incremental() else none %}
+{#- `key = any(array(...))`, not `key in (...)`: a condition PostgreSQL pushes into the view
+    below and answers by index, where a semi-join would scan it whole. #}
 
 with
 
 bids as (
     select * from {{ ref('int_bids_cleaned') }}
+    {% if previous is not none -%}
+        where
+            bid_id = any(
+                array(
+                    select changed.bid_id
+                    from {{ ref('int_bids_validated') }} as changed
+                    where changed._validated_at > {{ incremental_cutoff('_validated_at') }}
+                    union
+                    select built.bid_id
+                    from {{ previous }} as built
+                    inner join {{ ref('int_products_validated') }} as changed_products
+                        on built.product_id = changed_products.product_id
+                    where changed_products._validated_at > {{ incremental_cutoff('_validated_at') }}
+                )
+            )
+    {%- endif %}
 ),
 
 products as (
@@ -43,22 +73,15 @@ joined as (
         bids.placed_at,
         {{ utc_date('bids.placed_at') }} as placed_date,
 
-        greatest(bids._loaded_at, products._loaded_at) as _loaded_at
+        greatest(bids._loaded_at, products._loaded_at) as _loaded_at,
+        {{ validation_time() }} as _validated_at
     from bids
     inner join products
         on bids.product_id = products.product_id
 ),
 
 final as (
-    select joined.*
-    from joined
-    {% if is_incremental() %}
-        left join {{ this }} as already_built
-            on joined.bid_id = already_built.bid_id
-        where
-            joined._loaded_at > {{ incremental_cutoff() }}
-            or already_built.bid_id is null
-    {% endif %}
+    select * from joined
 )
 
 select * from final

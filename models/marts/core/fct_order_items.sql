@@ -4,18 +4,55 @@
         incremental_strategy='delete+insert',
         unique_key='order_item_id',
         on_schema_change='append_new_columns',
-        indexes=[{'columns': ['order_item_id'], 'unique': true}, {'columns': ['_loaded_at']}],
+        indexes=[
+            {'columns': ['order_item_id'], 'unique': true},
+            {'columns': ['_loaded_at']},
+            {'columns': ['_validated_at']},
+            {'columns': ['order_id']},
+            {'columns': ['product_id']},
+        ],
         post_hook=["{{ delete_missing_rows(ref('int_order_items_cleaned'), 'order_item_id') }}"],
     )
 }}
 
-{#- Increments on the loader's _loaded_at of the item, its order or its product (minus the
-    lookback), plus clean items not here yet. -#}
+{#- Increments rebuild the items whose validated row, order or product was (re)validated
+    since the newest _validated_at here (macros/incremental.sql). -#}
+
+-- the increment reads the validated tables behind the clean views
+-- depends_on: {{ ref('int_order_items_validated') }}
+-- depends_on: {{ ref('int_orders_validated') }}
+-- depends_on: {{ ref('int_products_validated') }}
+
+{%- set previous = previous_build() if is_incremental() else none %}
+{#- `key = any(array(...))`, not `key in (...)`: a condition PostgreSQL pushes into the view
+    below and answers by index, where a semi-join would scan it whole. #}
 
 with
 
 order_items as (
     select * from {{ ref('int_order_items_cleaned') }}
+    {% if previous is not none -%}
+        where
+            order_item_id = any(
+                array(
+                    select changed.order_item_id
+                    from {{ ref('int_order_items_validated') }} as changed
+                    where changed._validated_at > {{ incremental_cutoff('_validated_at') }}
+                    union
+                    select built.order_item_id
+                    from {{ previous }} as built
+                    inner join {{ ref('int_orders_validated') }} as changed_orders
+                        on built.order_id = changed_orders.order_id
+                    where changed_orders._validated_at > {{ incremental_cutoff('_validated_at') }}
+                    union
+                    select built.order_item_id
+                    from {{ previous }} as built
+                    inner join {{ ref('int_products_validated') }} as changed_products
+                        on built.product_id = changed_products.product_id
+                    where changed_products._validated_at > {{ incremental_cutoff('_validated_at') }}
+                )
+            )
+    {%- endif %}
 ),
 
 orders as (
@@ -51,7 +88,8 @@ joined as (
 
         greatest(
             order_items._loaded_at, orders._loaded_at, products._loaded_at
-        ) as _loaded_at
+        ) as _loaded_at,
+        {{ validation_time() }} as _validated_at
     from order_items
     inner join orders
         on order_items.order_id = orders.order_id
@@ -60,15 +98,7 @@ joined as (
 ),
 
 final as (
-    select joined.*
-    from joined
-    {% if is_incremental() %}
-        left join {{ this }} as already_built
-            on joined.order_item_id = already_built.order_item_id
-        where
-            joined._loaded_at > {{ incremental_cutoff() }}
-            or already_built.order_item_id is null
-    {% endif %}
+    select * from joined
 )
 
 select * from final

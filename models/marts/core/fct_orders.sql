@@ -4,16 +4,31 @@
         incremental_strategy='delete+insert',
         unique_key='order_id',
         on_schema_change='append_new_columns',
-        indexes=[{'columns': ['order_id'], 'unique': true}, {'columns': ['_loaded_at']}],
+        indexes=[
+            {'columns': ['order_id'], 'unique': true},
+            {'columns': ['_loaded_at']},
+            {'columns': ['_validated_at']},
+            {'columns': ['customer_id']},
+        ],
         post_hook=["{{ delete_missing_rows(ref('int_orders_cleaned'), 'order_id') }}"],
     )
 }}
 
-{#- Increments are chosen on the loader's _loaded_at, never on ordered_at, so an order that
-    arrives days late is still picked up. An order is rebuilt when it, its customer, its
-    payment, one of its items or one of their products was (re)loaded since the newest row
-    here minus the lookback, when it is not here yet, or when a line left the clean set
-    without a new load (quarantined after a product purge). -#}
+{#- Increments are chosen on _validated_at (macros/incremental.sql), never on ordered_at, so an
+    order that arrives days late is still picked up. An order is rebuilt when it, its
+    customer, one of its payments, one of its items or one of their products was
+    (re)validated since the newest _validated_at here; an item or payment that left the clean
+    set (quarantined after a product purge) was re-validated too, so its order's counts and
+    sums are rebuilt. -#}
+
+-- the increment reads the validated tables behind the clean views
+-- depends_on: {{ ref('int_orders_validated') }}
+-- depends_on: {{ ref('int_customers_validated') }}
+-- depends_on: {{ ref('int_payments_validated') }}
+-- depends_on: {{ ref('int_order_items_validated') }}
+-- depends_on: {{ ref('int_products_validated') }}
+
+{%- set previous = previous_build() if is_incremental() else none %}
 
 with
 
@@ -37,85 +52,42 @@ products as (
     select * from {{ ref('int_products_cleaned') }}
 ),
 
-quarantined_items as (
-    select * from {{ ref('int_order_items_quarantined') }}
-),
+{% if previous is not none -%}
+    changed_orders as (
+        select changed.order_id
+        from {{ ref('int_orders_validated') }} as changed
+        where changed._validated_at > {{ incremental_cutoff('_validated_at') }}
+        union
+        select built.order_id
+        from {{ previous }} as built
+        inner join {{ ref('int_customers_validated') }} as changed_customers
+            on built.customer_id = changed_customers.customer_id
+        where changed_customers._validated_at > {{ incremental_cutoff('_validated_at') }}
+        union
+        select changed_payments.order_id
+        from {{ ref('int_payments_validated') }} as changed_payments
+        where changed_payments._validated_at > {{ incremental_cutoff('_validated_at') }}
+        union
+        select changed_items.order_id
+        from {{ ref('int_order_items_validated') }} as changed_items
+        where changed_items._validated_at > {{ incremental_cutoff('_validated_at') }}
+        union
+        select items.order_id
+        from {{ ref('int_order_items_validated') }} as items
+        inner join {{ ref('int_products_validated') }} as changed_products
+            on items.product_id = changed_products.product_id
+        where changed_products._validated_at > {{ incremental_cutoff('_validated_at') }}
+    ),
+{% endif %}
 
--- orders with a line in quarantine, and how many clean lines each has left
-orders_with_quarantined_items as (
-    select distinct quarantined_items.order_id
-    from quarantined_items
-),
-
-clean_item_counts as (
-    select
-        orders_with_quarantined_items.order_id,
-        count(order_items.order_item_id) as clean_items
-    from orders_with_quarantined_items
-    left join order_items
-        on orders_with_quarantined_items.order_id = order_items.order_id
-    group by orders_with_quarantined_items.order_id
-),
-
--- those whose built item_count is stale: a line can leave the clean set without any new
--- load (its product was purged)
-stale_item_counts as (
-    select clean_item_counts.order_id
-    from clean_item_counts
-    {% if is_incremental() %}
-        inner join {{ this }} as already_built
-            on clean_item_counts.order_id = already_built.order_id
-        where already_built.item_count <> clean_item_counts.clean_items
-    {% else %}
-        where false
-    {% endif %}
-),
-
-changed_orders as (
-    {% if is_incremental() %}
-        select orders.order_id
-        from orders
-        where orders._loaded_at > {{ incremental_cutoff() }}
-        union
-        select orders.order_id
-        from orders
-        inner join customers
-            on orders.customer_id = customers.customer_id
-        where customers._loaded_at > {{ incremental_cutoff() }}
-        union
-        select payments.order_id
-        from payments
-        where payments._loaded_at > {{ incremental_cutoff() }}
-        union
-        select order_items.order_id
-        from order_items
-        where order_items._loaded_at > {{ incremental_cutoff() }}
-        union
-        select order_items.order_id
-        from order_items
-        inner join products
-            on order_items.product_id = products.product_id
-        where products._loaded_at > {{ incremental_cutoff() }}
-        union
-        select stale_item_counts.order_id
-        from stale_item_counts
-        union
-        select orders.order_id
-        from orders
-        left join {{ this }} as already_built
-            on orders.order_id = already_built.order_id
-        where already_built.order_id is null
-    {% else %}
-        select orders.order_id
-        from orders
-    {% endif %}
-),
-
+-- `order_id = any(array(...))`, not a join or `in (...)`: a condition PostgreSQL pushes into
+-- the clean views and answers by index (a first build takes every order)
 selected_orders as (
     select orders.*
     from orders
-    inner join changed_orders
-        on orders.order_id = changed_orders.order_id
+    {% if previous is not none -%}
+        where orders.order_id = any(array(select changed_orders.order_id from changed_orders))
+    {%- endif %}
 ),
 
 item_summary as (
@@ -130,7 +102,11 @@ item_summary as (
     from order_items
     inner join products
         on order_items.product_id = products.product_id
-    where order_items.order_id in (select selected_orders.order_id from selected_orders)
+    {% if previous is not none -%}
+        where
+            order_items.order_id
+            = any(array(select selected_orders.order_id from selected_orders))
+    {%- endif %}
     group by order_items.order_id
 ),
 
@@ -145,7 +121,11 @@ payment_summary as (
         sum(payments.amount) over (partition by payments.order_id) as payment_amount,
         max(payments._loaded_at) over (partition by payments.order_id) as payments_loaded_at
     from payments
-    where payments.order_id in (select selected_orders.order_id from selected_orders)
+    {% if previous is not none -%}
+        where
+            payments.order_id
+            = any(array(select selected_orders.order_id from selected_orders))
+    {%- endif %}
     order by payments.order_id asc, payments.created_at desc, payments.payment_id desc
 ),
 
@@ -192,7 +172,8 @@ final as (
             customers._loaded_at,
             payment_summary.payments_loaded_at,
             item_summary.items_loaded_at
-        ) as _loaded_at
+        ) as _loaded_at,
+        {{ validation_time() }} as _validated_at
     from selected_orders
     inner join customers
         on selected_orders.customer_id = customers.customer_id

@@ -4,18 +4,47 @@
         incremental_strategy='delete+insert',
         unique_key='payment_id',
         on_schema_change='append_new_columns',
-        indexes=[{'columns': ['payment_id'], 'unique': true}, {'columns': ['_loaded_at']}],
+        indexes=[
+            {'columns': ['payment_id'], 'unique': true},
+            {'columns': ['_loaded_at']},
+            {'columns': ['_validated_at']},
+            {'columns': ['order_id']},
+        ],
         post_hook=["{{ delete_missing_rows(ref('int_payments_cleaned'), 'payment_id') }}"],
     )
 }}
 
-{#- Increments on the loader's _loaded_at of the payment or its order (minus the lookback),
-    plus clean payments not here yet. -#}
+{#- Increments rebuild the payments whose validated row or order was (re)validated since the
+    newest _validated_at here (macros/incremental.sql). -#}
+
+-- the increment reads the validated tables behind the clean views
+-- depends_on: {{ ref('int_payments_validated') }}
+-- depends_on: {{ ref('int_orders_validated') }}
+
+{%- set previous = previous_build() if is_incremental() else none %}
+{#- `key = any(array(...))`, not `key in (...)`: a condition PostgreSQL pushes into the view
+    below and answers by index, where a semi-join would scan it whole. #}
 
 with
 
 payments as (
     select * from {{ ref('int_payments_cleaned') }}
+    {% if previous is not none -%}
+        where
+            payment_id = any(
+                array(
+                    select changed.payment_id
+                    from {{ ref('int_payments_validated') }} as changed
+                    where changed._validated_at > {{ incremental_cutoff('_validated_at') }}
+                    union
+                    select built.payment_id
+                    from {{ previous }} as built
+                    inner join {{ ref('int_orders_validated') }} as changed_orders
+                        on built.order_id = changed_orders.order_id
+                    where changed_orders._validated_at > {{ incremental_cutoff('_validated_at') }}
+                )
+            )
+    {%- endif %}
 ),
 
 orders as (
@@ -44,22 +73,15 @@ joined as (
         {{ utc_date('payments.paid_at') }} as paid_date,
         payments.paid_at < orders.ordered_at as is_paid_before_ordered,
 
-        greatest(payments._loaded_at, orders._loaded_at) as _loaded_at
+        greatest(payments._loaded_at, orders._loaded_at) as _loaded_at,
+        {{ validation_time() }} as _validated_at
     from payments
     inner join orders
         on payments.order_id = orders.order_id
 ),
 
 final as (
-    select joined.*
-    from joined
-    {% if is_incremental() %}
-        left join {{ this }} as already_built
-            on joined.payment_id = already_built.payment_id
-        where
-            joined._loaded_at > {{ incremental_cutoff() }}
-            or already_built.payment_id is null
-    {% endif %}
+    select * from joined
 )
 
 select * from final

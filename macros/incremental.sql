@@ -1,0 +1,82 @@
+{#- Helpers for the incremental intermediate layer (int_*_validated) and the facts.
+
+    Every validated row carries _validated_at: when its verdict (quarantine_reason) or the
+    load it came from last changed. A child re-validates the rows whose own load is newer
+    than its newest _loaded_at, and the rows whose parent was validated after its newest
+    _validated_at; a fact rebuilds the rows whose inputs were validated after its own
+    newest _validated_at. So an increment touches what changed, and what changed with it. -#}
+
+{#- This invocation's validation time: one value for every row it writes. -#}
+{% macro validation_time() -%}
+    '{{ run_started_at.isoformat() }}'::timestamptz
+{%- endmacro %}
+
+{#- {{ this }} when it holds a previous build with _validated_at (else none: the first build,
+    a full refresh, a unit test, or a table built before the column existed is computed in
+    full). -#}
+{% macro previous_build() -%}
+    {%- if not execute or model.resource_type == 'unit_test' -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set relation = load_relation(this) -%}
+    {%- if relation is none or flags.FULL_REFRESH -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set names = adapter.get_columns_in_relation(relation) | map(attribute='name') | list -%}
+    {{ return(relation if '_validated_at' in names else none) }}
+{%- endmacro %}
+
+{#- What a validated model left-joins as `previous`: its previous build, or (on a first build)
+    no rows shaped like `cte` plus _validated_at, so every row gets this invocation's time. -#}
+{% macro previous_or_empty(previous, cte) -%}
+    {%- if previous is not none -%}
+        {{ previous }}
+    {%- else -%}
+        (select {{ cte }}.*, null::timestamptz as _validated_at from {{ cte }} where false)
+    {%- endif -%}
+{%- endmacro %}
+
+{#- Post-hook: delete the rows whose key is gone from `relation` (hard-deleted in the source,
+    or left the clean set). Rows are only ever missing when the counts differ, so the full
+    anti-join runs only then. -#}
+{% macro delete_missing_rows(relation, key, where='true') -%}
+    delete from {{ this }} as target
+    where
+        (select count(*) from {{ this }})
+        <> (select count(*) from {{ relation }} where {{ where }})
+        and not exists (
+            select 1 from {{ relation }} as kept
+            where kept.{{ key }} = target.{{ key }} and {{ where }}
+        )
+{%- endmacro %}
+
+{#- Post-hook of the incremental validated tables: the quarantined rows, which the quarantine
+    views read, by index. -#}
+{% macro index_quarantined_rows() -%}
+    create index if not exists {{ this.identifier }}__quarantined
+    on {{ this }} (quarantine_reason) where quarantine_reason is not null
+{%- endmacro %}
+
+{#- Post-hook of every table the build writes: statistics for a table that has none yet (a
+    fresh build), so the next model's planner knows its size; increments leave them to
+    autovacuum, which the constant cutoffs above do not need. -#}
+{% macro analyze_if_new() -%}
+    {%- if config.get('materialized') in ('table', 'incremental', 'snapshot') -%}
+        do $analyze$ begin
+            if not exists (
+                select from pg_stats
+                where schemaname = '{{ this.schema }}' and tablename = '{{ this.identifier }}'
+            ) then
+                analyze {{ this }};
+            end if;
+        end $analyze$
+    {%- endif -%}
+{%- endmacro %}
+
+{#- Keys of the snapshot `snapshot` (SCD2, hard deletes invalidated) whose version was closed
+    after this model's newest _validated_at: parents changed or deleted since. A deleted
+    parent is gone from its validated table, so only its snapshot tells the children to
+    re-validate (parent_not_found). -#}
+{% macro closed_since(snapshot, key) -%}
+    select {{ key }} from {{ ref(snapshot) }} where dbt_valid_to > {{ incremental_cutoff('_validated_at') }}
+{%- endmacro %}
