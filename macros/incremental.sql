@@ -80,3 +80,19 @@
 {% macro closed_since(snapshot, key) -%}
     select {{ key }} from {{ ref(snapshot) }} where dbt_valid_to > {{ incremental_cutoff('_validated_at') }}
 {%- endmacro %}
+
+{#- Post-hook of the facts, before delete_missing_rows: delete the rows whose validated row this
+    build moved into quarantine (its _validated_at is this invocation's), by key, so that the
+    counts match again and the full anti-join is left for hard deletes. -#}
+{% macro delete_requarantined_rows(validated, key) -%}
+    delete from {{ this }}
+    where
+        {{ key }} = any(
+            array(
+                select changed.{{ key }} from {{ validated }} as changed
+                where
+                    changed._validated_at >= {{ validation_time() }}
+                    and changed.quarantine_reason is not null
+            )
+        )
+{%- endmacro %}

@@ -462,9 +462,14 @@ def _loaded_at_index_name(table: str) -> str:
     return f"{table}__loaded_at"
 
 
-def _index_and_count(settings: Settings, config: LoaderConfig, spec: TableSpec) -> int | None:
+def _index_and_count(
+    settings: Settings, config: LoaderConfig, spec: TableSpec, bulk: bool = False
+) -> int | None:
     """Build the unique merge-key index and the `_loaded_at` index when missing (increments
-    downstream find the rows a load wrote by the latter), and count the raw table."""
+    downstream find the rows a load wrote by the latter), and count the raw table.
+
+    After a bulk load (`bulk`), VACUUM ANALYZE: statistics for dbt's first build, and a
+    visibility map, so that later counts read the merge-key index instead of the table."""
     conn = connect_raw(settings.warehouse, autocommit=True)
     try:
         with conn.cursor() as cur:
@@ -484,6 +489,10 @@ def _index_and_count(settings: Settings, config: LoaderConfig, spec: TableSpec) 
                     qualified(config.dataset, spec.name),
                 )
             )
+            if bulk:
+                cur.execute(
+                    sql.SQL("vacuum (analyze) {}").format(qualified(config.dataset, spec.name))
+                )
             cur.execute(
                 sql.SQL("select count(*) from {}").format(qualified(config.dataset, spec.name))
             )
@@ -580,7 +589,12 @@ def run_load(
     with ThreadPoolExecutor(max_workers=4) as pool:
         for spec, rows in zip(
             loaded,
-            pool.map(lambda s: _index_and_count(settings, config, s), loaded),
+            pool.map(
+                lambda s: _index_and_count(
+                    settings, config, s, bulk=results[s.name].action in ("initial", "full")
+                ),
+                loaded,
+            ),
             strict=True,
         ):
             results[spec.name].raw_rows = rows

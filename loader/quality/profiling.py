@@ -86,6 +86,18 @@ PROFILE_COLUMNS = (
     "recent_avg_value",
 )
 LOADED_AT = "_loaded_at"
+# dbt's incremental models stamp every row they (re)write with _validated_at, also when no
+# new load reached it (a re-validation): there it marks what changed, not _loaded_at
+VALIDATED_AT = "_validated_at"
+TIMESTAMPTZ = "timestamp with time zone"
+
+
+def stamp_column(columns: list[tuple[str, str]]) -> str | None:
+    """The column that marks the rows written since a moment: _validated_at, else _loaded_at."""
+    for name in (VALIDATED_AT, LOADED_AT):
+        if (name, TIMESTAMPTZ) in columns:
+            return name
+    return None
 
 
 @dataclass(frozen=True)
@@ -122,12 +134,11 @@ def profile_query(
     schema: str, table: str, columns: list[tuple[str, str]], *, loaded_after: bool = False
 ) -> sql.Composed:
     """One scan of the table computes every column's statistics; with `loaded_after`, of the
-    rows whose _loaded_at is later than the parameter %(after)s only."""
+    rows whose stamp (stamp_column) is later than the parameter %(after)s only."""
+    stamp = stamp_column(columns)
     exprs: list[sql.Composable] = [
         sql.SQL("count(*)"),
-        sql.SQL("max({})").format(sql.Identifier(LOADED_AT))
-        if (LOADED_AT, "timestamp with time zone") in columns
-        else sql.SQL("null::timestamptz"),
+        sql.SQL("max({})").format(sql.Identifier(stamp)) if stamp else sql.SQL("null::timestamptz"),
     ]
     for name, dtype in columns:
         col = sql.Identifier(name)
@@ -146,8 +157,8 @@ def profile_query(
             sql.SQL("avg({})::float8").format(col) if dtype in NUMERIC_TYPES else sql.SQL("null")
         )
     where = (
-        sql.SQL(" where {} > %(after)s").format(sql.Identifier(LOADED_AT))
-        if loaded_after
+        sql.SQL(" where {} > %(after)s").format(sql.Identifier(stamp))
+        if loaded_after and stamp
         else sql.SQL("")
     )
     return sql.SQL("select {} from {}.{}{}").format(
@@ -293,10 +304,12 @@ def stored_profile(
 def newest_loaded_at(
     conn: psycopg2.extensions.connection, schema: str, table: str
 ) -> datetime | None:
+    """The newest stamp (stamp_column) of the table."""
+    stamp = stamp_column(table_columns(conn, schema, table)) or LOADED_AT
     with conn.cursor() as cur:
         cur.execute(
             sql.SQL("select max({}) from {}.{}").format(
-                sql.Identifier(LOADED_AT), sql.Identifier(schema), sql.Identifier(table)
+                sql.Identifier(stamp), sql.Identifier(schema), sql.Identifier(table)
             )
         )
         return cur.fetchone()[0]
@@ -336,7 +349,7 @@ def profile_incrementally(
 
     if not columns:
         return TableProfile(qualified_table, [], "computed", "no columns"), identity
-    if (LOADED_AT, "timestamp with time zone") not in columns:
+    if stamp_column(columns) is None:
         return computed(f"no {LOADED_AT} column to tell what changed: profiled whole every run")
     stored_identity, stored = stored_profile(conn, schema, table)
     if not stored or stored_identity is None:

@@ -127,7 +127,7 @@ def known_newest(scans: warehouse_checks.TableScans) -> Callable[[str], Any]:
     """The newest _loaded_at of a table as the freshness scan read it, else queried."""
 
     def newest(table: str) -> Any:
-        try:
+        try:  # raw tables, stamped by the loader (_loaded_at), were read by that scan
             return scans.newest_value(table, LOADED_AT)
         except KeyError:
             schema, name = table.split(".", 1)

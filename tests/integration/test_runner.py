@@ -60,6 +60,7 @@ def test_a_fresh_run_builds_everything_and_records_its_history(first_run):
     s = first_run
     runs = query(s.warehouse, "select status, summary from ops.pipeline_runs")
     assert runs[0][0] == "success"
+    assert runs[0][1]["tests_since"] is None, "a first build tests every row"
     assert set(runs[0][1]["tables"]) == {"customers", "products", "orders", "order_items",
                                          "payments", "bids"}
     tasks = {r[0] for r in query(s.warehouse, "select task from ops.task_runs")}
@@ -132,6 +133,10 @@ def test_killed_warehouse_connection_fails_the_run_and_leaves_marts_untouched(
         diffs = [d for d in reconcile.compare(s, config, spec) if d.table != "orders"]
         assert diffs == [], f"{spec.name} differs after the recovery run"
     assert marts_digest(s) != before, "the recovery run published the new day"
+    summaries = [r[0] for r in query(s.warehouse, "select summary from ops.pipeline_runs"
+                                                  " where status = 'success' order by started_at")]
+    first, last = summaries[0], summaries[-1]
+    assert last["tests_since"] == first["dbt_built_at"]
 
 
 def test_retry_failed_with_nothing_failed_says_so(first_run):

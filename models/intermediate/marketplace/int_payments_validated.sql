@@ -2,6 +2,7 @@
     config(
         materialized='incremental',
         incremental_strategy='delete+insert',
+        tags=['incremental'],
         unique_key='payment_id',
         on_schema_change='append_new_columns',
         indexes=[

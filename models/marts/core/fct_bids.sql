@@ -10,7 +10,10 @@
             {'columns': ['_validated_at']},
             {'columns': ['product_id']},
         ],
-        post_hook=["{{ delete_missing_rows(ref('int_bids_cleaned'), 'bid_id') }}"],
+        post_hook=[
+            "{{ delete_requarantined_rows(ref('int_bids_validated'), 'bid_id') }}",
+            "{{ delete_missing_rows(ref('int_bids_cleaned'), 'bid_id') }}",
+        ],
     )
 }}
 

@@ -11,7 +11,10 @@
             {'columns': ['order_id']},
             {'columns': ['product_id']},
         ],
-        post_hook=["{{ delete_missing_rows(ref('int_order_items_cleaned'), 'order_item_id') }}"],
+        post_hook=[
+            "{{ delete_requarantined_rows(ref('int_order_items_validated'), 'order_item_id') }}",
+            "{{ delete_missing_rows(ref('int_order_items_cleaned'), 'order_item_id') }}",
+        ],
     )
 }}
 

@@ -1,3 +1,6 @@
+{#- enable_nestloop = off: the planner cannot see how many orders an increment selects (an
+    array built from a CTE counts as 10 rows) and would nest-loop 20k orders through their
+    item and payment summaries; hash joins instead (measured 23 s -> 0.9 s for one day). -#}
 {{
     config(
         materialized='incremental',
@@ -10,7 +13,11 @@
             {'columns': ['_validated_at']},
             {'columns': ['customer_id']},
         ],
-        post_hook=["{{ delete_missing_rows(ref('int_orders_cleaned'), 'order_id') }}"],
+        pre_hook=["set local enable_nestloop = off"],
+        post_hook=[
+            "{{ delete_requarantined_rows(ref('int_orders_validated'), 'order_id') }}",
+            "{{ delete_missing_rows(ref('int_orders_cleaned'), 'order_id') }}",
+        ],
     )
 }}
 

@@ -10,7 +10,10 @@
             {'columns': ['_validated_at']},
             {'columns': ['order_id']},
         ],
-        post_hook=["{{ delete_missing_rows(ref('int_payments_cleaned'), 'payment_id') }}"],
+        post_hook=[
+            "{{ delete_requarantined_rows(ref('int_payments_validated'), 'payment_id') }}",
+            "{{ delete_missing_rows(ref('int_payments_cleaned'), 'payment_id') }}",
+        ],
     )
 }}
 
