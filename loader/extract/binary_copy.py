@@ -66,12 +66,21 @@ class BinaryCopyJob(RunnableLoadJob, HasFollowupJobs):
         return handle.readline()[len(MAGIC) :].decode().strip().split(",")
 
     def _copy_file(self, into: str) -> None:
+        """COPY the file in. Into an empty table (an initial load, a full refresh, dlt's merge
+        staging table), TRUNCATE first in the same transaction, which lets COPY write the rows
+        frozen and all-visible: nothing rewrites every page later to set hint bits or the
+        visibility map, and counts can read the index alone."""
         sql_client = self._job_client.sql_client
         with open(self._file_path, "rb") as handle:
             names = self._names(handle)
             columns = ", ".join(sql_client.escape_column_name(n, quote=True) for n in names)
-            statement = f"COPY {into} ({columns}) FROM STDIN WITH (FORMAT binary)"
             with sql_client.begin_transaction(), sql_client.native_connection.cursor() as cur:
+                cur.execute(f"select exists (select from {into})")
+                freeze = not cur.fetchone()[0]
+                if freeze:
+                    cur.execute(f"truncate {into}")
+                options = "FORMAT binary, FREEZE" if freeze else "FORMAT binary"
+                statement = f"COPY {into} ({columns}) FROM STDIN WITH ({options})"
                 cur.copy_expert(statement, handle, size=1 << 20)
 
     def _copy_with_dead_letters(self, table: str) -> None:
