@@ -39,14 +39,13 @@
 {#- Post-hook: delete the rows whose key is gone from `relation` (hard-deleted in the source,
     or left the clean set). Rows are only ever missing when the counts differ, so the full
     anti-join runs only then. -#}
-{% macro delete_missing_rows(relation, key, where='true') -%}
+{% macro delete_missing_rows(relation, key) -%}
     delete from {{ this }} as target
     where
-        (select count(*) from {{ this }})
-        <> (select count(*) from {{ relation }} where {{ where }})
+        (select count(*) from {{ this }}) <> (select count(*) from {{ relation }})
         and not exists (
             select 1 from {{ relation }} as kept
-            where kept.{{ key }} = target.{{ key }} and {{ where }}
+            where kept.{{ key }} = target.{{ key }}
         )
 {%- endmacro %}
 
@@ -74,11 +73,11 @@
 {%- endmacro %}
 
 {#- Keys of the snapshot `snapshot` (SCD2, hard deletes invalidated) whose version was closed
-    after this model's newest _validated_at: parents changed or deleted since. A deleted
+    after `cutoff` (this model's newest _validated_at): parents changed or deleted since. A deleted
     parent is gone from its validated table, so only its snapshot tells the children to
     re-validate (parent_not_found). -#}
-{% macro closed_since(snapshot, key) -%}
-    select {{ key }} from {{ ref(snapshot) }} where dbt_valid_to > {{ incremental_cutoff('_validated_at') }}
+{% macro closed_since(snapshot, key, cutoff) -%}
+    select {{ key }} from {{ ref(snapshot) }} where dbt_valid_to > {{ cutoff }}
 {%- endmacro %}
 
 {#- Post-hook of the facts, before delete_missing_rows: delete the rows whose validated row this

@@ -26,6 +26,8 @@
 -- depends_on: {{ ref('customers_snapshot') }}
 
 {%- set previous = previous_build() if is_incremental() else none %}
+{#- one compile-time query for the cutoff, however often it is used below #}
+{%- set cutoff = incremental_cutoff('_validated_at') if previous is not none %}
 {#- `key = any(array(...))`, not `key in (...)`: a condition PostgreSQL pushes into the view
     below and answers by index, where a semi-join would scan it whole. #}
 
@@ -45,26 +47,26 @@ bids as (
                     from {{ previous }} as built
                     inner join {{ ref('int_products_validated') }} as products
                         on built.product_id = products.product_id
-                    where products._validated_at > {{ incremental_cutoff('_validated_at') }}
+                    where products._validated_at > {{ cutoff }}
                     union
                     select built.bid_id
                     from {{ previous }} as built
                     inner join {{ ref('int_customers_validated') }} as bidders
                         on built.bidder_id = bidders.customer_id
-                    where bidders._validated_at > {{ incremental_cutoff('_validated_at') }}
+                    where bidders._validated_at > {{ cutoff }}
                     union
                     select built.bid_id
                     from {{ previous }} as built
                     where
                         built.product_id in (
-                            {{ closed_since('products_snapshot', 'product_id') }}
+                            {{ closed_since('products_snapshot', 'product_id', cutoff) }}
                         )
                     union
                     select built.bid_id
                     from {{ previous }} as built
                     where
                         built.bidder_id in (
-                            {{ closed_since('customers_snapshot', 'customer_id') }}
+                            {{ closed_since('customers_snapshot', 'customer_id', cutoff) }}
                         )
                 )
             )

@@ -24,6 +24,8 @@
 -- depends_on: {{ ref('customers_snapshot') }}
 
 {%- set previous = previous_build() if is_incremental() else none %}
+{#- one compile-time query for the cutoff, however often it is used below #}
+{%- set cutoff = incremental_cutoff('_validated_at') if previous is not none %}
 {#- `key = any(array(...))`, not `key in (...)`: a condition PostgreSQL pushes into the view
     below and answers by index, where a semi-join would scan it whole. #}
 
@@ -43,13 +45,13 @@ orders as (
                     from {{ previous }} as built
                     inner join {{ ref('int_customers_validated') }} as customers
                         on built.customer_id = customers.customer_id
-                    where customers._validated_at > {{ incremental_cutoff('_validated_at') }}
+                    where customers._validated_at > {{ cutoff }}
                     union
                     select built.order_id
                     from {{ previous }} as built
                     where
                         built.customer_id in (
-                            {{ closed_since('customers_snapshot', 'customer_id') }}
+                            {{ closed_since('customers_snapshot', 'customer_id', cutoff) }}
                         )
                 )
             )

@@ -22,6 +22,8 @@
     was re-validated since (macros/incremental.sql). -#}
 
 {%- set previous = previous_build() if is_incremental() else none %}
+{#- one compile-time query for the cutoff, however often it is used below #}
+{%- set cutoff = incremental_cutoff('_validated_at') if previous is not none %}
 {#- `key = any(array(...))`, not `key in (...)`: a condition PostgreSQL pushes into the view
     below and answers by index, where a semi-join would scan it whole. #}
 
@@ -41,7 +43,7 @@ payments as (
                     from {{ previous }} as built
                     inner join {{ ref('int_orders_validated') }} as orders
                         on built.order_id = orders.order_id
-                    where orders._validated_at > {{ incremental_cutoff('_validated_at') }}
+                    where orders._validated_at > {{ cutoff }}
                 )
             )
     {%- endif %}

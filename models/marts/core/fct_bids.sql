@@ -26,6 +26,8 @@
 -- depends_on: {{ ref('int_products_validated') }}
 
 {%- set previous = previous_build() if is_incremental() else none %}
+{#- one compile-time query for the cutoff, however often it is used below #}
+{%- set cutoff = incremental_cutoff('_validated_at') if previous is not none %}
 {#- `key = any(array(...))`, not `key in (...)`: a condition PostgreSQL pushes into the view
     below and answers by index, where a semi-join would scan it whole. #}
 
@@ -39,13 +41,13 @@ bids as (
                 array(
                     select changed.bid_id
                     from {{ ref('int_bids_validated') }} as changed
-                    where changed._validated_at > {{ incremental_cutoff('_validated_at') }}
+                    where changed._validated_at > {{ cutoff }}
                     union
                     select built.bid_id
                     from {{ previous }} as built
                     inner join {{ ref('int_products_validated') }} as changed_products
                         on built.product_id = changed_products.product_id
-                    where changed_products._validated_at > {{ incremental_cutoff('_validated_at') }}
+                    where changed_products._validated_at > {{ cutoff }}
                 )
             )
     {%- endif %}

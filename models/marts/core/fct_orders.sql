@@ -36,6 +36,8 @@
 -- depends_on: {{ ref('int_products_validated') }}
 
 {%- set previous = previous_build() if is_incremental() else none %}
+{#- one compile-time query for the cutoff, however often it is used below #}
+{%- set cutoff = incremental_cutoff('_validated_at') if previous is not none %}
 
 with
 
@@ -63,27 +65,27 @@ products as (
     changed_orders as (
         select changed.order_id
         from {{ ref('int_orders_validated') }} as changed
-        where changed._validated_at > {{ incremental_cutoff('_validated_at') }}
+        where changed._validated_at > {{ cutoff }}
         union
         select built.order_id
         from {{ previous }} as built
         inner join {{ ref('int_customers_validated') }} as changed_customers
             on built.customer_id = changed_customers.customer_id
-        where changed_customers._validated_at > {{ incremental_cutoff('_validated_at') }}
+        where changed_customers._validated_at > {{ cutoff }}
         union
         select changed_payments.order_id
         from {{ ref('int_payments_validated') }} as changed_payments
-        where changed_payments._validated_at > {{ incremental_cutoff('_validated_at') }}
+        where changed_payments._validated_at > {{ cutoff }}
         union
         select changed_items.order_id
         from {{ ref('int_order_items_validated') }} as changed_items
-        where changed_items._validated_at > {{ incremental_cutoff('_validated_at') }}
+        where changed_items._validated_at > {{ cutoff }}
         union
         select items.order_id
         from {{ ref('int_order_items_validated') }} as items
         inner join {{ ref('int_products_validated') }} as changed_products
             on items.product_id = changed_products.product_id
-        where changed_products._validated_at > {{ incremental_cutoff('_validated_at') }}
+        where changed_products._validated_at > {{ cutoff }}
     ),
 {% endif %}
 

@@ -25,6 +25,8 @@
 -- depends_on: {{ ref('int_orders_validated') }}
 
 {%- set previous = previous_build() if is_incremental() else none %}
+{#- one compile-time query for the cutoff, however often it is used below #}
+{%- set cutoff = incremental_cutoff('_validated_at') if previous is not none %}
 {#- `key = any(array(...))`, not `key in (...)`: a condition PostgreSQL pushes into the view
     below and answers by index, where a semi-join would scan it whole. #}
 
@@ -38,13 +40,13 @@ payments as (
                 array(
                     select changed.payment_id
                     from {{ ref('int_payments_validated') }} as changed
-                    where changed._validated_at > {{ incremental_cutoff('_validated_at') }}
+                    where changed._validated_at > {{ cutoff }}
                     union
                     select built.payment_id
                     from {{ previous }} as built
                     inner join {{ ref('int_orders_validated') }} as changed_orders
                         on built.order_id = changed_orders.order_id
-                    where changed_orders._validated_at > {{ incremental_cutoff('_validated_at') }}
+                    where changed_orders._validated_at > {{ cutoff }}
                 )
             )
     {%- endif %}
