@@ -59,5 +59,3 @@ create trigger change_log after insert or update or delete on marketplace.paymen
     for each row execute function cdc.record_change('payment_id');
 create trigger change_log after insert or update or delete on marketplace.bids
     for each row execute function cdc.record_change('bid_id');
-
-analyze;
