@@ -9,6 +9,7 @@ the packages, the schema, the staging tables, the merge and the state.
 
 from __future__ import annotations
 
+import os
 from typing import IO
 
 import psycopg2
@@ -18,6 +19,9 @@ from dlt.destinations.impl.postgres.factory import postgres
 from dlt.destinations.impl.postgres.postgres import PostgresClient
 
 MAGIC = b"#elt-pgcopy-binary "
+# COPY FREEZE needs a TRUNCATE in the same transaction (an exclusive lock and a new file);
+# below this size (an increment into dlt's staging table) that costs more than it saves
+FREEZE_MIN_BYTES = 32 << 20
 DEAD_LETTER_DDL = """
 create schema if not exists ops;
 create table if not exists ops.dead_letters (
@@ -69,14 +73,16 @@ class BinaryCopyJob(RunnableLoadJob, HasFollowupJobs):
         """COPY the file in. Into an empty table (an initial load, a full refresh, dlt's merge
         staging table), TRUNCATE first in the same transaction, which lets COPY write the rows
         frozen and all-visible: nothing rewrites every page later to set hint bits or the
-        visibility map, and counts can read the index alone."""
+        visibility map, and counts can read the index alone. Small files skip it."""
         sql_client = self._job_client.sql_client
         with open(self._file_path, "rb") as handle:
             names = self._names(handle)
             columns = ", ".join(sql_client.escape_column_name(n, quote=True) for n in names)
             with sql_client.begin_transaction(), sql_client.native_connection.cursor() as cur:
-                cur.execute(f"select exists (select from {into})")
-                freeze = not cur.fetchone()[0]
+                freeze = False
+                if os.path.getsize(self._file_path) >= FREEZE_MIN_BYTES:
+                    cur.execute(f"select exists (select from {into})")
+                    freeze = not cur.fetchone()[0]
                 if freeze:
                     cur.execute(f"truncate {into}")
                 options = "FORMAT binary, FREEZE" if freeze else "FORMAT binary"

@@ -13,7 +13,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -62,6 +62,10 @@ OLDEST_WRITER_SQL = """
     where datname = current_database() and backend_xid is not null and pid <> pg_backend_pid()
 """
 
+# the loader counts one table per thread already; parallel workers on top of that cost CPU
+# and win no time (measured on 2 cores: 0.3 s of the 2.7 s of CPU a one-day increment uses)
+SERIAL_COUNT = "set max_parallel_workers_per_gather = 0"
+
 
 class LoadError(UserError, RuntimeError):
     """A load could not run; the message says which table and what to do."""
@@ -79,6 +83,8 @@ class TableResult:
     seconds: float = 0.0
     drift: list[str] = field(default_factory=list)
     dead_letters: int = 0  # rows the warehouse could not hold, in ops.dead_letters
+    # the source count while it runs (increments count after the export, during the load)
+    pending_source_rows: Future | None = field(default=None, repr=False, compare=False)
 
     @property
     def reconciled(self) -> bool | None:
@@ -183,15 +189,17 @@ def _extract_query(
     params: dict = {}
     if spec.mode == "cdc" and action == "increment":
         schema, log_table = config.cdc_table.split(".", 1)
+        # the record is built once per row by a lateral call: `(sub.r).col` over a subquery
+        # column would call jsonb_populate_record once per column (measured 5x slower)
         query = sql.SQL(
             "select {cols}, {stamp}, l.operation = 'D' as _cdc_deleted, "
-            "l.changed_at as _cdc_changed_at from ("
-            "select jsonb_populate_record(null::{table}, row_data) as r, operation, changed_at "
-            "from {log} where table_name = %(table_name)s "
-            "and txid >= %(from_txid)s::text::xid8 "
-            "and txid < pg_snapshot_xmin(pg_current_snapshot())) as l"
+            "l.changed_at as _cdc_changed_at from {log} as l "
+            "cross join lateral jsonb_populate_record(null::{table}, l.row_data) as r "
+            "where l.table_name = %(table_name)s "
+            "and l.txid >= %(from_txid)s::text::xid8 "
+            "and l.txid < pg_snapshot_xmin(pg_current_snapshot())"
         ).format(
-            cols=_select_list(columns, "(l.r)."),
+            cols=_select_list(columns, "r."),
             stamp=stamp,
             table=table,
             log=qualified(schema, log_table),
@@ -258,6 +266,18 @@ def _capture_position(cur, config: LoaderConfig, spec: TableSpec, previous: str 
     return position
 
 
+def _count_and_close(conn, statement: sql.Composed) -> int:
+    """Count in the export's snapshot (still open on `conn`), then end it."""
+    try:
+        with conn.cursor() as cur:
+            cur.execute(SERIAL_COUNT)
+            cur.execute(statement)
+            return int(cur.fetchone()[0])
+    finally:
+        conn.rollback()
+        conn.close()
+
+
 def _export(
     settings: Settings,
     config: LoaderConfig,
@@ -269,9 +289,15 @@ def _export(
     loaded_at: datetime,
     window,
     path: Path,
-) -> tuple[int, int, dict]:
-    """COPY the rows to `path` in one snapshot; returns rows, source count and new position."""
+    counts: ThreadPoolExecutor | None,
+) -> tuple[int, Future | None, dict]:
+    """COPY the rows to `path` in one snapshot; returns rows, source count and new position.
+
+    On an increment the source count is a full scan while the export reads only the changed
+    rows: it runs on `counts`, in the export's snapshot, while dlt loads (the future holds
+    it); an initial or full load counts the rows it copied; without `counts`, no count."""
     conn = connect_raw(settings.source)
+    handed_over = False
     try:
         conn.set_session(isolation_level=ISOLATION_LEVEL_REPEATABLE_READ, readonly=True)
         with conn.cursor() as cur:
@@ -292,18 +318,23 @@ def _export(
                 write_header(handle, _export_columns(spec, columns))
                 cur.copy_expert(text, handle, size=1 << 20)
                 rows = cur.rowcount
-            if action in ("initial", "full"):
-                source_rows = rows  # the whole table, read in this very snapshot
-            else:
-                cur.execute(
-                    sql.SQL("select count(*) from {}").format(
-                        qualified(config.source_schema, spec.name)
-                    )
-                )
-                source_rows = int(cur.fetchone()[0])
-        conn.rollback()
+        source_rows: Future | None = None
+        if action in ("initial", "full"):
+            source_rows = Future()
+            source_rows.set_result(rows)  # the whole table, read in this very snapshot
+        elif counts is not None:
+            source_rows = counts.submit(
+                _count_and_close,
+                conn,
+                sql.SQL("select count(*) from {}").format(
+                    qualified(config.source_schema, spec.name)
+                ),
+            )
+            handed_over = True
     finally:
-        conn.close()
+        if not handed_over:
+            conn.rollback()
+            conn.close()
     return rows, source_rows, position
 
 
@@ -316,6 +347,7 @@ def table_resource(
     result: TableResult,
     export_dir: Path,
     loaded_at: datetime,
+    counts: ThreadPoolExecutor | None,
     window=None,
     progress: Callable[[str], None] = lambda _: None,
 ):
@@ -346,9 +378,19 @@ def table_resource(
             state.clear()
         path = export_dir / f"{spec.name}.{load_id}.csv"
         n, source_rows, position = _export(
-            settings, config, spec, columns, action, dict(state), load_id, loaded_at, window, path
+            settings,
+            config,
+            spec,
+            columns,
+            action,
+            dict(state),
+            load_id,
+            loaded_at,
+            window,
+            path,
+            counts,
         )
-        result.rows_extracted, result.source_rows = n, source_rows
+        result.rows_extracted, result.pending_source_rows = n, source_rows
         if action not in ("backfill", "repair"):
             key = "cdc_txid" if spec.mode == "cdc" else "watermark"
             state.update({k: v for k, v in position.items() if v is not None})
@@ -504,6 +546,7 @@ def _index_and_count(
                     partial,
                 )
             )
+            cur.execute(SERIAL_COUNT)
             if bulk_loaded_at:
                 cur.execute(sql.SQL("analyze {}").format(qualified(config.dataset, spec.name)))
             cur.execute(
@@ -524,6 +567,38 @@ def run_load(
     progress: Callable[[str], None] = lambda _: None,
 ) -> LoadResult:
     """Extract what changed since each table's watermark and merge it into raw."""
+    # the source counts of increments run on `counts` while dlt loads (see _export); a failed
+    # load leaves the `with` only when they have finished, so their connections close
+    with ThreadPoolExecutor(3, thread_name_prefix="source-count") as counts:
+        return _run_load(
+            settings,
+            config,
+            counts,
+            tables=tables,
+            full_refresh=full_refresh,
+            backfill_window=backfill_window,
+            progress=progress,
+        )
+
+
+def _source_count(result: TableResult) -> int | None:
+    try:
+        return result.pending_source_rows.result()
+    except Exception as exc:  # noqa: BLE001 - the load itself has committed: report, go on
+        log.warning("%s: the source count failed: %s", result.table, exc)
+        return None  # recorded as unknown; `elt reconcile` counts again
+
+
+def _run_load(
+    settings: Settings,
+    config: LoaderConfig,
+    counts: ThreadPoolExecutor,
+    *,
+    tables: list[str] | None,
+    full_refresh: bool,
+    backfill_window: tuple[datetime, datetime] | None,
+    progress: Callable[[str], None],
+) -> LoadResult:
     from loader.extract import reconcile
 
     t0 = time.monotonic()
@@ -586,6 +661,7 @@ def run_load(
                 result,
                 export_dir,
                 loaded_at,
+                counts,
                 backfill_window,
                 progress,
             )
@@ -614,6 +690,9 @@ def run_load(
             strict=True,
         ):
             results[spec.name].raw_rows = rows
+    for result in results.values():
+        if result.pending_source_rows is not None:
+            result.source_rows = _source_count(result)
     shutil.rmtree(export_dir, ignore_errors=True)
     reconcile.record_counts(settings, config, load_id, list(results.values()))
     skipped = [r for r in results.values() if r.action == "skipped"]
@@ -653,6 +732,7 @@ def repair_ranges(
             result,
             export_dir,
             datetime.now(UTC),
+            None,  # a repair is reconciled by its caller, not by counts
             ranges,
             progress,
         )

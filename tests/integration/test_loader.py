@@ -175,6 +175,41 @@ def test_a_transaction_held_open_across_a_load_still_arrives(loaded):
     ) == [("Held Open",)]
 
 
+def test_the_source_count_is_taken_in_the_snapshot_the_rows_came_from(loaded, monkeypatch):
+    """An increment counts the source while dlt loads, after the export: a row committed in
+    between must not be counted (raw cannot have it yet), and the next load brings it."""
+    import psycopg2
+
+    from loader.extract import pipeline
+
+    s, _, config, _ = loaded
+    run_load(s, config, tables=["customers"])  # settle what earlier tests left
+    count_in_snapshot = pipeline._count_and_close
+
+    def commit_a_customer_then_count(conn, statement):
+        writer = psycopg2.connect(s.source.dsn)
+        with writer, writer.cursor() as cur:
+            cur.execute(
+                "insert into marketplace.customers select (jsonb_populate_record("
+                "null::marketplace.customers, to_jsonb(c) || jsonb_build_object("
+                "'customer_id', (select max(customer_id) + 1 from marketplace.customers), "
+                "'email', 'between-' || c.email))).* from marketplace.customers c "
+                "where customer_id = 1"
+            )
+        writer.close()
+        return count_in_snapshot(conn, statement)
+
+    monkeypatch.setattr(pipeline, "_count_and_close", commit_a_customer_then_count)
+    during = run_load(s, config, tables=["customers"]).tables["customers"]
+    monkeypatch.undo()
+    assert during.action == "increment" and during.reconciled, (
+        f"source {during.source_rows} vs raw {during.raw_rows}"
+    )
+    after = run_load(s, config, tables=["customers"]).tables["customers"]
+    assert after.rows_extracted == 1 and after.reconciled
+    assert after.raw_rows == during.raw_rows + 1
+
+
 def test_backfill_reextracts_a_window_without_moving_the_watermark(loaded):
     s, _, config, _ = loaded
     before = table_states(make_pipeline(s, config))["orders"]["watermark"]
