@@ -37,16 +37,75 @@
 {%- endmacro %}
 
 {#- Post-hook: delete the rows whose key is gone from `relation` (hard-deleted in the source,
-    or left the clean set). Rows are only ever missing when the counts differ, so the full
-    anti-join runs only then. -#}
-{% macro delete_missing_rows(relation, key) -%}
-    delete from {{ this }} as target
-    where
-        (select count(*) from {{ this }}) <> (select count(*) from {{ relation }})
-        and not exists (
-            select 1 from {{ relation }} as kept
-            where kept.{{ key }} = target.{{ key }}
-        )
+    or left the clean set). The loader leaves a tombstone in ops.raw_deletes for every key
+    that leaves raw_table (a cdc delete, a repair by `elt reconcile --deep`), so an increment
+    looks up only the keys tombstoned since this model's previous build, and deletes those
+    not in `relation` (a key that came back stays). Without tombstones to go by (a first or
+    full build, no ops.raw_deletes, a table the loader reloaded whole), the full anti-join
+    runs, and only when the counts differ. -#}
+{% macro delete_missing_rows(relation, key, raw_table) -%}
+    {%- set cutoff = tombstone_cutoff(raw_table) -%}
+    {%- if cutoff is not none -%}
+        {#- `<> all(array(...))`, not `not exists`: an anti-join into the view would hash all of
+            it; the array reads the few keys by index -#}
+        {%- set tombstoned = tombstoned_keys(raw_table, cutoff) -%}
+        delete from {{ this }} as target
+        where
+            target.{{ key }} = any(array({{ tombstoned }}))
+            and target.{{ key }} <> all(
+                array(
+                    select kept.{{ key }} from {{ relation }} as kept
+                    where kept.{{ key }} = any(array({{ tombstoned }}))
+                )
+            )
+    {%- else -%}
+        delete from {{ this }} as target
+        where
+            (select count(*) from {{ this }}) <> (select count(*) from {{ relation }})
+            and not exists (
+                select 1 from {{ relation }} as kept
+                where kept.{{ key }} = target.{{ key }}
+            )
+    {%- endif -%}
+{%- endmacro %}
+
+{#- The keys that left raw_table after `cutoff` (a select of one column), from the loader's
+    tombstones; none where there is no ops.raw_deletes (dbt run without the loader). -#}
+{% macro tombstoned_keys(raw_table, cutoff) -%}
+    {%- if execute and adapter.get_relation(this.database, 'ops', 'raw_deletes') is not none -%}
+        select tombstone.row_key from ops.raw_deletes as tombstone
+        where
+            tombstone.table_name = '{{ raw_table }}'
+            and tombstone.deleted_at > {{ cutoff }}
+    {%- else -%}
+        select null::bigint as row_key where false
+    {%- endif -%}
+{%- endmacro %}
+
+{#- Since when this model must apply raw_table's tombstones: its previous build (the newest
+    _validated_at before this invocation's) less the lookback, for loads that committed
+    while it ran. None: go without them (see delete_missing_rows). Rendered when the
+    post-hook runs, after the model's insert. -#}
+{% macro tombstone_cutoff(raw_table) -%}
+    {%- if not execute or flags.FULL_REFRESH or not raw_table -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- if adapter.get_relation(this.database, 'ops', 'raw_deletes') is none -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set found = run_query(
+        "select (previous.built - interval '" ~ var('incremental_lookback') ~ "')::text, "
+        ~ "exists (select from ops.raw_deletes where table_name = '" ~ raw_table ~ "' "
+        ~ "and row_key is null and deleted_at > previous.built - interval '"
+        ~ var('incremental_lookback') ~ "') "
+        ~ "from (select max(_validated_at) as built from " ~ this
+        ~ " where _validated_at < " ~ validation_time() ~ ") as previous"
+    ) -%}
+    {%- set built, reloaded = found.columns[0].values()[0], found.columns[1].values()[0] -%}
+    {%- if built is none or reloaded -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {{ return("'" ~ built ~ "'::timestamptz") }}
 {%- endmacro %}
 
 {#- Post-hook of the incremental validated tables: the quarantined rows, which the quarantine

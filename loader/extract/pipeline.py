@@ -24,6 +24,7 @@ from psycopg2.extensions import ISOLATION_LEVEL_REPEATABLE_READ
 
 from loader.config import Settings, UserError
 from loader.db import connect_raw, qualified
+from loader.extract import reconcile
 from loader.extract.binary_copy import postgres_binary_copy, write_header
 from loader.extract.catalog import Column, source_columns
 from loader.extract.tables import LoaderConfig, TableSpec
@@ -290,14 +291,16 @@ def _export(
     window,
     path: Path,
     counts: ThreadPoolExecutor | None,
-) -> tuple[int, Future | None, dict]:
-    """COPY the rows to `path` in one snapshot; returns rows, source count and new position.
+) -> tuple[int, Future | None, dict, list[int]]:
+    """COPY the rows to `path` in one snapshot; returns rows, source count, new position and the
+    keys a cdc increment deleted.
 
     On an increment the source count is a full scan while the export reads only the changed
     rows: it runs on `counts`, in the export's snapshot, while dlt loads (the future holds
     it); an initial or full load counts the rows it copied; without `counts`, no count."""
     conn = connect_raw(settings.source)
     handed_over = False
+    cdc_increment = spec.mode == "cdc" and action == "increment"
     try:
         conn.set_session(isolation_level=ISOLATION_LEVEL_REPEATABLE_READ, readonly=True)
         with conn.cursor() as cur:
@@ -318,6 +321,7 @@ def _export(
                 write_header(handle, _export_columns(spec, columns))
                 cur.copy_expert(text, handle, size=1 << 20)
                 rows = cur.rowcount
+            deleted = _deleted_keys(cur, config, spec, state) if cdc_increment else []
         source_rows: Future | None = None
         if action in ("initial", "full"):
             source_rows = Future()
@@ -335,7 +339,23 @@ def _export(
         if not handed_over:
             conn.rollback()
             conn.close()
-    return rows, source_rows, position
+    return rows, source_rows, position, deleted
+
+
+def _deleted_keys(cur, config: LoaderConfig, spec: TableSpec, state: dict) -> list[int]:
+    """The keys the change log deleted in this export's window, in its snapshot (some may have
+    come back later in the window: dbt checks raw before it deletes downstream)."""
+    schema, log_table = config.cdc_table.split(".", 1)
+    cur.execute(
+        sql.SQL(
+            "select distinct (row_data ->> %(key)s)::bigint from {log} "
+            "where table_name = %(table_name)s and operation = 'D' "
+            "and txid >= %(from_txid)s::text::xid8 "
+            "and txid < pg_snapshot_xmin(pg_current_snapshot())"
+        ).format(log=qualified(schema, log_table)),
+        {"key": spec.primary_key[0], "table_name": spec.name, "from_txid": str(state["cdc_txid"])},
+    )
+    return [row[0] for row in cur.fetchall()]
 
 
 def table_resource(
@@ -377,7 +397,7 @@ def table_resource(
         if action in ("initial", "full"):
             state.clear()
         path = export_dir / f"{spec.name}.{load_id}.csv"
-        n, source_rows, position = _export(
+        n, source_rows, position, deleted = _export(
             settings,
             config,
             spec,
@@ -391,6 +411,16 @@ def table_resource(
             counts,
         )
         result.rows_extracted, result.pending_source_rows = n, source_rows
+        if deleted or action in ("initial", "full"):
+            # tombstones for dbt; a table loaded whole may have lost any key (null)
+            reconcile.record_deletes(
+                settings,
+                spec.name,
+                deleted or [None],
+                reason="cdc delete" if deleted else f"{action} load",
+                deleted_at=loaded_at,
+                load_id=load_id,
+            )
         if action not in ("backfill", "repair"):
             key = "cdc_txid" if spec.mode == "cdc" else "watermark"
             state.update({k: v for k, v in position.items() if v is not None})
@@ -599,8 +629,6 @@ def _run_load(
     backfill_window: tuple[datetime, datetime] | None,
     progress: Callable[[str], None],
 ) -> LoadResult:
-    from loader.extract import reconcile
-
     t0 = time.monotonic()
     specs = config.select(tables)
     pipeline = make_pipeline(settings, config)
@@ -623,6 +651,7 @@ def _run_load(
     resources = []
     drop_indexes = []
     existing = reconcile.raw_tables(settings, config.dataset)
+    reconcile.ensure_ops_schema(settings)  # the extract threads write tombstones there
     for spec in specs:
         state = states.get(spec.name, {})
         if spec.name not in existing:
@@ -751,14 +780,20 @@ def repair_ranges(
             keys = cur.fetchone()[0] or []
     finally:
         src.close()
+    reconcile.ensure_ops_schema(settings)
     conn = connect_raw(settings.warehouse)
     try:
         with conn, conn.cursor() as cur:
+            # the rows the source no longer has, and their tombstones for dbt, in one
+            # transaction (reconcile.record_deletes)
             cur.execute(
                 sql.SQL(
-                    "delete from {t} where %s::int8multirange @> {k} and not ({k} = any(%s))"
+                    "with gone as (delete from {t} where %s::int8multirange @> {k} "
+                    "and not ({k} = any(%s)) returning {k}) "
+                    "insert into ops.raw_deletes (table_name, row_key, reason, deleted_at) "
+                    "select %s, {k}, 'reconcile repair', now() from gone"
                 ).format(k=sql.Identifier(key), t=qualified(config.dataset, spec.name)),
-                (multirange, keys),
+                (multirange, keys, spec.name),
             )
             deleted = cur.rowcount
     finally:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from psycopg2 import sql
+from psycopg2.extras import execute_values
 
 from loader.config import Settings
 from loader.db import connect_raw, qualified
@@ -29,6 +30,14 @@ create table if not exists ops.load_reconciliation (
 alter table ops.load_reconciliation add column if not exists dead_letters bigint not null default 0;
 create index if not exists load_reconciliation_table_idx
     on ops.load_reconciliation (table_name, checked_at desc);
+create table if not exists ops.raw_deletes (
+    table_name  text not null,
+    row_key     bigint,  -- null: the table was reloaded whole, any key may be gone
+    load_id     text,
+    reason      text not null,
+    deleted_at  timestamptz not null
+);
+create index if not exists raw_deletes_table_idx on ops.raw_deletes (table_name, deleted_at);
 create table if not exists ops.deep_reconciliation (
     table_name   text not null,
     bucket       bigint not null,
@@ -105,6 +114,37 @@ def record_counts(settings: Settings, config: LoaderConfig, load_id: str | None,
                         result.dead_letters,
                     ),
                 )
+    finally:
+        conn.close()
+
+
+def record_deletes(
+    settings: Settings,
+    table: str,
+    keys: Sequence[int | None],
+    *,
+    reason: str,
+    deleted_at: datetime,
+    load_id: str | None = None,
+) -> None:
+    """Tombstones in ops.raw_deletes: keys that leave raw (a cdc delete, a repair), or one
+    null key when a table is reloaded whole. dbt deletes downstream only the tombstoned keys
+    (macros/incremental.sql, delete_missing_rows) instead of anti-joining whole tables; a
+    key that came back is still in raw and is left alone. They are written before the load
+    commits: a load that then fails leaves tombstones of keys still in raw, which is harmless,
+    and never a delete that dbt misses."""
+    if not keys:
+        return
+    # the caller made the ops schema (from one thread: concurrent DDL races)
+    conn = connect_raw(settings.warehouse)
+    try:
+        with conn, conn.cursor() as cur:
+            execute_values(
+                cur,
+                "insert into ops.raw_deletes (table_name, row_key, load_id, reason, deleted_at) "
+                "values %s",
+                [(table, key, load_id, reason, deleted_at) for key in keys],
+            )
     finally:
         conn.close()
 

@@ -127,6 +127,15 @@ def test_increments_after_three_days_leave_raw_equal_to_source(loaded):
     assert 0 < result.rows_extracted < total / 5, "an increment reads only what changed"
     deleted = sum(d["retracted_bids"] for d in days)
     assert deleted > 0
+    # every key a cdc delete took out of raw leaves a tombstone for dbt (ops.raw_deletes)
+    tombstoned = query(
+        s.warehouse,
+        "select count(distinct row_key), count(*) filter (where exists (select from "
+        "raw_marketplace.bids b where b.bid_id = d.row_key)) from ops.raw_deletes d "
+        "where table_name = 'bids' and load_id = %s",
+        (result.load_id,),
+    )[0]
+    assert tombstoned == (deleted, 0), f"{tombstoned} tombstones for {deleted} retracted bids"
     # rows whose application clock ran hours behind are missed by any cursor ...
     diffs = [d for spec in config.tables.values() for d in reconcile.compare(s, config, spec)]
     assert all(d.table in ("orders",) for d in diffs)
@@ -134,6 +143,12 @@ def test_increments_after_three_days_leave_raw_equal_to_source(loaded):
     found = reconcile.deep_reconcile(s, config)
     assert [d.table for d in found] == [d.table for d in diffs]
     assert_raw_equals_source(s, config)
+    repaired = query(
+        s.warehouse,
+        "select count(*) from ops.raw_deletes where reason = 'reconcile repair' and exists "
+        "(select from raw_marketplace.orders o where o.order_id = row_key)",
+    )
+    assert repaired == [(0,)], "a repair tombstones only keys it removed from raw"
     assert reconcile.deep_reconcile(s, config) == []
     assert all(r.reconciled for r in run_load(s, config).tables.values())
     logged = query(s.warehouse, "select count(*) from ops.deep_reconciliation")[0][0]
@@ -236,6 +251,14 @@ def test_full_refresh_reloads_a_table_from_scratch(loaded):
     assert result.tables["bids"].action == "full"
     assert set(result.tables) == {"bids"}
     assert_raw_equals_source(s, config)
+    # any key may be gone after a reload: one null tombstone sends dbt to its full anti-join
+    marker = query(
+        s.warehouse,
+        "select reason from ops.raw_deletes where table_name = 'bids' and load_id = %s "
+        "and row_key is null",
+        (result.load_id,),
+    )
+    assert marker == [("full load",)]
 
 
 @pytest.mark.parametrize("phase", ["extract", "normalize", "load"])

@@ -13,7 +13,7 @@
             {'columns': ['bidder_id']},
         ],
         post_hook=[
-            "{{ delete_missing_rows(ref('stg_marketplace__bids'), 'bid_id') }}",
+            "{{ delete_missing_rows(ref('stg_marketplace__bids'), 'bid_id', 'bids') }}",
             "{{ index_quarantined_rows() }}",
         ],
     )

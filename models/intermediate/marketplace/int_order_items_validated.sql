@@ -13,7 +13,7 @@
             {'columns': ['product_id']},
         ],
         post_hook=[
-            "{{ delete_missing_rows(ref('stg_marketplace__order_items'), 'order_item_id') }}",
+            "{{ delete_missing_rows(ref('stg_marketplace__order_items'), 'order_item_id', 'order_items') }}",
             "{{ index_quarantined_rows() }}",
         ],
     )
@@ -47,6 +47,12 @@ order_items as (
                     inner join {{ ref('int_orders_validated') }} as orders
                         on built.order_id = orders.order_id
                     where orders._validated_at > {{ cutoff }}
+                    union
+                    -- an order that left raw (a repair by `elt reconcile --deep`) is gone
+                    -- from its validated table: its tombstone re-validates its lines
+                    select built.order_item_id
+                    from {{ previous }} as built
+                    where built.order_id = any(array({{ tombstoned_keys('orders', cutoff) }}))
                     union
                     select built.order_item_id
                     from {{ previous }} as built

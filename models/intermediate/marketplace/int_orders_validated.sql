@@ -12,7 +12,7 @@
             {'columns': ['customer_id']},
         ],
         post_hook=[
-            "{{ delete_missing_rows(ref('stg_marketplace__orders'), 'order_id') }}",
+            "{{ delete_missing_rows(ref('stg_marketplace__orders'), 'order_id', 'orders') }}",
             "{{ index_quarantined_rows() }}",
         ],
     )

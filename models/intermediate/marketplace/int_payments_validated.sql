@@ -12,7 +12,7 @@
             {'columns': ['order_id']},
         ],
         post_hook=[
-            "{{ delete_missing_rows(ref('stg_marketplace__payments'), 'payment_id') }}",
+            "{{ delete_missing_rows(ref('stg_marketplace__payments'), 'payment_id', 'payments') }}",
             "{{ index_quarantined_rows() }}",
         ],
     )
@@ -44,6 +44,12 @@ payments as (
                     inner join {{ ref('int_orders_validated') }} as orders
                         on built.order_id = orders.order_id
                     where orders._validated_at > {{ cutoff }}
+                    union
+                    -- an order that left raw (a repair by `elt reconcile --deep`) is gone
+                    -- from its validated table: its tombstone re-validates its payments
+                    select built.payment_id
+                    from {{ previous }} as built
+                    where built.order_id = any(array({{ tombstoned_keys('orders', cutoff) }}))
                 )
             )
     {%- endif %}
