@@ -5,14 +5,13 @@
         unique_key='bid_id',
         on_schema_change='append_new_columns',
         indexes=[
-            {'columns': ['bid_id'], 'unique': true},
             {'columns': ['_loaded_at']},
             {'columns': ['_validated_at']},
             {'columns': ['product_id']},
         ],
         post_hook=[
             "{{ delete_requarantined_rows(ref('int_bids_validated'), 'bid_id') }}",
-            "{{ delete_missing_rows(ref('int_bids_cleaned'), 'bid_id') }}",
+            "{{ delete_missing_rows(ref('int_bids_cleaned'), 'bid_id', 'bids') }}",
         ],
     )
 }}

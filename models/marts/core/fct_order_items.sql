@@ -5,7 +5,6 @@
         unique_key='order_item_id',
         on_schema_change='append_new_columns',
         indexes=[
-            {'columns': ['order_item_id'], 'unique': true},
             {'columns': ['_loaded_at']},
             {'columns': ['_validated_at']},
             {'columns': ['order_id']},
@@ -13,7 +12,7 @@
         ],
         post_hook=[
             "{{ delete_requarantined_rows(ref('int_order_items_validated'), 'order_item_id') }}",
-            "{{ delete_missing_rows(ref('int_order_items_cleaned'), 'order_item_id') }}",
+            "{{ delete_missing_rows(ref('int_order_items_cleaned'), 'order_item_id', 'order_items') }}",
         ],
     )
 }}

@@ -8,7 +8,6 @@
         unique_key='order_id',
         on_schema_change='append_new_columns',
         indexes=[
-            {'columns': ['order_id'], 'unique': true},
             {'columns': ['_loaded_at']},
             {'columns': ['_validated_at']},
             {'columns': ['customer_id']},
@@ -16,7 +15,7 @@
         pre_hook=["set local enable_nestloop = off"],
         post_hook=[
             "{{ delete_requarantined_rows(ref('int_orders_validated'), 'order_id') }}",
-            "{{ delete_missing_rows(ref('int_orders_cleaned'), 'order_id') }}",
+            "{{ delete_missing_rows(ref('int_orders_cleaned'), 'order_id', 'orders') }}",
         ],
     )
 }}

@@ -5,14 +5,13 @@
         unique_key='payment_id',
         on_schema_change='append_new_columns',
         indexes=[
-            {'columns': ['payment_id'], 'unique': true},
             {'columns': ['_loaded_at']},
             {'columns': ['_validated_at']},
             {'columns': ['order_id']},
         ],
         post_hook=[
             "{{ delete_requarantined_rows(ref('int_payments_validated'), 'payment_id') }}",
-            "{{ delete_missing_rows(ref('int_payments_cleaned'), 'payment_id') }}",
+            "{{ delete_missing_rows(ref('int_payments_cleaned'), 'payment_id', 'payments') }}",
         ],
     )
 }}
