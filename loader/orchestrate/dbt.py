@@ -20,6 +20,11 @@ def dbt_executable() -> str:
     return str(candidate) if candidate.exists() else "dbt"
 
 
+def target_path() -> Path:
+    """Where dbt writes its artifacts: DBT_TARGET_PATH when set, else the project's target/."""
+    return PROJECT_ROOT / os.environ.get("DBT_TARGET_PATH", "target")
+
+
 def run_dbt(
     settings: Settings, *args: str, check: bool = True, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:
@@ -35,7 +40,7 @@ def run_dbt(
 
 def run_results(target: Path | None = None) -> dict[str, int]:
     """Counts of dbt results by status from the last invocation's run_results.json."""
-    path = (target or PROJECT_ROOT / "target") / "run_results.json"
+    path = (target or target_path()) / "run_results.json"
     if not path.exists():
         return {}
     counts: dict[str, int] = {}
@@ -46,7 +51,7 @@ def run_results(target: Path | None = None) -> dict[str, int]:
 
 def test_results(target: Path | None = None) -> dict[str, int]:
     """pass / warn / fail / error counts of the tests of the last invocation."""
-    path = (target or PROJECT_ROOT / "target") / "run_results.json"
+    path = (target or target_path()) / "run_results.json"
     if not path.exists():
         return {}
     counts: dict[str, int] = {}

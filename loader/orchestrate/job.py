@@ -20,7 +20,7 @@ from loader.extract.pipeline import LoadResult, run_load
 from loader.extract.reconcile import reconciled_label
 from loader.extract.tables import LoaderConfig, load_config
 from loader.orchestrate import history
-from loader.orchestrate.dbt import run_dbt, test_results
+from loader.orchestrate.dbt import run_dbt, target_path, test_results
 from loader.orchestrate.graph import foreign_keys, load_waves, table_graph
 from loader.orchestrate.logs import RunLog
 from loader.orchestrate.runner import FAILED, SUCCESS, Task, TaskOutcome, run_dag, task_graph
@@ -137,8 +137,22 @@ def pipeline_tasks(
         return sum(state.tests.values())
 
     def freshness() -> int:
-        # the same --vars as the build: other vars would cost dbt a full re-parse
-        result = run_dbt(settings, "source", "freshness", "--vars", DBT_VARS, check=False)
+        # it reads raw alone, so it runs beside the build, in its own target and log folder
+        # (two dbt processes must not share them); the same --vars as the build keep its
+        # partial parse valid from one run to the next
+        own = str(target_path() / "freshness")
+        result = run_dbt(
+            settings,
+            "source",
+            "freshness",
+            "--vars",
+            DBT_VARS,
+            "--target-path",
+            own,
+            "--log-path",
+            own,
+            check=False,
+        )
         state.freshness_ok = result.returncode == 0
         if result.returncode not in (0, 1):  # 1: a source is stale (reported), 2: dbt error
             raise RuntimeError(result.stdout[-2000:])
@@ -157,8 +171,8 @@ def pipeline_tasks(
         return len(state.alerts.alerted)
 
     tasks.append(Task("dbt_build", dbt_build, deps=tuple(load_names), retries=1))
-    tasks.append(Task("dbt_freshness", freshness, deps=("dbt_build",), retries=1))
-    tasks.append(Task("report", report, deps=("dbt_build", "dbt_freshness"), retries=1))
+    tasks.append(Task("dbt_freshness", freshness, deps=tuple(load_names), retries=1))
+    tasks.append(Task("report", report, deps=("dbt_build",), retries=1))
     tasks.append(Task("alerts", alerts, deps=("report",), retries=0))
     return tasks
 

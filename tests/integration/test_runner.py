@@ -17,6 +17,7 @@ from loader.config import load_settings
 from loader.extract import reconcile
 from loader.extract.tables import load_config
 from loader.orchestrate import history, job
+from loader.orchestrate.dbt import target_path
 from loader.orchestrate.history import RunLock, RunLocked
 from tests.conftest import create_database, query
 
@@ -66,6 +67,17 @@ def test_a_fresh_run_builds_everything_and_records_its_history(first_run):
     tasks = {r[0] for r in query(s.warehouse, "select task from ops.task_runs")}
     assert {"source_init", "load_wave_1", "load_wave_2", "load_wave_3", "dbt_build",
             "dbt_freshness"} <= tasks
+    # source freshness reads raw alone: it runs beside the build, in its own dbt target
+    overlap = query(s.warehouse, """
+        select b.started_at < f.finished_at and f.started_at < b.finished_at
+        from ops.task_runs b, ops.task_runs f
+        where b.task = 'dbt_build' and f.task = 'dbt_freshness'""")
+    assert overlap == [(True,)], "freshness did not run beside the build"
+    assert runs[0][1]["freshness_ok"] is True
+    assert (target_path() / "freshness" / "sources.json").exists()
+    build_results = json.loads((target_path() / "run_results.json").read_text())
+    assert any(r["unique_id"].startswith("model.") for r in build_results["results"]), \
+        "the build's run_results.json is not overwritten by freshness"
     waves = dict(query(s.warehouse, "select task, table_names from ops.task_runs "
                                     "where task like 'load_wave_%'"))
     assert waves["load_wave_1"] == ["customers"]
