@@ -80,8 +80,8 @@ def ensure_ops_schema(settings: Settings) -> None:
 
 
 def record_counts(settings: Settings, config: LoaderConfig, load_id: str | None, results) -> None:
-    """Store source vs raw counts per table (counted after the load) in ops.load_reconciliation."""
-    ensure_ops_schema(settings)
+    """Store source vs raw counts per table (counted after the load) in ops.load_reconciliation.
+    The load made the ops schema before it started (pipeline._run_load)."""
     conn = connect_raw(settings.warehouse)
     try:
         with conn, conn.cursor() as cur:
