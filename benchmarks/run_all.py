@@ -393,13 +393,22 @@ def _days(d: dict) -> str:
     return f" (the median of {len(days)} consecutive days: {each} s)"
 
 
+def _initials(d: dict) -> str:
+    runs = d.get("initials") or []
+    if len(runs) < 2:
+        return ""
+    return f" (the median of {len(runs)} runs: {', '.join(f'{x:.1f}' for x in runs)} s)"
+
+
 def section_increment_cost(d: dict) -> str:
     rows = [[s["source"], _n(s["orders_in_table"]), _n(s["changed"]), _n(s["rows_extracted"]),
              _s(s["seconds"])] for s in d["scaling"]]
     return "\n\n".join([
         f"## Increment cost vs changed rows (`benchmarks/increment_cost.py`), scale "
         f"{d['scale']:g}",
-        f"Initial load {d['initial_rows']:,} rows in {d['initial_seconds']:.1f} s; one-day "
+        f"Initial load {d['initial_rows']:,} rows in {d['initial_seconds']:.1f} s"
+        + _initials(d)
+        + "; one-day "
         f"increment {d['day_rows']:,} rows in {d['day_seconds']:.2f} s"
         + _days(d)
         + f" = **{d['day_seconds'] / d['initial_seconds']:.1%}** of the initial load (loader "
