@@ -9,7 +9,10 @@ the packages, the schema, the staging tables, the merge and the state.
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
+from collections.abc import Callable
 from typing import IO
 
 import psycopg2
@@ -17,6 +20,9 @@ from dlt.common.destination.client import HasFollowupJobs, LoadJob, RunnableLoad
 from dlt.common.storages.load_package import ParsedLoadJobFileName
 from dlt.destinations.impl.postgres.factory import postgres
 from dlt.destinations.impl.postgres.postgres import PostgresClient
+from dlt.destinations.job_client_impl import SqlLoadJob
+
+log = logging.getLogger(__name__)
 
 MAGIC = b"#elt-pgcopy-binary "
 # COPY FREEZE needs a TRUNCATE in the same transaction (an exclusive lock and a new file);
@@ -34,6 +40,38 @@ create table if not exists ops.dead_letters (
     created_at     timestamptz not null default now()
 );
 """
+
+
+# callbacks by load id: told each table's name once its rows are committed in its final table
+# (the COPY of a replace load, the merge SQL of a merge load), from dlt's load threads
+_WRITTEN: dict[str, Callable[[str], None]] = {}
+_WRITTEN_LOCK = threading.Lock()
+
+
+def on_table_written(load_id: str, callback: Callable[[str], None] | None) -> None:
+    """Register (or, with None, drop) the callback of one load."""
+    with _WRITTEN_LOCK:
+        if callback is None:
+            _WRITTEN.pop(load_id, None)
+        else:
+            _WRITTEN[load_id] = callback
+
+
+def forget_table_written(callback: Callable[[str], None]) -> None:
+    """Drop every registration of `callback` (the load is over)."""
+    with _WRITTEN_LOCK:
+        for load_id in [k for k, v in _WRITTEN.items() if v == callback]:
+            del _WRITTEN[load_id]
+
+
+def _table_written(load_id: str, table: str) -> None:
+    with _WRITTEN_LOCK:
+        callback = _WRITTEN.get(load_id)
+    if callback is not None:
+        try:
+            callback(table)
+        except Exception:  # noqa: BLE001 - the load has committed; the caller counts later
+            log.exception("%s: the after-write callback failed", table)
 
 
 def sql_literal(value: str) -> str:
@@ -65,6 +103,8 @@ class BinaryCopyJob(RunnableLoadJob, HasFollowupJobs):
             # a value the target cannot hold (class 22: bad encoding, out of range): load the
             # rows that fit and set the others aside, with their error, in ops.dead_letters
             self._copy_with_dead_letters(table)
+        if self._load_table.get("write_disposition") != "merge":
+            _table_written(self._load_id, self.load_table_name)  # merges: the SQL job tells
 
     def _names(self, handle: IO[bytes]) -> list[str]:
         return handle.readline()[len(MAGIC) :].decode().strip().split(",")
@@ -151,6 +191,16 @@ class BinaryCopyJob(RunnableLoadJob, HasFollowupJobs):
             conn.commit()
 
 
+class MergeSqlJob(SqlLoadJob):
+    """dlt's merge SQL (staging into the final table); once it has committed, the table's
+    rows are final."""
+
+    def run(self) -> None:
+        super().run()
+        if self._load_table.get("write_disposition") == "merge":
+            _table_written(self._load_id, self.load_table_name)
+
+
 class BinaryCopyPostgresClient(PostgresClient):
     def create_load_job(
         self, table, file_path: str, load_id: str, restore: bool = False
@@ -158,6 +208,8 @@ class BinaryCopyPostgresClient(PostgresClient):
         parsed = ParsedLoadJobFileName.parse(file_path)
         if parsed.file_format == "csv" and is_binary_copy_file(file_path):
             return BinaryCopyJob(file_path)
+        if SqlLoadJob.is_sql_job(file_path):
+            return MergeSqlJob(file_path)
         return super().create_load_job(table, file_path, load_id, restore)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -24,7 +25,7 @@ from psycopg2.extensions import ISOLATION_LEVEL_REPEATABLE_READ
 
 from loader.config import Settings, UserError
 from loader.db import connect_raw, qualified
-from loader.extract import reconcile
+from loader.extract import binary_copy, reconcile
 from loader.extract.binary_copy import postgres_binary_copy, write_header
 from loader.extract.catalog import Column, source_columns
 from loader.extract.tables import LoaderConfig, TableSpec
@@ -370,8 +371,10 @@ def table_resource(
     counts: ThreadPoolExecutor | None,
     window=None,
     progress: Callable[[str], None] = lambda _: None,
+    after_write: Callable[[str], None] | None = None,
 ):
-    """A dlt resource that exports one table with COPY and imports the file into dlt."""
+    """A dlt resource that exports one table with COPY and imports the file into dlt;
+    `after_write` is told the table's name once dlt has committed its rows."""
     disposition = _write_disposition(spec, action)
 
     @dlt.resource(
@@ -387,6 +390,8 @@ def table_resource(
         progress(f"{spec.name}: extracting ({action})")
         state = dlt.current.resource_state()
         load_id = dlt.current.load_package_state()["load_id"]
+        if after_write is not None:
+            binary_copy.on_table_written(load_id, after_write)
         if action == "increment" and spec.mode != "full":
             key = "cdc_txid" if spec.mode == "cdc" else "watermark"
             if not state.get(key):
@@ -587,6 +592,43 @@ def _index_and_count(
         conn.close()
 
 
+class _RawCounts:
+    """Index and count each raw table once dlt has committed its rows: dlt's load threads
+    call `start` as each table commits (binary_copy.on_table_written), so a table is counted
+    while the others still merge; the tables no job wrote are started after the load."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        config: LoaderConfig,
+        results: dict[str, TableResult],
+        loaded_at: datetime,
+    ) -> None:
+        self.settings, self.config, self.results, self.loaded_at = (
+            settings,
+            config,
+            results,
+            loaded_at,
+        )
+        # a thread per table: the index builds and counts use both cores
+        self.pool = ThreadPoolExecutor(4, thread_name_prefix="raw-count")
+        self._started: dict[str, Future] = {}
+        self._lock = threading.Lock()
+
+    def start(self, table: str) -> Future:
+        with self._lock:
+            if table not in self._started:
+                bulk = self.results[table].action in ("initial", "full")
+                self._started[table] = self.pool.submit(
+                    _index_and_count,
+                    self.settings,
+                    self.config,
+                    self.config.tables[table],
+                    self.loaded_at if bulk else None,
+                )
+            return self._started[table]
+
+
 def run_load(
     settings: Settings,
     config: LoaderConfig,
@@ -652,6 +694,7 @@ def _run_load(
     drop_indexes = []
     existing = reconcile.raw_tables(settings, config.dataset)
     reconcile.ensure_ops_schema(settings)  # the extract threads write tombstones there
+    raw_counts = _RawCounts(settings, config, results, loaded_at)
     for spec in specs:
         state = states.get(spec.name, {})
         if spec.name not in existing:
@@ -693,32 +736,23 @@ def _run_load(
                 counts,
                 backfill_window,
                 progress,
+                after_write=raw_counts.start,
             )
         )
     _warehouse_exec(settings, drop_indexes)
     load_id = None
-    if resources:
-        # a full refresh drops and recreates the tables (and their state) from the current
-        # source columns, so it also cures a type change in the source
-        info = pipeline.run(resources, refresh="drop_resources" if full_refresh else None)
-        load_id = info.loads_ids[-1] if info.loads_ids else None
-    loaded = [s for s in specs if results[s.name].action != "skipped"]
-    # one thread per table: the index builds and counts use both cores
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        for spec, rows in zip(
-            loaded,
-            pool.map(
-                lambda s: _index_and_count(
-                    settings,
-                    config,
-                    s,
-                    loaded_at if results[s.name].action in ("initial", "full") else None,
-                ),
-                loaded,
-            ),
-            strict=True,
-        ):
-            results[spec.name].raw_rows = rows
+    try:
+        if resources:
+            # a full refresh drops and recreates the tables (and their state) from the
+            # current source columns, so it also cures a type change in the source
+            info = pipeline.run(resources, refresh="drop_resources" if full_refresh else None)
+            load_id = info.loads_ids[-1] if info.loads_ids else None
+        for spec in specs:
+            if results[spec.name].action != "skipped":
+                results[spec.name].raw_rows = raw_counts.start(spec.name).result()
+    finally:
+        binary_copy.forget_table_written(raw_counts.start)
+        raw_counts.pool.shutdown(wait=True)
     for result in results.values():
         if result.pending_source_rows is not None:
             result.source_rows = _source_count(result)
