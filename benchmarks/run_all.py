@@ -378,9 +378,11 @@ def _increment_conclusion(d: dict) -> str:
         text += (f" The same 10,000 changes cost {large:.2f} s on the large source and "
                  f"{small:.2f} s on the small one: the rest grows with the table size — the "
                  "reconciliation counts of every source and raw table after each load and "
-                 "the merges into larger indexes. The counts are kept cheap: the source is "
-                 "counted in the export's snapshot while dlt loads, no count uses parallel "
-                 "workers (the loader counts one table per thread), and the cdc export "
+                 "the merges into larger indexes. The counts are kept off the critical path "
+                 "where they can be: the source is counted in the export's snapshot while "
+                 "dlt loads, each raw table as soon as dlt has committed it (while the "
+                 "others still merge: `binary_copy.on_table_written`), and no count uses "
+                 "parallel workers (the loader counts one table per thread); the cdc export "
                  "builds each change-log record once (`loader/extract/pipeline.py`).")
     return text
 
