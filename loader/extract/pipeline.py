@@ -176,6 +176,16 @@ def _write_disposition(spec: TableSpec, action: str) -> str | dict:
     return {"disposition": "merge", "strategy": strategy}
 
 
+def _change_window(alias: str = "") -> str:
+    """The change-log rows of one table between the previous snapshot's xmin and this one's:
+    every change committed since the last load, none still in flight (commit-safe)."""
+    return (
+        f"{alias}table_name = %(table_name)s "
+        f"and {alias}txid >= %(from_txid)s::text::xid8 "
+        f"and {alias}txid < pg_snapshot_xmin(pg_current_snapshot())"
+    )
+
+
 def _extract_query(
     config: LoaderConfig,
     spec: TableSpec,
@@ -197,9 +207,7 @@ def _extract_query(
             "select {cols}, {stamp}, l.operation = 'D' as _cdc_deleted, "
             "l.changed_at as _cdc_changed_at from {log} as l "
             "cross join lateral jsonb_populate_record(null::{table}, l.row_data) as r "
-            "where l.table_name = %(table_name)s "
-            "and l.txid >= %(from_txid)s::text::xid8 "
-            "and l.txid < pg_snapshot_xmin(pg_current_snapshot())"
+            "where " + _change_window("l.")
         ).format(
             cols=_select_list(columns, "r."),
             stamp=stamp,
@@ -350,9 +358,7 @@ def _deleted_keys(cur, config: LoaderConfig, spec: TableSpec, state: dict) -> li
     cur.execute(
         sql.SQL(
             "select distinct (row_data ->> %(key)s)::bigint from {log} "
-            "where table_name = %(table_name)s and operation = 'D' "
-            "and txid >= %(from_txid)s::text::xid8 "
-            "and txid < pg_snapshot_xmin(pg_current_snapshot())"
+            "where operation = 'D' and " + _change_window()
         ).format(log=qualified(schema, log_table)),
         {"key": spec.primary_key[0], "table_name": spec.name, "from_txid": str(state["cdc_txid"])},
     )
