@@ -28,6 +28,15 @@ MAGIC = b"#elt-pgcopy-binary "
 # COPY FREEZE needs a TRUNCATE in the same transaction (an exclusive lock and a new file);
 # below this size (an increment into dlt's staging table) that costs more than it saves
 FREEZE_MIN_BYTES = 32 << 20
+# A merge of a few staged rows reads the final table by its unique merge-key index. With
+# PostgreSQL's default costs (random_page_cost 4) the planner prefers a hash join over a
+# full scan of the final table: a one-day merge of 7,716 orders into 1M took 265 ms that
+# way and 85 ms by index probes (measured at scale 1). Probes win up to a few percent of the
+# table (break-even measured near 4% on a cached table); above MAX_PROBE_SHARE the planner
+# decides alone.
+MAX_PROBE_SHARE = 0.02
+INDEX_PROBES = "set enable_hashjoin = off; set enable_mergejoin = off"
+INDEX_PROBES_RESET = "reset enable_hashjoin; reset enable_mergejoin"
 DEAD_LETTER_DDL = """
 create schema if not exists ops;
 create table if not exists ops.dead_letters (
@@ -196,9 +205,34 @@ class MergeSqlJob(SqlLoadJob):
     rows are final."""
 
     def run(self) -> None:
-        super().run()
-        if self._load_table.get("write_disposition") == "merge":
-            _table_written(self._load_id, self.load_table_name)
+        if self._load_table.get("write_disposition") != "merge":
+            super().run()
+            return
+        sql_client = self._job_client.sql_client
+        probes = self._few_changes(sql_client)
+        with sql_client.native_connection.cursor() as cur:
+            if probes:
+                cur.execute(INDEX_PROBES)
+            try:
+                super().run()
+            finally:
+                if probes:
+                    cur.execute(INDEX_PROBES_RESET)
+        _table_written(self._load_id, self.load_table_name)
+
+    def _few_changes(self, sql_client) -> bool:
+        """Whether the staged rows are at most MAX_PROBE_SHARE of the final table's."""
+        with sql_client.with_staging_dataset():
+            staging = sql_client.make_qualified_table_name(self.load_table_name)
+        final = sql_client.make_qualified_table_name(self.load_table_name)
+        with sql_client.native_connection.cursor() as cur:
+            cur.execute(
+                f"select (select count(*) from {staging}), "
+                f"(select reltuples from pg_class where oid = to_regclass(%s))",
+                (final,),
+            )
+            staged, rows = cur.fetchone()
+        return rows is not None and rows > 0 and staged <= rows * MAX_PROBE_SHARE
 
 
 class BinaryCopyPostgresClient(PostgresClient):
