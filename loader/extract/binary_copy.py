@@ -1,9 +1,10 @@
 """A dlt postgres destination that loads binary COPY files: no CSV parsing on either side.
 
-The loader exports each table with `COPY (select ...) TO STDOUT (FORMAT binary)` behind one
-header line naming the columns, and imports the file into dlt as "csv" (dlt's import accepts
-only its own format names). This destination recognises the header and loads the file with
-`COPY ... FROM STDIN (FORMAT binary)`; every other file goes to dlt's own jobs. dlt still owns
+The loader exports each table with `COPY (select ...) TO STDOUT (FORMAT binary)` into a file
+that ends with one footer line naming the columns, and imports the file into dlt as "csv"
+(dlt's import accepts only its own format names). This destination recognises the binary COPY
+signature and loads the file with `COPY ... FROM STDIN (FORMAT binary)`; every other file goes
+to dlt's own jobs. dlt still owns
 the packages, the schema, the staging tables, the merge and the state.
 """
 
@@ -12,8 +13,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable
-from typing import IO
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import IO, Protocol
 
 import psycopg2
 from dlt.common.destination.client import HasFollowupJobs, LoadJob, RunnableLoadJob
@@ -25,6 +27,8 @@ from dlt.destinations.job_client_impl import SqlLoadJob
 log = logging.getLogger(__name__)
 
 MAGIC = b"#elt-pgcopy-binary "
+PGCOPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"  # how every binary COPY stream begins
+FOOTER_SCAN = 1 << 20  # the footer (column names) is found in the file's last MiB
 # COPY FREEZE needs a TRUNCATE in the same transaction (an exclusive lock and a new file);
 # below this size (an increment into dlt's staging table) that costs more than it saves
 FREEZE_MIN_BYTES = 32 << 20
@@ -51,49 +55,96 @@ create table if not exists ops.dead_letters (
 """
 
 
-# callbacks by load id: told each table's name once its rows are committed in its final table
-# (the COPY of a replace load, the merge SQL of a merge load), from dlt's load threads
-_WRITTEN: dict[str, Callable[[str], None]] = {}
-_WRITTEN_LOCK = threading.Lock()
+class LoadHooks(Protocol):
+    """What the loader is told from dlt's load threads, for the load it registered."""
+
+    def table_written(self, table: str) -> None:
+        """The table's rows are committed in its final table (the COPY of a replace load, the
+        merge SQL of a merge load)."""
+
+    def before_bulk_copy(self, cursor, table: str) -> None:
+        """A bulk COPY into the empty final table `table` is about to run on `cursor`, in its
+        transaction."""
 
 
-def on_table_written(load_id: str, callback: Callable[[str], None] | None) -> None:
-    """Register (or, with None, drop) the callback of one load."""
-    with _WRITTEN_LOCK:
-        if callback is None:
-            _WRITTEN.pop(load_id, None)
-        else:
-            _WRITTEN[load_id] = callback
+_HOOKS: dict[str, LoadHooks] = {}
+_HOOKS_LOCK = threading.Lock()
 
 
-def forget_table_written(callback: Callable[[str], None]) -> None:
-    """Drop every registration of `callback` (the load is over)."""
-    with _WRITTEN_LOCK:
-        for load_id in [k for k, v in _WRITTEN.items() if v == callback]:
-            del _WRITTEN[load_id]
+def register_hooks(load_id: str, hooks: LoadHooks) -> None:
+    with _HOOKS_LOCK:
+        _HOOKS[load_id] = hooks
+
+
+def forget_hooks(hooks: LoadHooks) -> None:
+    """Drop every registration of `hooks` (the load is over)."""
+    with _HOOKS_LOCK:
+        for load_id in [k for k, v in _HOOKS.items() if v is hooks]:
+            del _HOOKS[load_id]
+
+
+def _hooks(load_id: str) -> LoadHooks | None:
+    with _HOOKS_LOCK:
+        return _HOOKS.get(load_id)
 
 
 def _table_written(load_id: str, table: str) -> None:
-    with _WRITTEN_LOCK:
-        callback = _WRITTEN.get(load_id)
-    if callback is not None:
+    hooks = _hooks(load_id)
+    if hooks is not None:
         try:
-            callback(table)
+            hooks.table_written(table)
         except Exception:  # noqa: BLE001 - the load has committed; the caller counts later
-            log.exception("%s: the after-write callback failed", table)
+            log.exception("%s: the after-write hook failed", table)
 
 
 def sql_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def write_header(handle: IO[bytes], columns: list[str]) -> None:
-    handle.write(MAGIC + ",".join(columns).encode() + b"\n")
+def write_footer(handle: IO[bytes], columns: list[str]) -> None:
+    """End an export file: the binary COPY stream, then one line naming its columns."""
+    handle.write(b"\n" + MAGIC + ",".join(columns).encode() + b"\n")
+
+
+class _Bounded:
+    """A file read up to `end` only (the COPY stream without its footer)."""
+
+    def __init__(self, handle: IO[bytes], end: int) -> None:
+        self.handle, self.end = handle, end
+
+    def read(self, size: int = -1) -> bytes:
+        left = self.end - self.handle.tell()
+        if left <= 0:
+            return b""
+        return self.handle.read(left if size is None or size < 0 else min(size, left))
+
+
+@contextmanager
+def open_export(path: str) -> Iterator[tuple[list[str], _Bounded]]:
+    """The column names of an export file and its COPY stream. Files end with a footer line
+    (write_footer); files of earlier versions begin with the same line instead."""
+    with open(path, "rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        if handle.read(len(MAGIC)) == MAGIC:
+            handle.seek(0)
+            names = handle.readline()[len(MAGIC) :].decode().strip().split(",")
+            yield names, _Bounded(handle, size)
+            return
+        start = max(0, size - FOOTER_SCAN)
+        handle.seek(start)
+        tail = handle.read()
+        at = tail.rfind(b"\n" + MAGIC)
+        if at < 0:
+            raise ValueError(f"{path} has no column footer: it is not a complete export file")
+        names = tail[at + 1 + len(MAGIC) :].decode().strip().split(",")
+        handle.seek(0)
+        yield names, _Bounded(handle, start + at)
 
 
 def is_binary_copy_file(path: str) -> bool:
     with open(path, "rb") as handle:
-        return handle.read(len(MAGIC)) == MAGIC
+        head = handle.read(max(len(PGCOPY_SIGNATURE), len(MAGIC)))
+    return head.startswith((PGCOPY_SIGNATURE, MAGIC))
 
 
 class BinaryCopyJob(RunnableLoadJob, HasFollowupJobs):
@@ -115,17 +166,13 @@ class BinaryCopyJob(RunnableLoadJob, HasFollowupJobs):
         if self._load_table.get("write_disposition") != "merge":
             _table_written(self._load_id, self.load_table_name)  # merges: the SQL job tells
 
-    def _names(self, handle: IO[bytes]) -> list[str]:
-        return handle.readline()[len(MAGIC) :].decode().strip().split(",")
-
     def _copy_file(self, into: str) -> None:
         """COPY the file in. Into an empty table (an initial load, a full refresh, dlt's merge
         staging table), TRUNCATE first in the same transaction, which lets COPY write the rows
         frozen and all-visible: nothing rewrites every page later to set hint bits or the
         visibility map, and counts can read the index alone. Small files skip it."""
         sql_client = self._job_client.sql_client
-        with open(self._file_path, "rb") as handle:
-            names = self._names(handle)
+        with open_export(self._file_path) as (names, stream):
             columns = ", ".join(sql_client.escape_column_name(n, quote=True) for n in names)
             with sql_client.begin_transaction(), sql_client.native_connection.cursor() as cur:
                 freeze = False
@@ -134,17 +181,20 @@ class BinaryCopyJob(RunnableLoadJob, HasFollowupJobs):
                     freeze = not cur.fetchone()[0]
                 if freeze:
                     cur.execute(f"truncate {into}")
+                    hooks = _hooks(self._load_id)
+                    if hooks is not None and self._load_table.get("write_disposition") != "merge":
+                        hooks.before_bulk_copy(cur, self.load_table_name)
                 options = "FORMAT binary, FREEZE" if freeze else "FORMAT binary"
                 statement = f"COPY {into} ({columns}) FROM STDIN WITH ({options})"
-                cur.copy_expert(statement, handle, size=1 << 20)
+                cur.copy_expert(statement, stream, size=1 << 20)
 
     def _copy_with_dead_letters(self, table: str) -> None:
         """Row by row, in the database, for the one file that failed: good rows in, bad aside."""
         sql_client = self._job_client.sql_client
         conn = sql_client.native_connection
         conn.rollback()
-        with open(self._file_path, "rb") as handle:
-            names = self._names(handle)
+        with open_export(self._file_path) as (names, _):
+            pass
         key = next(
             (c["name"] for c in self._load_table["columns"].values() if c.get("primary_key")),
             names[0],
@@ -185,13 +235,12 @@ class BinaryCopyJob(RunnableLoadJob, HasFollowupJobs):
             end loop;
         end $$;
         """
-        with conn.cursor() as cur, open(self._file_path, "rb") as handle:
+        with conn.cursor() as cur, open_export(self._file_path) as (_, stream):
             cur.execute("drop table if exists pg_temp._elt_landing")
             cur.execute(f"create temp table _elt_landing ({', '.join(landing)})")
-            self._names(handle)
             cur.copy_expert(
                 f"COPY _elt_landing ({', '.join(quoted)}) FROM STDIN WITH (FORMAT binary)",
-                handle,
+                stream,
                 size=1 << 20,
             )
             cur.execute(block)
@@ -236,6 +285,20 @@ class MergeSqlJob(SqlLoadJob):
 
 
 class BinaryCopyPostgresClient(PostgresClient):
+    def drop_tables(self, *tables: str, delete_schema: bool = True) -> None:
+        """dlt's drop (a full refresh), with CASCADE: the views dbt builds on raw tables go
+        with them and come back with the next `dbt build`. dlt drops them when it loads, so
+        a full refresh whose extraction fails leaves raw as it was."""
+        with self.maybe_ddl_transaction():
+            self.sql_client.execute_many(
+                [
+                    f"DROP TABLE IF EXISTS {self.sql_client.make_qualified_table_name(t)} CASCADE"
+                    for t in tables
+                ]
+            )
+            if delete_schema:
+                self._delete_schema_in_storage(self.schema)
+
     def create_load_job(
         self, table, file_path: str, load_id: str, restore: bool = False
     ) -> LoadJob:

@@ -1,0 +1,40 @@
+"""The export file format: a binary COPY stream that names its columns in a footer."""
+
+from __future__ import annotations
+
+from loader.extract.binary_copy import (
+    MAGIC,
+    PGCOPY_SIGNATURE,
+    is_binary_copy_file,
+    open_export,
+    write_footer,
+)
+
+# a COPY stream may hold any bytes, our marker included: only the last one is the footer
+STREAM = PGCOPY_SIGNATURE + b"\x00\x00\x00\x00\x00\x00\x00\x00" + MAGIC + b"x,y\n" + b"\xff\xff"
+
+
+def test_the_footer_names_the_columns_and_the_stream_stops_before_it(tmp_path):
+    path = tmp_path / "orders.1.csv"
+    with path.open("wb") as handle:
+        handle.write(STREAM)
+        write_footer(handle, ["order_id", "status", "_loaded_at"])
+    with open_export(str(path)) as (names, stream):
+        assert names == ["order_id", "status", "_loaded_at"]
+        assert stream.read(7) + stream.read(1 << 20) + stream.read() == STREAM
+    assert is_binary_copy_file(str(path))
+
+
+def test_files_of_earlier_versions_name_their_columns_in_a_header(tmp_path):
+    path = tmp_path / "orders.0.csv"
+    path.write_bytes(MAGIC + b"order_id,status\n" + STREAM)
+    with open_export(str(path)) as (names, stream):
+        assert names == ["order_id", "status"]
+        assert stream.read() == STREAM
+    assert is_binary_copy_file(str(path))
+
+
+def test_dlt_csv_files_are_left_to_dlt(tmp_path):
+    path = tmp_path / "orders.2.csv"
+    path.write_text("order_id,status\n1,paid\n")
+    assert not is_binary_copy_file(str(path))
