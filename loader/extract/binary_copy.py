@@ -58,9 +58,10 @@ create table if not exists ops.dead_letters (
 class LoadHooks(Protocol):
     """What the loader is told from dlt's load threads, for the load it registered."""
 
-    def table_written(self, table: str) -> None:
+    def table_written(self, table: str, rows: int | None) -> None:
         """The table's rows are committed in its final table (the COPY of a replace load, the
-        merge SQL of a merge load)."""
+        merge SQL of a merge load). `rows` is the table's exact row count when the job knows
+        it (a COPY into the table it emptied in the same transaction), else None."""
 
     def before_bulk_copy(self, cursor, table: str) -> None:
         """A bulk COPY into the empty final table `table` is about to run on `cursor`, in its
@@ -88,11 +89,11 @@ def _hooks(load_id: str) -> LoadHooks | None:
         return _HOOKS.get(load_id)
 
 
-def _table_written(load_id: str, table: str) -> None:
+def _table_written(load_id: str, table: str, rows: int | None = None) -> None:
     hooks = _hooks(load_id)
     if hooks is not None:
         try:
-            hooks.table_written(table)
+            hooks.table_written(table, rows)
         except Exception:  # noqa: BLE001 - the load has committed; the caller counts later
             log.exception("%s: the after-write hook failed", table)
 
@@ -158,19 +159,24 @@ class BinaryCopyJob(RunnableLoadJob, HasFollowupJobs):
         sql_client = self._job_client.sql_client
         table = sql_client.make_qualified_table_name(self.load_table_name)
         try:
-            self._copy_file(table)
+            rows = self._copy_file(table)
         except psycopg2.DataError:
             # a value the target cannot hold (class 22: bad encoding, out of range): load the
             # rows that fit and set the others aside, with their error, in ops.dead_letters
             self._copy_with_dead_letters(table)
+            rows = None
         if self._load_table.get("write_disposition") != "merge":
-            _table_written(self._load_id, self.load_table_name)  # merges: the SQL job tells
+            # merges: the SQL job tells
+            _table_written(self._load_id, self.load_table_name, rows)
 
-    def _copy_file(self, into: str) -> None:
+    def _copy_file(self, into: str) -> int | None:
         """COPY the file in. Into an empty table (an initial load, a full refresh, dlt's merge
         staging table), TRUNCATE first in the same transaction, which lets COPY write the rows
         frozen and all-visible: nothing rewrites every page later to set hint bits or the
-        visibility map, and counts can read the index alone. Small files skip it."""
+        visibility map. Small files skip it.
+
+        Returns the rows COPY wrote when it emptied the table first: at commit the table
+        holds exactly those (TRUNCATE locks it until then), so that is its row count."""
         sql_client = self._job_client.sql_client
         with open_export(self._file_path) as (names, stream):
             columns = ", ".join(sql_client.escape_column_name(n, quote=True) for n in names)
@@ -187,6 +193,7 @@ class BinaryCopyJob(RunnableLoadJob, HasFollowupJobs):
                 options = "FORMAT binary, FREEZE" if freeze else "FORMAT binary"
                 statement = f"COPY {into} ({columns}) FROM STDIN WITH ({options})"
                 cur.copy_expert(statement, stream, size=1 << 20)
+                return cur.rowcount if freeze else None
 
     def _copy_with_dead_letters(self, table: str) -> None:
         """Row by row, in the database, for the one file that failed: good rows in, bad aside."""
