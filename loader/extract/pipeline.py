@@ -1,9 +1,9 @@
 """The dlt pipeline `marketplace`: fast COPY extraction, merges into raw, watermarks in dlt state.
 
 Each table is exported from the source with `COPY (select ...) TO STDOUT (FORMAT binary)` into a
-file inside one REPEATABLE READ snapshot, and handed to dlt as an imported file: dlt loads it
-with binary COPY (binary_copy.py; replace on an initial load, merge on increments) and commits
-the table's watermark with it.
+file inside one REPEATABLE READ snapshot (bulk exports through psql, which joins that snapshot),
+and handed to dlt as an imported file: dlt loads it with binary COPY (binary_copy.py; replace on
+an initial load, merge on increments) and commits the table's watermark with it.
 """
 
 from __future__ import annotations
