@@ -24,6 +24,8 @@ from dlt.destinations.impl.postgres.factory import postgres
 from dlt.destinations.impl.postgres.postgres import PostgresClient
 from dlt.destinations.job_client_impl import SqlLoadJob
 
+from loader.extract import row_counts
+
 log = logging.getLogger(__name__)
 
 MAGIC = b"#elt-pgcopy-binary "
@@ -185,15 +187,27 @@ class BinaryCopyJob(RunnableLoadJob, HasFollowupJobs):
                 if os.path.getsize(self._file_path) >= FREEZE_MIN_BYTES:
                     cur.execute(f"select exists (select from {into})")
                     freeze = not cur.fetchone()[0]
+                final = self._load_table.get("write_disposition") != "merge"
                 if freeze:
                     cur.execute(f"truncate {into}")
                     hooks = _hooks(self._load_id)
-                    if hooks is not None and self._load_table.get("write_disposition") != "merge":
+                    if final:
+                        # a transition table of every row would only be counted: set the
+                        # count from the COPY's instead (row_counts)
+                        row_counts.drop_triggers(cur, sql_client.dataset_name, self.load_table_name)
+                    if hooks is not None and final:
                         hooks.before_bulk_copy(cur, self.load_table_name)
                 options = "FORMAT binary, FREEZE" if freeze else "FORMAT binary"
                 statement = f"COPY {into} ({columns}) FROM STDIN WITH ({options})"
                 cur.copy_expert(statement, stream, size=1 << 20)
-                return cur.rowcount if freeze else None
+                if not freeze:
+                    return None
+                rows = cur.rowcount
+                if final:
+                    cur.execute("select to_regclass('ops.raw_row_counts') is not null")
+                    if cur.fetchone()[0]:
+                        row_counts.set_up(cur, sql_client.dataset_name, self.load_table_name, rows)
+                return rows
 
     def _copy_with_dead_letters(self, table: str) -> None:
         """Row by row, in the database, for the one file that failed: good rows in, bad aside."""

@@ -28,7 +28,7 @@ from psycopg2.extensions import ISOLATION_LEVEL_REPEATABLE_READ
 from loader import warehouse
 from loader.config import Settings, UserError
 from loader.db import connect_raw, qualified
-from loader.extract import binary_copy, reconcile
+from loader.extract import binary_copy, reconcile, row_counts
 from loader.extract.binary_copy import postgres_binary_copy, write_footer
 from loader.extract.catalog import Column, source_columns
 from loader.extract.tables import LoaderConfig, TableSpec
@@ -634,7 +634,8 @@ def _index_and_count(
     known_rows: int | None = None,
 ) -> int | None:
     """Build the unique merge-key index and the `_loaded_at` index when missing (increments
-    downstream find the rows a load wrote by the latter), and count the raw table.
+    downstream find the rows a load wrote by the latter), and return the raw table's row
+    count, as its statement triggers keep it (row_counts.py).
 
     After a bulk load (stamped `bulk_loaded_at`), the `_loaded_at` index leaves out the bulk
     rows (partial, `_loaded_at > stamp`): nobody looks for them by it, and an index of millions
@@ -644,7 +645,7 @@ def _index_and_count(
     joins blind until autovacuum comes by.
 
     `known_rows` is the count of a bulk COPY into the table it emptied in the same
-    transaction (BinaryCopyJob): the table's exact row count, so no second scan counts it."""
+    transaction (BinaryCopyJob), which also set up the triggers with it."""
     conn = connect_raw(settings.warehouse, autocommit=True)
     try:
         with conn.cursor() as cur:
@@ -665,10 +666,7 @@ def _index_and_count(
                 cur.execute(sql.SQL("analyze {}").format(qualified(config.dataset, spec.name)))
             if known_rows is not None:
                 return known_rows
-            cur.execute(
-                sql.SQL("select count(*) from {}").format(qualified(config.dataset, spec.name))
-            )
-            return int(cur.fetchone()[0])
+        return row_counts.count(conn, config.dataset, spec.name)
     finally:
         conn.close()
 

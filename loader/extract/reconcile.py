@@ -11,6 +11,7 @@ from psycopg2.extras import execute_values
 
 from loader.config import Settings
 from loader.db import connect_raw, qualified
+from loader.extract import row_counts
 from loader.extract.catalog import source_columns
 from loader.extract.tables import LoaderConfig, TableSpec
 
@@ -75,6 +76,7 @@ def ensure_ops_schema(settings: Settings) -> None:
     try:
         with conn.cursor() as cur:
             cur.execute(OPS_DDL)
+            cur.execute(row_counts.DDL)
     finally:
         conn.close()
 

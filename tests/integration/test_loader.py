@@ -558,6 +558,10 @@ def test_a_bulk_load_into_empty_tables_is_counted_by_its_copy(
     config = load_config(s.tables_config)
     result = run_load(s, config)
     assert all(known[t] is not None for t in TABLES), f"counted by a scan: {known}"
+    kept = dict(query(s.warehouse, "select table_name, row_count from ops.raw_row_counts"))
+    assert {t: kept.get(f"raw_marketplace.{t}") for t in TABLES} == known, (
+        "the COPY's transaction sets the trigger-kept count"
+    )
     assert all(r.reconciled for r in result.tables.values()), {
         t: (r.source_rows, r.raw_rows) for t, r in result.tables.items()
     }
@@ -568,3 +572,51 @@ def test_a_bulk_load_into_empty_tables_is_counted_by_its_copy(
         "and indexname like '%%__loaded_at' and indexdef like '%%WHERE (_loaded_at >%%'",
     )
     assert partial == [(len(TABLES),)]
+
+
+def _execute(endpoint, statement: str) -> None:
+    import psycopg2
+
+    conn = psycopg2.connect(endpoint.dsn)
+    with conn, conn.cursor() as cur:
+        cur.execute(statement)
+    conn.close()
+
+
+def test_raw_counts_kept_by_triggers_follow_every_write(settings, elt_env, tmp_path):
+    """Raw counts come from statement triggers, not scans: they still see rows deleted by
+    hand (the next load reports the mismatch), a repair, a TRUNCATE, and triggers disabled
+    by hand send the loader back to count(*)."""
+    from loader.extract.reconcile import deep_reconcile
+
+    s, _ = fresh(settings, elt_env, tmp_path, "rc")
+    config = load_config(s.tables_config)
+    run_load(s, config)
+    simulator.advance(s.source, 1)
+    day = run_load(s, config)
+    assert all(r.reconciled for r in day.tables.values())
+    kept = dict(query(s.warehouse, "select table_name, row_count from ops.raw_row_counts"))
+    for table in TABLES:
+        actual = query(s.warehouse, f"select count(*) from raw_marketplace.{table}")[0][0]
+        assert kept[f"raw_marketplace.{table}"] == actual, table
+
+    _execute(s.warehouse, "delete from raw_marketplace.orders where order_id <= 7")
+    hand = run_load(s, config, tables=["orders"]).tables["orders"]
+    assert hand.reconciled is False and hand.raw_rows == hand.source_rows - 7
+    deep_reconcile(s, config, ["orders"], width=1000)
+    assert run_load(s, config, tables=["orders"]).tables["orders"].reconciled
+
+    _execute(s.warehouse, "alter table raw_marketplace.orders disable trigger elt_rows_deleted")
+    _execute(s.warehouse, "delete from raw_marketplace.orders where order_id <= 3")
+    recount = run_load(s, config, tables=["orders"]).tables["orders"]
+    assert recount.raw_rows == recount.source_rows - 3, "disabled triggers: count(*) again"
+    enabled = query(
+        s.warehouse,
+        "select count(*) from pg_trigger where tgrelid = 'raw_marketplace.orders'::regclass "
+        "and tgname like 'elt_rows_%%' and tgenabled <> 'D'",
+    )
+    assert enabled == [(3,)]
+
+    _execute(s.warehouse, "truncate raw_marketplace.products")
+    emptied = run_load(s, config, tables=["products"]).tables["products"]
+    assert emptied.raw_rows == 0 and emptied.reconciled is False
