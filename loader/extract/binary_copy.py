@@ -19,6 +19,7 @@ from typing import IO, Protocol
 
 import psycopg2
 from dlt.common.destination.client import HasFollowupJobs, LoadJob, RunnableLoadJob
+from dlt.common.storages.file_storage import FileStorage
 from dlt.common.storages.load_package import ParsedLoadJobFileName
 from dlt.destinations.impl.postgres.factory import postgres
 from dlt.destinations.impl.postgres.postgres import PostgresClient
@@ -43,6 +44,14 @@ FREEZE_MIN_BYTES = 32 << 20
 MAX_PROBE_SHARE = 0.02
 INDEX_PROBES = "set enable_hashjoin = off; set enable_mergejoin = off"
 INDEX_PROBES_RESET = "reset enable_hashjoin; reset enable_mergejoin"
+# The keys a change-log merge deletes, as tombstones for dbt (ops.raw_deletes), written in the
+# merge's transaction: every staged row of a key marked deleted (a key deleted and inserted
+# again in one window is tombstoned too; dbt checks raw before it deletes downstream)
+TOMBSTONES = (
+    "insert into ops.raw_deletes (table_name, row_key, load_id, reason, deleted_at) "
+    "select distinct %s, {key}::bigint, %s, 'cdc delete', _loaded_at "
+    "from {staging} where _cdc_deleted"
+)
 DEAD_LETTER_DDL = """
 create schema if not exists ops;
 create table if not exists ops.dead_letters (
@@ -272,37 +281,53 @@ class BinaryCopyJob(RunnableLoadJob, HasFollowupJobs):
 
 class MergeSqlJob(SqlLoadJob):
     """dlt's merge SQL (staging into the final table); once it has committed, the table's
-    rows are final."""
+    rows are final. A change-log (cdc) merge writes the tombstones of the keys it deletes in
+    the same transaction (TOMBSTONES)."""
 
     def run(self) -> None:
         if self._load_table.get("write_disposition") != "merge":
             super().run()
             return
-        sql_client = self._job_client.sql_client
-        probes = self._few_changes(sql_client)
+        sql_client = self._sql_client = self._job_client.sql_client
+        with sql_client.with_staging_dataset():
+            staging = sql_client.make_qualified_table_name(self.load_table_name)
+        final = sql_client.make_qualified_table_name(self.load_table_name)
+        probes, tombstones = self._plan(staging, final)
+        with FileStorage.open_zipsafe_ro(self._file_path, "r", encoding="utf-8") as handle:
+            merge = handle.read()
         with sql_client.native_connection.cursor() as cur:
             if probes:
                 cur.execute(INDEX_PROBES)
             try:
-                super().run()
+                with self.maybe_transaction(merge):
+                    if tombstones:
+                        cur.execute(
+                            TOMBSTONES.format(key=tombstones, staging=staging),
+                            (self.load_table_name, self._load_id),
+                        )
+                    sql_client.execute_many(self._split_fragments(merge))
             finally:
                 if probes:
                     cur.execute(INDEX_PROBES_RESET)
         _table_written(self._load_id, self.load_table_name)
 
-    def _few_changes(self, sql_client) -> bool:
-        """Whether the staged rows are at most MAX_PROBE_SHARE of the final table's."""
-        with sql_client.with_staging_dataset():
-            staging = sql_client.make_qualified_table_name(self.load_table_name)
-        final = sql_client.make_qualified_table_name(self.load_table_name)
-        with sql_client.native_connection.cursor() as cur:
+    def _plan(self, staging: str, final: str) -> tuple[bool, str | None]:
+        """Whether the staged rows are at most MAX_PROBE_SHARE of the final table's, and the
+        quoted key column to tombstone (cdc tables, once the loader made ops.raw_deletes)."""
+        columns = self._load_table.get("columns", {})
+        key = next((c["name"] for c in columns.values() if c.get("primary_key")), None)
+        cdc = "_cdc_deleted" in columns and key is not None
+        with self._sql_client.native_connection.cursor() as cur:
             cur.execute(
                 f"select (select count(*) from {staging}), "
-                f"(select reltuples from pg_class where oid = to_regclass(%s))",
+                f"(select reltuples from pg_class where oid = to_regclass(%s)), "
+                f"to_regclass('ops.raw_deletes') is not null",
                 (final,),
             )
-            staged, rows = cur.fetchone()
-        return rows is not None and rows > 0 and staged <= rows * MAX_PROBE_SHARE
+            staged, rows, ops = cur.fetchone()
+        probes = rows is not None and rows > 0 and staged <= rows * MAX_PROBE_SHARE
+        quoted = self._sql_client.escape_column_name(key, quote=True) if cdc and ops else None
+        return probes, quoted
 
 
 class BinaryCopyPostgresClient(PostgresClient):

@@ -320,16 +320,14 @@ def _export(
     window,
     path: Path,
     counts: ThreadPoolExecutor | None,
-) -> tuple[int, Future | None, dict, list[int]]:
-    """COPY the rows to `path` in one snapshot; returns rows, source count, new position and the
-    keys a cdc increment deleted.
+) -> tuple[int, Future | None, dict]:
+    """COPY the rows to `path` in one snapshot; returns rows, source count and new position.
 
     On an increment the source count is a full scan while the export reads only the changed
     rows: it runs on `counts`, in the export's snapshot, while dlt loads (the future holds
     it); an initial or full load counts the rows it copied; without `counts`, no count."""
     conn = connect_raw(settings.source)
     handed_over = False
-    cdc_increment = spec.mode == "cdc" and action == "increment"
     try:
         conn.set_session(isolation_level=ISOLATION_LEVEL_REPEATABLE_READ, readonly=True)
         with conn.cursor() as cur:
@@ -358,7 +356,6 @@ def _export(
                     )
                     rows = cur.rowcount
                     write_footer(handle, _export_columns(spec, columns))
-            deleted = _deleted_keys(cur, config, spec, state) if cdc_increment else []
         source_rows: Future | None = None
         if action in ("initial", "full"):
             source_rows = Future()
@@ -376,7 +373,7 @@ def _export(
         if not handed_over:
             conn.rollback()
             conn.close()
-    return rows, source_rows, position, deleted
+    return rows, source_rows, position
 
 
 def _copy_out_psql(psql: Path, endpoint, snapshot: str, select: str, path: Path) -> int:
@@ -414,20 +411,6 @@ def _copy_out_psql(psql: Path, endpoint, snapshot: str, select: str, path: Path)
             f"{done.stderr.decode(errors='replace').strip()}"
         )
     return counts[0]
-
-
-def _deleted_keys(cur, config: LoaderConfig, spec: TableSpec, state: dict) -> list[int]:
-    """The keys the change log deleted in this export's window, in its snapshot (some may have
-    come back later in the window: dbt checks raw before it deletes downstream)."""
-    schema, log_table = config.cdc_table.split(".", 1)
-    cur.execute(
-        sql.SQL(
-            "select distinct (row_data ->> %(key)s)::bigint from {log} "
-            "where operation = 'D' and " + _change_window()
-        ).format(log=qualified(schema, log_table)),
-        {"key": spec.primary_key[0], "table_name": spec.name, "from_txid": str(state["cdc_txid"])},
-    )
-    return [row[0] for row in cur.fetchall()]
 
 
 def table_resource(
@@ -473,7 +456,7 @@ def table_resource(
         if action in ("initial", "full"):
             state.clear()
         path = export_dir / f"{spec.name}.{load_id}.csv"
-        n, source_rows, position, deleted = _export(
+        n, source_rows, position = _export(
             settings,
             config,
             spec,
@@ -487,13 +470,14 @@ def table_resource(
             counts,
         )
         result.rows_extracted, result.pending_source_rows = n, source_rows
-        if deleted or action in ("initial", "full"):
-            # tombstones for dbt; a table loaded whole may have lost any key (null)
+        if action in ("initial", "full"):
+            # a tombstone for dbt: a table loaded whole may have lost any key (null); the
+            # keys a cdc merge deletes are tombstoned by the merge (binary_copy.MergeSqlJob)
             reconcile.record_deletes(
                 settings,
                 spec.name,
-                deleted or [None],
-                reason="cdc delete" if deleted else f"{action} load",
+                [None],
+                reason=f"{action} load",
                 deleted_at=loaded_at,
                 load_id=load_id,
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -72,11 +73,31 @@ def reconciled_label(reconciled: bool | None) -> str:
 
 
 def ensure_ops_schema(settings: Settings) -> None:
+    """Create or upgrade the loader's ops tables and functions. The schema's comment names
+    the version of their DDL, so a load whose warehouse is up to date only reads it (the DDL
+    replaces functions the raw tables' triggers call: not something to redo every load)."""
+    version = "marketplace-elt ops " + hashlib.sha256(
+        (OPS_DDL + row_counts.DDL).encode()
+    ).hexdigest()[:16]
     conn = connect_raw(settings.warehouse, autocommit=True)
     try:
         with conn.cursor() as cur:
+            cur.execute(
+                "select obj_description(to_regnamespace('ops'), 'pg_namespace') = %s "
+                "and to_regclass('ops.load_reconciliation') is not null "
+                "and to_regclass('ops.raw_deletes') is not null "
+                "and to_regclass('ops.deep_reconciliation') is not null "
+                "and to_regclass('ops.raw_row_counts') is not null "
+                "and to_regprocedure('ops.elt_rows_inserted()') is not null "
+                "and to_regprocedure('ops.elt_rows_deleted()') is not null "
+                "and to_regprocedure('ops.elt_rows_truncated()') is not null",
+                (version,),
+            )
+            if cur.fetchone()[0]:  # up to date, nothing dropped by hand
+                return
             cur.execute(OPS_DDL)
             cur.execute(row_counts.DDL)
+            cur.execute(f"comment on schema ops is '{version}'")
     finally:
         conn.close()
 
@@ -129,12 +150,13 @@ def record_deletes(
     deleted_at: datetime,
     load_id: str | None = None,
 ) -> None:
-    """Tombstones in ops.raw_deletes: keys that leave raw (a cdc delete, a repair), or one
-    null key when a table is reloaded whole. dbt deletes downstream only the tombstoned keys
+    """Tombstones in ops.raw_deletes: one null key when a table is reloaded whole (written
+    before the load commits: a load that then fails leaves a harmless tombstone, never a
+    delete that dbt misses). A cdc merge tombstones the keys it deletes in its own
+    transaction (binary_copy.MergeSqlJob), a repair in the transaction of its delete
+    (pipeline.repair_ranges). dbt deletes downstream only the tombstoned keys
     (macros/incremental.sql, delete_missing_rows) instead of anti-joining whole tables; a
-    key that came back is still in raw and is left alone. They are written before the load
-    commits: a load that then fails leaves tombstones of keys still in raw, which is harmless,
-    and never a delete that dbt misses."""
+    key that came back is still in raw and is left alone."""
     if not keys:
         return
     # the caller made the ops schema (from one thread: concurrent DDL races)

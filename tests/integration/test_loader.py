@@ -620,3 +620,17 @@ def test_raw_counts_kept_by_triggers_follow_every_write(settings, elt_env, tmp_p
     _execute(s.warehouse, "truncate raw_marketplace.products")
     emptied = run_load(s, config, tables=["products"]).tables["products"]
     assert emptied.raw_rows == 0 and emptied.reconciled is False
+
+
+def test_ops_tables_dropped_by_hand_come_back_with_the_next_load(settings, elt_env, tmp_path):
+    s, _ = fresh(settings, elt_env, tmp_path, "op")
+    config = load_config(s.tables_config)
+    run_load(s, config, tables=["products"])
+    _execute(s.warehouse, "drop table ops.raw_deletes; drop table ops.raw_row_counts")
+    again = run_load(s, config, tables=["products"]).tables["products"]
+    assert again.reconciled
+    assert query(
+        s.warehouse,
+        "select to_regclass('ops.raw_deletes') is not null, "
+        "to_regclass('ops.raw_row_counts') is not null",
+    ) == [(True, True)]
