@@ -10,6 +10,7 @@ the packages, the schema, the staging tables, the merge and the state.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import threading
@@ -362,3 +363,20 @@ class postgres_binary_copy(postgres):  # noqa: N801 - dlt names destination fact
     @property
     def client_class(self) -> type[PostgresClient]:
         return BinaryCopyPostgresClient
+
+    def capabilities(self, config=None, naming=None):
+        """dlt asks a destination for its capabilities about fifty times a load, and without a
+        config each answer resolves a configuration from every provider (a third of a one-day
+        increment's Python time). One factory serves one load: the answer without a config
+        is kept per naming convention, and each caller gets its own copy."""
+        if config is not None:
+            return super().capabilities(config, naming)
+        key = (
+            type(naming),
+            getattr(naming, "max_length", None),
+            getattr(naming, "is_case_sensitive", None),
+        )
+        kept = self.__dict__.setdefault("_elt_capabilities", {})
+        if key not in kept:
+            kept[key] = super().capabilities(None, naming)
+        return copy.copy(kept[key])

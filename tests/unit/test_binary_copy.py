@@ -1,4 +1,5 @@
-"""The export file format: a binary COPY stream that names its columns in a footer."""
+"""The loader's dlt destination: export files (a binary COPY stream naming its columns in a
+footer) and capabilities."""
 
 from __future__ import annotations
 
@@ -38,3 +39,25 @@ def test_dlt_csv_files_are_left_to_dlt(tmp_path):
     path = tmp_path / "orders.2.csv"
     path.write_text("order_id,status\n1,paid\n")
     assert not is_binary_copy_file(str(path))
+
+
+def test_the_destination_resolves_its_capabilities_once_per_load(monkeypatch):
+    from dlt.destinations.impl.postgres.factory import postgres
+
+    from loader.extract.binary_copy import postgres_binary_copy
+
+    calls = []
+    resolve = postgres.capabilities
+
+    def counted(self, config=None, naming=None):
+        calls.append(config)
+        return resolve(self, config, naming)
+
+    monkeypatch.setattr(postgres, "capabilities", counted)
+    destination = postgres_binary_copy(credentials="postgresql://u:p@127.0.0.1:5432/db")
+    first, second = destination.capabilities(), destination.capabilities()
+    assert len(calls) == 1
+    assert first is not second and vars(first) == vars(second)
+    first.max_identifier_length = 3  # a caller's change stays its own
+    assert destination.capabilities().max_identifier_length == second.max_identifier_length
+    assert "csv" in second.supported_loader_file_formats
