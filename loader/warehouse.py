@@ -18,12 +18,13 @@ from loader.config import SOURCE_DB, WAREHOUSE_DB, Endpoint, Settings, UserError
 BUNDLED_MAJOR = "18"
 SYSTEM_USER = "embedded_postgres"
 
+SETTINGS_MARKER = "# marketplace-elt settings (loader/warehouse.py SERVER_SETTINGS)"
 # Server settings for ELT on a small (2-core) machine; docs/warehouse.md explains each one.
 SERVER_SETTINGS: dict[str, str] = {
     "wal_level": "logical",  # keeps CDC by logical replication possible later
     "max_replication_slots": "4",
     "max_wal_senders": "4",
-    "shared_buffers": "512MB",
+    "shared_buffers": "512MB",  # replaced by shared_buffers(): a quarter of memory, <= 2GB
     "work_mem": "64MB",
     "maintenance_work_mem": "512MB",  # index builds after bulk loads
     "max_wal_size": "4GB",  # fewer checkpoints during bulk COPY
@@ -162,11 +163,28 @@ def _initdb(settings: Settings) -> None:
     )
     if result.returncode != 0:
         raise WarehouseError(f"initdb failed in {settings.pgdata}:\n{result.stderr.strip()}")
-    conf = settings.pgdata / "postgresql.conf"
-    with conf.open("a") as handle:
-        handle.write("\n# marketplace-elt settings (loader/warehouse.py SERVER_SETTINGS)\n")
-        for key, value in SERVER_SETTINGS.items():
-            handle.write(f"{key} = '{value}'\n")
+    write_settings(settings.pgdata)
+
+
+def shared_buffers() -> str:
+    """A quarter of the machine's memory, between 128MB and 2GB (docs/warehouse.md)."""
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return "512MB"
+    return f"{max(128, min(2048, memory // 4 // 2**20))}MB"
+
+
+def write_settings(pgdata: Path) -> None:
+    """Put the project's settings (SERVER_SETTINGS) at the end of postgresql.conf, replacing
+    the block an earlier version wrote: a data directory follows the project's settings from
+    its next start."""
+    conf = pgdata / "postgresql.conf"
+    text = conf.read_text()
+    head = text.split("\n" + SETTINGS_MARKER)[0].rstrip("\n")
+    values = {**SERVER_SETTINGS, "shared_buffers": shared_buffers()}
+    block = "".join(f"{key} = '{value}'\n" for key, value in values.items())
+    conf.write_text(f"{head}\n\n{SETTINGS_MARKER}\n{block}")
 
 
 def _check_data_dir(settings: Settings) -> None:
@@ -196,6 +214,8 @@ def start(settings: Settings, timeout: float = 60.0) -> ServerStatus:
         _prepare_root_permissions(settings)
         if _data_dir_version(settings.pgdata) is None:
             _initdb(settings)
+        else:
+            write_settings(settings.pgdata)
         sock = socket_dir(settings)
         sock.mkdir(parents=True, exist_ok=True)
         log = settings.home / "server" / "postgresql.log"

@@ -43,8 +43,18 @@ def test_lifecycle_start_twice_stop_restart_keeps_data(tmp_path):
         assert warehouse.stop(s) is True
         assert warehouse.status(s).running is False
         assert warehouse.stop(s) is False
+        # a data directory of an earlier version: its settings block is replaced at start
+        conf = s.pgdata / "postgresql.conf"
+        ours = f"shared_buffers = '{warehouse.shared_buffers()}'"
+        conf.write_text(conf.read_text().replace(ours, "shared_buffers = '200MB'"))
         warehouse.start(s)
         assert query(s.warehouse, "select x from kept") == [(7,)]
+        assert query(
+            s.warehouse,
+            "select setting::bigint * 8 / 1024 || 'MB' from pg_settings "
+            "where name = 'shared_buffers'",
+        ) == [(warehouse.shared_buffers(),)]
+        assert conf.read_text().count(warehouse.SETTINGS_MARKER) == 1
     finally:
         warehouse.stop(s)
 
