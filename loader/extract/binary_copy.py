@@ -4,8 +4,8 @@ The loader exports each table with `COPY (select ...) TO STDOUT (FORMAT binary)`
 that ends with one footer line naming the columns, and imports the file into dlt as "csv"
 (dlt's import accepts only its own format names). This destination recognises the binary COPY
 signature and loads the file with `COPY ... FROM STDIN (FORMAT binary)`; every other file goes
-to dlt's own jobs. dlt still owns
-the packages, the schema, the staging tables, the merge and the state.
+to dlt's own jobs. dlt still owns the packages, the schema, the staging tables, the merge and
+the state.
 """
 
 from __future__ import annotations
@@ -200,12 +200,12 @@ class BinaryCopyJob(RunnableLoadJob, HasFollowupJobs):
                 final = self._load_table.get("write_disposition") != "merge"
                 if freeze:
                     cur.execute(f"truncate {into}")
+                if freeze and final:
+                    # a transition table of every row would only be counted: the count is
+                    # set from the COPY's instead (row_counts)
+                    row_counts.drop_triggers(cur, sql_client.dataset_name, self.load_table_name)
                     hooks = _hooks(self._load_id)
-                    if final:
-                        # a transition table of every row would only be counted: set the
-                        # count from the COPY's instead (row_counts)
-                        row_counts.drop_triggers(cur, sql_client.dataset_name, self.load_table_name)
-                    if hooks is not None and final:
+                    if hooks is not None:
                         hooks.before_bulk_copy(cur, self.load_table_name)
                 options = "FORMAT binary, FREEZE" if freeze else "FORMAT binary"
                 statement = f"COPY {into} ({columns}) FROM STDIN WITH ({options})"
