@@ -262,9 +262,24 @@ def deep_reconcile(
             repair_ranges(
                 settings, config, spec, [(d.key_from, d.key_to) for d in diffs], progress=progress
             )
+        if repair:
+            _recount(settings, config.dataset, spec.name)
         found.extend(diffs)
         _record_deep(settings, diffs, repaired=repair)
     return found
+
+
+def _recount(settings: Settings, dataset: str, table: str) -> None:
+    """Set the table's kept row count (row_counts) from count(*) again: a deep reconcile reads
+    every row anyway, and this clears whatever went past disabled triggers."""
+    conn = connect_raw(settings.warehouse)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute("select to_regclass(%s) is not null", (f'"{dataset}"."{table}"',))
+            if cur.fetchone()[0]:
+                row_counts.set_up(cur, dataset, table)
+    finally:
+        conn.close()
 
 
 def _record_deep(settings: Settings, diffs: list[BucketDiff], repaired: bool) -> None:

@@ -56,6 +56,26 @@ def assert_raw_equals_source(s, config) -> None:
         assert raw[0] == (src[0][0], src[0][0]), f"{spec.name}: counts or duplicate keys"
 
 
+def _execute(endpoint, statement: str) -> None:
+    import psycopg2
+
+    conn = psycopg2.connect(endpoint.dsn)
+    with conn, conn.cursor() as cur:
+        cur.execute(statement)
+    conn.close()
+
+
+def commit_a_copy_of_row_one(s, table: str, key: str, changes: str = "") -> None:
+    """Commit in the source a copy of the row whose key is 1, under the next free key."""
+    _execute(
+        s.source,
+        f"insert into marketplace.{table} select (jsonb_populate_record("
+        f"null::marketplace.{table}, to_jsonb(t) || jsonb_build_object("
+        f"'{key}', (select max({key}) + 1 from marketplace.{table}){changes}))).* "
+        f"from marketplace.{table} t where {key} = 1",
+    )
+
+
 @pytest.fixture(scope="module")
 def loaded(settings, elt_env, tmp_path_factory):
     s, env = fresh(settings, elt_env, tmp_path_factory.mktemp("ld"), "ld")
@@ -193,7 +213,6 @@ def test_a_transaction_held_open_across_a_load_still_arrives(loaded):
 def test_the_source_count_is_taken_in_the_snapshot_the_rows_came_from(loaded, monkeypatch):
     """An increment counts the source while dlt loads, after the export: a row committed in
     between must not be counted (raw cannot have it yet), and the next load brings it."""
-    import psycopg2
 
     from loader.extract import pipeline
 
@@ -202,16 +221,7 @@ def test_the_source_count_is_taken_in_the_snapshot_the_rows_came_from(loaded, mo
     count_in_snapshot = pipeline._count_and_close
 
     def commit_a_customer_then_count(conn, statement):
-        writer = psycopg2.connect(s.source.dsn)
-        with writer, writer.cursor() as cur:
-            cur.execute(
-                "insert into marketplace.customers select (jsonb_populate_record("
-                "null::marketplace.customers, to_jsonb(c) || jsonb_build_object("
-                "'customer_id', (select max(customer_id) + 1 from marketplace.customers), "
-                "'email', 'between-' || c.email))).* from marketplace.customers c "
-                "where customer_id = 1"
-            )
-        writer.close()
+        commit_a_copy_of_row_one(s, "customers", "customer_id", ", 'email', 'between-' || t.email")
         return count_in_snapshot(conn, statement)
 
     monkeypatch.setattr(pipeline, "_count_and_close", commit_a_customer_then_count)
@@ -476,7 +486,6 @@ def test_a_bulk_export_reads_the_snapshot_its_watermark_came_from(loaded, monkey
     """A full load exports through psql, which joins the snapshot the loader read the table's
     position in: a row committed in between is neither exported nor counted, and the next
     increment brings it."""
-    import psycopg2
 
     from loader.extract import pipeline
 
@@ -484,15 +493,7 @@ def test_a_bulk_export_reads_the_snapshot_its_watermark_came_from(loaded, monkey
     copy_in_snapshot, calls = pipeline._copy_out_psql, []
 
     def commit_a_product_then_copy(*args):
-        writer = psycopg2.connect(s.source.dsn)
-        with writer, writer.cursor() as cur:
-            cur.execute(
-                "insert into marketplace.products select (jsonb_populate_record("
-                "null::marketplace.products, to_jsonb(p) || jsonb_build_object("
-                "'product_id', (select max(product_id) + 1 from marketplace.products)))).* "
-                "from marketplace.products p where product_id = 1"
-            )
-        writer.close()
+        commit_a_copy_of_row_one(s, "products", "product_id")
         calls.append(args)
         return copy_in_snapshot(*args)
 
@@ -574,15 +575,6 @@ def test_a_bulk_load_into_empty_tables_is_counted_by_its_copy(
     assert partial == [(len(TABLES),)]
 
 
-def _execute(endpoint, statement: str) -> None:
-    import psycopg2
-
-    conn = psycopg2.connect(endpoint.dsn)
-    with conn, conn.cursor() as cur:
-        cur.execute(statement)
-    conn.close()
-
-
 def test_raw_counts_kept_by_triggers_follow_every_write(settings, elt_env, tmp_path):
     """Raw counts come from statement triggers, not scans: they still see rows deleted by
     hand (the next load reports the mismatch), a repair, a TRUNCATE, and triggers disabled
@@ -616,6 +608,13 @@ def test_raw_counts_kept_by_triggers_follow_every_write(settings, elt_env, tmp_p
         "and tgname like 'elt_rows_%%' and tgenabled <> 'D'",
     )
     assert enabled == [(3,)]
+
+    # changes made while the triggers were off, then on again: a deep reconcile recounts
+    _execute(s.warehouse, "alter table raw_marketplace.orders disable trigger elt_rows_deleted")
+    _execute(s.warehouse, "delete from raw_marketplace.orders where order_id <= 5")
+    _execute(s.warehouse, "alter table raw_marketplace.orders enable trigger elt_rows_deleted")
+    deep_reconcile(s, config, ["orders"], width=1000)
+    assert run_load(s, config, tables=["orders"]).tables["orders"].reconciled
 
     _execute(s.warehouse, "truncate raw_marketplace.products")
     emptied = run_load(s, config, tables=["products"]).tables["products"]
