@@ -70,10 +70,9 @@ create table if not exists ops.dead_letters (
 class LoadHooks(Protocol):
     """What the loader is told from dlt's load threads, for the load it registered."""
 
-    def table_written(self, table: str, rows: int | None) -> None:
+    def table_written(self, table: str) -> None:
         """The table's rows are committed in its final table (the COPY of a replace load, the
-        merge SQL of a merge load). `rows` is the table's exact row count when the job knows
-        it (a COPY into the table it emptied in the same transaction), else None."""
+        merge SQL of a merge load)."""
 
     def before_bulk_copy(self, cursor, table: str) -> None:
         """A bulk COPY into the empty final table `table` is about to run on `cursor`, in its
@@ -101,11 +100,11 @@ def _hooks(load_id: str) -> LoadHooks | None:
         return _HOOKS.get(load_id)
 
 
-def _table_written(load_id: str, table: str, rows: int | None = None) -> None:
+def _table_written(load_id: str, table: str) -> None:
     hooks = _hooks(load_id)
     if hooks is not None:
         try:
-            hooks.table_written(table, rows)
+            hooks.table_written(table)
         except Exception:  # noqa: BLE001 - the load has committed; the caller counts later
             log.exception("%s: the after-write hook failed", table)
 
@@ -171,24 +170,23 @@ class BinaryCopyJob(RunnableLoadJob, HasFollowupJobs):
         sql_client = self._job_client.sql_client
         table = sql_client.make_qualified_table_name(self.load_table_name)
         try:
-            rows = self._copy_file(table)
+            self._copy_file(table)
         except psycopg2.DataError:
             # a value the target cannot hold (class 22: bad encoding, out of range): load the
             # rows that fit and set the others aside, with their error, in ops.dead_letters
             self._copy_with_dead_letters(table)
-            rows = None
         if self._load_table.get("write_disposition") != "merge":
-            # merges: the SQL job tells
-            _table_written(self._load_id, self.load_table_name, rows)
+            _table_written(self._load_id, self.load_table_name)  # merges: the SQL job tells
 
-    def _copy_file(self, into: str) -> int | None:
+    def _copy_file(self, into: str) -> None:
         """COPY the file in. Into an empty table (an initial load, a full refresh, dlt's merge
         staging table), TRUNCATE first in the same transaction, which lets COPY write the rows
         frozen and all-visible: nothing rewrites every page later to set hint bits or the
         visibility map. Small files skip it.
 
-        Returns the rows COPY wrote when it emptied the table first: at commit the table
-        holds exactly those (TRUNCATE locks it until then), so that is its row count."""
+        Into a final table it emptied, the rows COPY wrote are the table's row count at commit
+        (TRUNCATE locks it until then): they set its kept count (row_counts) in the same
+        transaction."""
         sql_client = self._job_client.sql_client
         with open_export(self._file_path) as (names, stream):
             columns = ", ".join(sql_client.escape_column_name(n, quote=True) for n in names)
@@ -210,14 +208,11 @@ class BinaryCopyJob(RunnableLoadJob, HasFollowupJobs):
                 options = "FORMAT binary, FREEZE" if freeze else "FORMAT binary"
                 statement = f"COPY {into} ({columns}) FROM STDIN WITH ({options})"
                 cur.copy_expert(statement, stream, size=1 << 20)
-                if not freeze:
-                    return None
-                rows = cur.rowcount
-                if final:
+                if freeze and final:
+                    rows = cur.rowcount
                     cur.execute("select to_regclass('ops.raw_row_counts') is not null")
                     if cur.fetchone()[0]:
                         row_counts.set_up(cur, sql_client.dataset_name, self.load_table_name, rows)
-                return rows
 
     def _copy_with_dead_letters(self, table: str) -> None:
         """Row by row, in the database, for the one file that failed: good rows in, bad aside."""

@@ -615,7 +615,6 @@ def _index_and_count(
     config: LoaderConfig,
     spec: TableSpec,
     bulk_loaded_at: datetime | None = None,
-    known_rows: int | None = None,
 ) -> int | None:
     """Build the unique merge-key index and the `_loaded_at` index when missing (increments
     downstream find the rows a load wrote by the latter), and return the raw table's row
@@ -626,10 +625,7 @@ def _index_and_count(
     of equal stamps would cost seconds to build; every later load's rows are in it, and a
     `_loaded_at > cutoff` at or after the stamp uses it. Then ANALYZE (about 5% of the
     initial load): without statistics, dbt's first build and the next merges plan their
-    joins blind until autovacuum comes by.
-
-    `known_rows` is the count of a bulk COPY into the table it emptied in the same
-    transaction (BinaryCopyJob), which also set up the triggers with it."""
+    joins blind until autovacuum comes by."""
     conn = connect_raw(settings.warehouse, autocommit=True)
     try:
         with conn.cursor() as cur:
@@ -648,8 +644,6 @@ def _index_and_count(
             cur.execute(COUNT_SETTINGS)
             if bulk_loaded_at:
                 cur.execute(sql.SQL("analyze {}").format(qualified(config.dataset, spec.name)))
-            if known_rows is not None:
-                return known_rows
         return row_counts.count(conn, config.dataset, spec.name)
     finally:
         conn.close()
@@ -682,7 +676,7 @@ class _RawCounts:
         self._started: dict[str, Future] = {}
         self._lock = threading.Lock()
 
-    def start(self, table: str, rows: int | None = None) -> Future:
+    def start(self, table: str) -> Future:
         with self._lock:
             if table not in self._started:
                 bulk = self.results[table].action in ("initial", "full")
@@ -692,12 +686,11 @@ class _RawCounts:
                     self.config,
                     self.config.tables[table],
                     self.loaded_at if bulk else None,
-                    rows,
                 )
             return self._started[table]
 
-    def table_written(self, table: str, rows: int | None) -> None:
-        self.start(table, rows)
+    def table_written(self, table: str) -> None:
+        self.start(table)
 
     def before_bulk_copy(self, cursor, table: str) -> None:
         result = self.results.get(table)

@@ -545,24 +545,24 @@ def test_a_bulk_load_into_empty_tables_is_counted_by_its_copy(
     """Large files (every file here) are loaded with TRUNCATE + COPY FREEZE in one
     transaction: the COPY's count is the raw count, the partial `_loaded_at` index is there,
     and raw still equals the source."""
-    from loader.extract import binary_copy, pipeline
+    from loader.extract import binary_copy, row_counts
 
     monkeypatch.setattr(binary_copy, "FREEZE_MIN_BYTES", 0)
-    index_and_count, known = pipeline._index_and_count, {}
+    set_up, counted = row_counts.set_up, {}
 
-    def record_known_rows(settings, config, spec, bulk_loaded_at=None, known_rows=None):
-        known[spec.name] = known_rows
-        return index_and_count(settings, config, spec, bulk_loaded_at, known_rows)
+    def record_how_counted(cur, dataset, table, rows=None):
+        counted[table] = "copy" if rows is not None else "count(*)"
+        return set_up(cur, dataset, table, rows)
 
-    monkeypatch.setattr(pipeline, "_index_and_count", record_known_rows)
+    monkeypatch.setattr(row_counts, "set_up", record_how_counted)
     s, _ = fresh(settings, elt_env, tmp_path, "fz")
     config = load_config(s.tables_config)
     result = run_load(s, config)
-    assert all(known[t] is not None for t in TABLES), f"counted by a scan: {known}"
+    assert counted == dict.fromkeys(TABLES, "copy"), counted
     kept = dict(query(s.warehouse, "select table_name, row_count from ops.raw_row_counts"))
-    assert {t: kept.get(f"raw_marketplace.{t}") for t in TABLES} == known, (
-        "the COPY's transaction sets the trigger-kept count"
-    )
+    assert {t: kept.get(f"raw_marketplace.{t}") for t in TABLES} == {
+        t: r.raw_rows for t, r in result.tables.items()
+    }, "the COPY's transaction sets the trigger-kept count"
     assert all(r.reconciled for r in result.tables.values()), {
         t: (r.source_rows, r.raw_rows) for t, r in result.tables.items()
     }
