@@ -20,11 +20,11 @@ SYSTEM_USER = "embedded_postgres"
 
 SETTINGS_MARKER = "# marketplace-elt settings (loader/warehouse.py SERVER_SETTINGS)"
 # Server settings for ELT on a small (2-core) machine; docs/warehouse.md explains each one.
+# shared_buffers depends on the machine: shared_buffers() adds it (write_settings).
 SERVER_SETTINGS: dict[str, str] = {
     "wal_level": "logical",  # keeps CDC by logical replication possible later
     "max_replication_slots": "4",
     "max_wal_senders": "4",
-    "shared_buffers": "512MB",  # replaced by shared_buffers(): a quarter of memory, <= 2GB
     "work_mem": "64MB",
     "maintenance_work_mem": "512MB",  # index builds after bulk loads
     "max_wal_size": "4GB",  # fewer checkpoints during bulk COPY

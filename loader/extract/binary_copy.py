@@ -153,6 +153,11 @@ def open_export(path: str) -> Iterator[tuple[list[str], _Bounded]]:
         yield names, _Bounded(handle, start + at)
 
 
+def export_columns(path: str) -> list[str]:
+    with open_export(path) as (names, _):
+        return names
+
+
 def is_binary_copy_file(path: str) -> bool:
     with open(path, "rb") as handle:
         head = handle.read(max(len(PGCOPY_SIGNATURE), len(MAGIC)))
@@ -219,8 +224,7 @@ class BinaryCopyJob(RunnableLoadJob, HasFollowupJobs):
         sql_client = self._job_client.sql_client
         conn = sql_client.native_connection
         conn.rollback()
-        with open_export(self._file_path) as (names, _):
-            pass
+        names = export_columns(self._file_path)
         key = next(
             (c["name"] for c in self._load_table["columns"].values() if c.get("primary_key")),
             names[0],

@@ -52,6 +52,14 @@ create table if not exists ops.deep_reconciliation (
 );
 """
 
+# what OPS_DDL and row_counts.DDL create (ensure_ops_schema checks they are all there)
+OPS_TABLES = (
+    "ops.load_reconciliation",
+    "ops.raw_deletes",
+    "ops.deep_reconciliation",
+    row_counts.TABLE,
+)
+
 
 def raw_tables(settings: Settings, dataset: str) -> set[str]:
     """The tables that exist in the raw dataset, in one catalog query."""
@@ -82,15 +90,11 @@ def ensure_ops_schema(settings: Settings) -> None:
     conn = connect_raw(settings.warehouse, autocommit=True)
     try:
         with conn.cursor() as cur:
+            present = [f"to_regclass('{t}') is not null" for t in OPS_TABLES]
+            present += [f"to_regprocedure('ops.{f}()') is not null" for f in row_counts.TRIGGERS]
             cur.execute(
-                "select obj_description(to_regnamespace('ops'), 'pg_namespace') = %s "
-                "and to_regclass('ops.load_reconciliation') is not null "
-                "and to_regclass('ops.raw_deletes') is not null "
-                "and to_regclass('ops.deep_reconciliation') is not null "
-                "and to_regclass('ops.raw_row_counts') is not null "
-                "and to_regprocedure('ops.elt_rows_inserted()') is not null "
-                "and to_regprocedure('ops.elt_rows_deleted()') is not null "
-                "and to_regprocedure('ops.elt_rows_truncated()') is not null",
+                "select obj_description(to_regnamespace('ops'), 'pg_namespace') = %s and "
+                + " and ".join(present),
                 (version,),
             )
             if cur.fetchone()[0]:  # up to date, nothing dropped by hand
@@ -272,12 +276,13 @@ def deep_reconcile(
 def _recount(settings: Settings, dataset: str, table: str) -> None:
     """Set the table's kept row count (row_counts) from count(*) again: a deep reconcile reads
     every row anyway, and this clears whatever went past disabled triggers."""
-    conn = connect_raw(settings.warehouse)
+    conn = connect_raw(settings.warehouse, autocommit=True)
     try:
-        with conn, conn.cursor() as cur:
+        with conn.cursor() as cur:
             cur.execute("select to_regclass(%s) is not null", (f'"{dataset}"."{table}"',))
-            if cur.fetchone()[0]:
-                row_counts.set_up(cur, dataset, table)
+            exists = cur.fetchone()[0]
+        if exists:
+            row_counts.count(conn, dataset, table, again=True)
     finally:
         conn.close()
 

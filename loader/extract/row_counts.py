@@ -23,6 +23,7 @@ from psycopg2 import sql
 
 from loader.db import qualified
 
+TABLE = "ops.raw_row_counts"
 DDL = """
 create table if not exists ops.raw_row_counts (
     table_name  text primary key,  -- schema.table
@@ -112,13 +113,15 @@ def set_up(cur, dataset: str, table: str, rows: int | None = None) -> int:
     return rows
 
 
-def count(conn, dataset: str, table: str) -> int:
-    """The table's exact row count: kept by its triggers, or counted once and kept from then
-    on. `conn` is in autocommit; the set-up runs in one transaction of its own."""
-    with conn.cursor() as cur:
-        rows = kept(cur, dataset, table)
-        if rows is not None:
-            return rows
+def count(conn, dataset: str, table: str, *, again: bool = False) -> int:
+    """The table's exact row count: kept by its triggers, or counted once (always, with
+    `again`) and kept from then on. `conn` is in autocommit; the set-up runs in one
+    transaction of its own."""
+    if not again:
+        with conn.cursor() as cur:
+            rows = kept(cur, dataset, table)
+            if rows is not None:
+                return rows
     conn.autocommit = False
     try:
         with conn, conn.cursor() as cur:
