@@ -11,6 +11,8 @@ from pathlib import Path
 
 from loader import __version__
 from loader.config import Settings, UserError, load_settings
+from loader.db import DatabaseUnavailable, is_transient
+from loader.errors import ExitCode, causes
 
 
 class CliError(UserError):
@@ -112,6 +114,12 @@ def _print_load(result) -> None:
             f"{r.source_rows if r.source_rows is not None else '-':>10} "
             f"{r.raw_rows if r.raw_rows is not None else '-':>10}  {ok}"
         )
+    for r in result.tables.values():
+        if r.future_rows:
+            _echo(
+                f"  {r.table}: {r.future_rows} row(s) dated after the source's clock, key(s) "
+                f"{', '.join(r.future_keys)}: correct them at the source"
+            )
     if result.dead_letters:
         _echo(
             f"  {result.dead_letters} row(s) could not be loaded and are in ops.dead_letters "
@@ -233,6 +241,8 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.simulate_days < 0:
         raise CliError(f"--simulate-days {args.simulate_days} must be 0 or more")
+    if not args.scale > 0:  # checked even when the source exists and the scale is unused
+        raise CliError(f"--scale {args.scale:g} must be above 0 (1 = 100k customers, 1M orders)")
     # take the lock before loading dlt, dbt and pandas: a second run is refused at once
     warehouse.ensure_running(settings)
     ensure_schema(settings.warehouse)
@@ -418,12 +428,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings()
         return args.func(args, settings)
+    except DatabaseUnavailable as exc:  # the server went away: not the user's input
+        print(f"elt: error: {exc}", file=sys.stderr)
+        return ExitCode.UNAVAILABLE
     except UserError as exc:
         print(f"elt: error: {exc}", file=sys.stderr)
-        return 2
+        return ExitCode.BAD_INPUT
     except KeyboardInterrupt:
         print("elt: interrupted", file=sys.stderr)
-        return 130
+        return ExitCode.INTERRUPTED
+    except Exception as exc:
+        lost = next((c for c in causes(exc) if is_transient(c)), None)
+        if lost is None:
+            raise  # a bug: the traceback is what helps
+        print(f"elt: error: lost the connection to a database: {str(lost).strip()}; "
+              "check `elt warehouse status`, then run the command again", file=sys.stderr)
+        return ExitCode.UNAVAILABLE
     except BrokenPipeError:  # `elt status | head`: the reader left, nothing to report
         sys.stdout = None
         return 0

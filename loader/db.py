@@ -40,6 +40,11 @@ class DatabaseUnavailable(UserError, RuntimeError):
     """A transient failure persisted through every retry."""
 
 
+class ConnectFailed(UserError, RuntimeError):
+    """The server answered but refused the connection: a wrong host, database, user or
+    password. Retrying cannot help; the message says what to check."""
+
+
 def _root_error(exc: BaseException) -> BaseException:
     return getattr(exc, "orig", None) or exc
 
@@ -142,7 +147,19 @@ def connect_raw(endpoint: Endpoint, *, autocommit: bool = False) -> psycopg2.ext
         conn.autocommit = autocommit
         return conn
 
-    return with_retry(_connect, what=f"connecting to {endpoint.display}")
+    try:
+        return with_retry(_connect, what=f"connecting to {endpoint.display}")
+    except psycopg2.OperationalError as exc:  # not transient: a wrong host, name or password
+        raise ConnectFailed(
+            f"cannot connect to {endpoint.display}: {_first_line(exc)}. Check the host, "
+            "database and user in ELT_SOURCE_URL / ELT_WAREHOUSE_URL and the password in "
+            "ELT_SOURCE_PASSWORD / ELT_WAREHOUSE_PASSWORD (`elt warehouse url` shows them)"
+        ) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    return lines[0].rstrip(".") if lines else type(exc).__name__
 
 
 def qualified(schema: str, table: str) -> sql.Composed:

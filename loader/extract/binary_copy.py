@@ -26,7 +26,7 @@ from dlt.destinations.impl.postgres.factory import postgres
 from dlt.destinations.impl.postgres.postgres import PostgresClient
 from dlt.destinations.job_client_impl import SqlLoadJob
 
-from loader.extract import row_counts
+from loader.extract import dead_letters, row_counts
 
 log = logging.getLogger(__name__)
 
@@ -53,18 +53,6 @@ TOMBSTONES = (
     "select distinct %s, {key}::bigint, %s, 'cdc delete', _loaded_at "
     "from {staging} where _cdc_deleted"
 )
-DEAD_LETTER_DDL = """
-create schema if not exists ops;
-create table if not exists ops.dead_letters (
-    dead_letter_id bigint generated always as identity primary key,
-    table_name     text not null,
-    row_key        text,
-    error          text not null,
-    load_id        text not null,
-    row_image      jsonb,
-    created_at     timestamptz not null default now()
-);
-"""
 
 
 class LoadHooks(Protocol):
@@ -231,7 +219,7 @@ class BinaryCopyJob(RunnableLoadJob, HasFollowupJobs):
         )
         schema = table.split(".")[0].strip('"')
         with conn.cursor() as cur:
-            cur.execute(DEAD_LETTER_DDL)
+            cur.execute(dead_letters.DDL)
             cur.execute(
                 "select column_name, data_type from information_schema.columns "
                 "where table_schema = %s and table_name = %s",

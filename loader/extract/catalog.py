@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from psycopg2 import sql
 from psycopg2.extensions import connection
 
 from loader.config import UserError
@@ -40,6 +41,10 @@ _CASTS = {
 
 class UnsupportedColumn(UserError, ValueError):
     """A source column has a type the loader cannot carry faithfully."""
+
+
+class SourceTableMissing(UserError, LookupError):
+    """A table of tables.yml is not in the source (or the source user cannot read it)."""
 
 
 @dataclass(frozen=True)
@@ -94,7 +99,7 @@ def source_columns(conn: connection, schema: str, table: str) -> list[Column]:
         )
         rows = cur.fetchall()
     if not rows:
-        raise LookupError(
+        raise SourceTableMissing(
             f"source table {schema}.{table} does not exist or is not readable: "
             "check tables.yml (source_schema, table names) and the source user's grants"
         )
@@ -102,3 +107,40 @@ def source_columns(conn: connection, schema: str, table: str) -> list[Column]:
         Column(name, pg_type, nullable, precision if pg_type == "numeric" else None, scale)
         for name, pg_type, nullable, precision, scale in rows
     ]
+
+
+def key_is_enforced(conn: connection, schema: str, table: str, key: tuple[str, ...]) -> bool:
+    """Whether the source itself guarantees `key` unique and not null: a primary key, or a
+    unique constraint or index on exactly these columns, all NOT NULL. Where it does not, the
+    loader sets rows with a null or repeated key aside (dead letters) instead of loading them."""
+    with conn.cursor() as cur:
+        cur.execute(
+            """
+            select exists (
+                select from pg_index i
+                where i.indrelid = to_regclass(format('%%I.%%I', %(schema)s, %(table)s))
+                  and i.indisunique and i.indpred is null and i.indexprs is null
+                  and (select array_agg(a.attname::text order by a.attname)
+                       from pg_attribute a
+                       where a.attrelid = i.indrelid and a.attnum = any(i.indkey))
+                      = (select array_agg(k order by k) from unnest(%(key)s::text[]) k)
+                  and (i.indisprimary or not exists (
+                      select from pg_attribute a
+                      where a.attrelid = i.indrelid and a.attnum = any(i.indkey)
+                        and not a.attnotnull)))
+            """,
+            {"schema": schema, "table": table, "key": list(key)},
+        )
+        return bool(cur.fetchone()[0])
+
+
+def good_key(key: tuple[str, ...], table: sql.Composable) -> sql.Composed:
+    """The rows of `table` (aliased `t`) whose key is complete and held by no other row: what
+    raw can hold of a source that does not enforce its key."""
+    keys = [sql.Identifier(k) for k in key]
+    own = sql.SQL(", ").join(sql.SQL("t.") + k for k in keys)
+    other = sql.SQL(", ").join(sql.SQL("d.") + k for k in keys)
+    return sql.SQL(
+        "row({own}) is not null and not exists "
+        "(select from {table} as d where row({other}) = row({own}) and d.ctid <> t.ctid)"
+    ).format(own=own, other=other, table=table)

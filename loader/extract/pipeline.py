@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -28,9 +28,10 @@ from psycopg2.extensions import ISOLATION_LEVEL_REPEATABLE_READ
 from loader import warehouse
 from loader.config import Settings, UserError
 from loader.db import connect_raw, qualified
-from loader.extract import binary_copy, reconcile, row_counts
+from loader.errors import first_cause
+from loader.extract import binary_copy, dead_letters, reconcile, row_counts
 from loader.extract.binary_copy import postgres_binary_copy, write_footer
-from loader.extract.catalog import Column, source_columns
+from loader.extract.catalog import Column, good_key, key_is_enforced, source_columns
 from loader.extract.tables import LoaderConfig, TableSpec
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,11 @@ COUNT_SETTINGS = (
 )
 
 
+# how many keys of rows dated in the future a load names in its warning
+FUTURE_KEYS_SHOWN = 10
+
+FUTURE_FIELDS = ("future_rows", "future_keys")  # reported, not kept in the state
+
 # actions that export whole tables (or windows of them): their COPY goes through psql
 BULK_ACTIONS = ("initial", "full", "backfill")
 
@@ -105,6 +111,8 @@ class TableResult:
     seconds: float = 0.0
     drift: list[str] = field(default_factory=list)
     dead_letters: int = 0  # rows the warehouse could not hold, in ops.dead_letters
+    future_rows: int = 0  # rows whose cursor is after the source's clock (a data problem)
+    future_keys: list[str] = field(default_factory=list)  # the first of them
     # the source count while it runs (increments count after the export, during the load)
     pending_source_rows: Future | None = field(default=None, repr=False, compare=False)
 
@@ -113,6 +121,16 @@ class TableResult:
         if self.source_rows is None or self.raw_rows is None:
             return None
         return self.source_rows == self.raw_rows
+
+
+@dataclass
+class Export:
+    """What one table's export produced."""
+
+    rows: int
+    source_rows: Future | None  # the source count, taken in the export's snapshot
+    position: dict  # where the next increment starts (_capture_position)
+    set_aside: list[tuple]  # (key, reason, row image) of rows with a null or repeated key
 
 
 @dataclass
@@ -234,35 +252,81 @@ def _extract_query(
             table=table,
             log=qualified(schema, log_table),
         )
+        if not spec.key_enforced:  # the change log holds versions of a key: only nulls go aside
+            query += sql.SQL(" and row({}) is not null").format(
+                sql.SQL(", ").join(sql.SQL("r.") + sql.Identifier(k) for k in spec.primary_key)
+            )
         params.update(table_name=spec.name, from_txid=str(state["cdc_txid"]))
         return query, params
     extra = cdc_snapshot_cols if spec.mode == "cdc" else sql.SQL("")
-    query = sql.SQL("select {cols}, {stamp}{extra} from {table}").format(
+    query = sql.SQL("select {cols}, {stamp}{extra} from {table} as t").format(
         cols=_select_list(columns), stamp=stamp, extra=extra, table=table
     )
+    conditions = _window_conditions(spec, action, state, window, params)
+    if not spec.key_enforced:
+        conditions.append(good_key(spec.primary_key, table))
+    if conditions:
+        query += sql.SQL(" where ") + sql.SQL(" and ").join(conditions)
+    return query, params
+
+
+def _window_conditions(
+    spec: TableSpec, action: str, state: dict, window, params: dict
+) -> list[sql.Composable]:
+    """The conditions that select the rows of this action (none: the whole table); their
+    parameters go into `params`."""
     cursor = spec.cursor or ("updated_at" if window else None)
+    conditions: list[sql.Composable] = []
     if action == "increment" and spec.mode == "timestamp":
         # a constant (the watermark minus the lag, worked out by _capture_position): the
         # planner then sees how few rows it selects and reads them through the cursor index
-        query += sql.SQL(" where {} >= %(since)s::timestamptz").format(sql.Identifier(cursor))
+        conditions.append(sql.SQL("{} >= %(since)s::timestamptz").format(sql.Identifier(cursor)))
         params.update(since=state["since"])
         if state.get("snapshot_xmin"):
             # rows written before the previous snapshot's xmin were extracted then: skip them
             # (age() compares 32-bit xids circularly; frozen rows count as oldest)
-            query += sql.SQL(
-                " and age(xmin) <= age(mod(%(prev_xmin)s::bigint, 4294967296)::text::xid)"
+            conditions.append(
+                sql.SQL("age(t.xmin) <= age(mod(%(prev_xmin)s::bigint, 4294967296)::text::xid)")
             )
             params["prev_xmin"] = state["snapshot_xmin"]
     elif action == "repair":
-        query += sql.SQL(" where %(ranges)s::int8multirange @> {}::bigint").format(
-            sql.Identifier(spec.primary_key[0])
+        conditions.append(
+            sql.SQL("%(ranges)s::int8multirange @> {}::bigint").format(
+                sql.Identifier(spec.primary_key[0])
+            )
         )
         params.update(ranges="{" + ",".join(f"[{lo},{hi}]" for lo, hi in window) + "}")
     elif action == "backfill":
         if cursor is None:
             raise LoadError(f"{spec.name}: backfill needs a cursor column in tables.yml")
-        query += sql.SQL(" where {0} >= %(start)s and {0} < %(end)s").format(sql.Identifier(cursor))
+        conditions.append(sql.SQL("{0} >= %(start)s and {0} < %(end)s").format(
+            sql.Identifier(cursor)))
         params.update(start=window[0], end=window[1])
+    return conditions
+
+
+def _set_aside_query(
+    config: LoaderConfig, spec: TableSpec, action: str, state: dict, window
+) -> tuple[sql.Composed, dict]:
+    """The rows of this action's window whose key is null or repeated (a source that does not
+    enforce its key): key, reason and the row's image, for ops.dead_letters."""
+    table = qualified(config.source_schema, spec.name)
+    params: dict = {}
+    keys = sql.SQL(", ").join(sql.SQL("t.") + sql.Identifier(k) for k in spec.primary_key)
+    conditions = _window_conditions(spec, action, state, window, params)
+    conditions.append(sql.SQL("not ({})").format(good_key(spec.primary_key, table)))
+    query = sql.SQL(
+        "select concat_ws(',', {keys}), case when not (row({keys}) is not null) "
+        "then 'null key: a column of the key ({names}) is null' "
+        "else 'duplicate key: ' || (select count(*) from {table} as d "
+        "where row({dkeys}) = row({keys})) || ' source rows share it' end, to_jsonb(t) "
+        "from {table} as t where "
+    ).format(
+        keys=keys,
+        dkeys=sql.SQL(", ").join(sql.SQL("d.") + sql.Identifier(k) for k in spec.primary_key),
+        names=sql.SQL(", ".join(spec.primary_key)),
+        table=table,
+    ) + sql.SQL(" and ").join(conditions)
     return query, params
 
 
@@ -273,26 +337,43 @@ def _capture_position(cur, config: LoaderConfig, spec: TableSpec, previous: str 
     change written by a later transaction is never skipped (cdc), and a row written below it
     was already seen by this extraction (timestamp re-reads skip it: a rerun changes nothing).
     watermark: the highest cursor value, held back to the start of the oldest open writing
-    transaction, and never moving backwards.
+    transaction and to the source's own clock (`now()`: one row dated in the future must not
+    carry the watermark past rows written later), never moving backwards.
+    future_keys: up to FUTURE_KEYS_SHOWN keys of rows dated after the source's clock (a data
+    problem the load reports), and future_rows, how many there are.
     """
-    cur.execute("select pg_snapshot_xmin(pg_current_snapshot())::text")
-    position = {"snapshot_xmin": cur.fetchone()[0]}
+    cur.execute("select pg_snapshot_xmin(pg_current_snapshot())::text, now()::text")
+    xmin, now = cur.fetchone()
+    position = {"snapshot_xmin": xmin, "snapshot_at": now}
     if spec.mode == "cdc":
         position["cdc_txid"] = position["snapshot_xmin"]
     elif spec.mode == "timestamp":
-        cur.execute(
-            sql.SQL("select max({})::text from {}").format(
-                sql.Identifier(spec.cursor), qualified(config.source_schema, spec.name)
-            )
-        )
-        high = cur.fetchone()[0]
+        table = qualified(config.source_schema, spec.name)
+        cursor = sql.Identifier(spec.cursor)
+        cur.execute(sql.SQL("select max({0})::text, max({0}) > now() from {1}").format(
+            cursor, table))
+        high, future = cur.fetchone()
         cur.execute(OLDEST_WRITER_SQL)
         oldest = cur.fetchone()[0]
         cur.execute(
-            "select greatest(least(%s::timestamptz, %s::timestamptz), %s::timestamptz)::text",
+            "select greatest(least(%s::timestamptz, %s::timestamptz, now()), %s::timestamptz)"
+            "::text",
             (high, oldest if high is not None else None, previous),
         )
         position["watermark"] = cur.fetchone()[0]
+        if future:
+            cur.execute(
+                sql.SQL(
+                    "select count(*), (array_agg(concat_ws(',', {keys}) order by {c} desc))"
+                    "[1:%s] from {t} where {c} > now()"
+                ).format(
+                    keys=sql.SQL(", ").join(map(sql.Identifier, spec.primary_key)),
+                    c=cursor,
+                    t=table,
+                ),
+                (FUTURE_KEYS_SHOWN,),
+            )
+            position["future_rows"], position["future_keys"] = cur.fetchone()
     return position
 
 
@@ -320,8 +401,9 @@ def _export(
     window,
     path: Path,
     counts: ThreadPoolExecutor | None,
-) -> tuple[int, Future | None, dict]:
-    """COPY the rows to `path` in one snapshot; returns rows, source count and new position.
+) -> Export:
+    """COPY the rows to `path` in one snapshot; returns rows, source count and new position,
+    and the rows set aside for a null or repeated key (a source that does not enforce it).
 
     On an increment the source count is a full scan while the export reads only the changed
     rows: it runs on `counts`, in the export's snapshot, while dlt loads (the future holds
@@ -332,7 +414,16 @@ def _export(
         conn.set_session(isolation_level=ISOLATION_LEVEL_REPEATABLE_READ, readonly=True)
         with conn.cursor() as cur:
             # the position comes first: with repeatable read, the snapshot is taken here
-            previous = state.get("watermark") if action == "increment" else None
+            previous = None
+            if action == "increment":
+                # a watermark that an older version let pass the source's clock (one row dated
+                # in the future) resumes from that load's clock instead
+                cur.execute(
+                    "select least(%s::timestamptz, %s::timestamptz)::text",
+                    (state.get("watermark"),
+                     state.get("snapshot_at") or state.get("last_loaded_at")),
+                )
+                previous = cur.fetchone()[0]
             position = _capture_position(cur, config, spec, previous)
             if action == "increment" and spec.mode == "timestamp":
                 cur.execute(
@@ -356,24 +447,26 @@ def _export(
                     )
                     rows = cur.rowcount
                     write_footer(handle, _export_columns(spec, columns))
+            set_aside: list[tuple] = []
+            if not spec.key_enforced and not (spec.mode == "cdc" and action == "increment"):
+                cur.execute(*_set_aside_query(config, spec, action, state, window))
+                set_aside = cur.fetchall()
         source_rows: Future | None = None
         if action in ("initial", "full"):
             source_rows = Future()
             source_rows.set_result(rows)  # the whole table, read in this very snapshot
         elif counts is not None:
-            source_rows = counts.submit(
-                _count_and_close,
-                conn,
-                sql.SQL("select count(*) from {}").format(
-                    qualified(config.source_schema, spec.name)
-                ),
-            )
+            table = qualified(config.source_schema, spec.name)
+            count = sql.SQL("select count(*) from {} as t").format(table)
+            if not spec.key_enforced:  # what raw can hold: rows with a good key
+                count += sql.SQL(" where ") + good_key(spec.primary_key, table)
+            source_rows = counts.submit(_count_and_close, conn, count)
             handed_over = True
     finally:
         if not handed_over:
             conn.rollback()
             conn.close()
-    return rows, source_rows, position
+    return Export(rows, source_rows, position, set_aside)
 
 
 def _copy_out_psql(psql: Path, endpoint, snapshot: str, select: str, path: Path) -> int:
@@ -456,7 +549,7 @@ def table_resource(
         if action in ("initial", "full"):
             state.clear()
         path = export_dir / f"{spec.name}.{load_id}.csv"
-        n, source_rows, position = _export(
+        export = _export(
             settings,
             config,
             spec,
@@ -469,7 +562,23 @@ def table_resource(
             path,
             counts,
         )
-        result.rows_extracted, result.pending_source_rows = n, source_rows
+        n, position = export.rows, export.position
+        result.rows_extracted, result.pending_source_rows = n, export.source_rows
+        if export.set_aside:
+            dead_letters.record(settings, spec.name, load_id, export.set_aside)
+            progress(
+                f"{spec.name}: {len(export.set_aside)} row(s) with a null or repeated key set "
+                f"aside in ops.dead_letters; first: "
+                f"{export.set_aside[0][0] or 'null'} ({export.set_aside[0][1]})"
+            )
+        if position.get("future_rows"):
+            result.future_keys = list(position["future_keys"])
+            result.future_rows = position["future_rows"]
+            progress(
+                f"{spec.name}: {result.future_rows} row(s) have {spec.cursor} after the "
+                f"source's clock (now()), key(s) {', '.join(result.future_keys)}: the "
+                "watermark stops at now(); correct those rows or the writer's clock"
+            )
         if action in ("initial", "full"):
             # a tombstone for dbt: a table loaded whole may have lost any key (null); the
             # keys a cdc merge deletes are tombstoned by the merge (binary_copy.MergeSqlJob)
@@ -483,7 +592,9 @@ def table_resource(
             )
         if action not in ("backfill", "repair"):
             key = "cdc_txid" if spec.mode == "cdc" else "watermark"
-            state.update({k: v for k, v in position.items() if v is not None})
+            state.update(
+                {k: v for k, v in position.items() if v is not None and k not in FUTURE_FIELDS}
+            )
             state.update(
                 mode=spec.mode,
                 last_action=action,
@@ -722,17 +833,6 @@ def run_load(
         )
 
 
-def _user_error(exc: BaseException) -> UserError | None:
-    """The UserError (a message for the user) that dlt wrapped in `exc`, if any."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        if isinstance(exc, UserError):
-            return exc
-        seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
-    return None
-
-
 def _source_count(result: TableResult) -> int | None:
     try:
         return result.pending_source_rows.result()
@@ -766,6 +866,15 @@ def _run_load(
     src = connect_raw(settings.source)
     try:
         catalog = {s.name: source_columns(src, config.source_schema, s.name) for s in specs}
+        for spec in specs:
+            spec.check_against(config.source_schema, {c.name for c in catalog[spec.name]})
+        specs = [
+            replace(
+                s,
+                key_enforced=key_is_enforced(src, config.source_schema, s.name, s.primary_key),
+            )
+            for s in specs
+        ]
     finally:
         src.close()
 
@@ -825,7 +934,12 @@ def _run_load(
                     resources, refresh="drop_resources" if full_refresh else None
                 )
             except PipelineStepFailed as exc:
-                raise _user_error(exc) or exc from exc  # the loader's own message, if it has one
+                # the loader's own message, if it has one; else dlt's error as it is (raising
+                # `exc from exc` would make it its own cause: a cycle for whoever walks causes)
+                user = first_cause(exc, UserError)
+                if user is None:
+                    raise
+                raise user from exc
             load_id = info.loads_ids[-1] if info.loads_ids else None
         for spec in specs:
             if results[spec.name].action != "skipped":
@@ -862,6 +976,10 @@ def repair_ranges(
     src = connect_raw(settings.source)
     try:
         columns = source_columns(src, config.source_schema, spec.name)
+        spec = replace(
+            spec, key_enforced=key_is_enforced(src, config.source_schema, spec.name,
+                                               spec.primary_key)
+        )
     finally:
         src.close()
     result = TableResult(spec.name, spec.mode, "repair")

@@ -13,7 +13,7 @@ from psycopg2.extras import execute_values
 from loader.config import Settings
 from loader.db import connect_raw, qualified
 from loader.extract import row_counts
-from loader.extract.catalog import source_columns
+from loader.extract.catalog import good_key, key_is_enforced, source_columns
 from loader.extract.tables import LoaderConfig, TableSpec
 
 OPS_DDL = """
@@ -188,9 +188,14 @@ class BucketDiff:
 
 
 def _bucket_sql(
-    schema: str, table: str, key: str, columns: Sequence[str], width: int
+    schema: str,
+    table: str,
+    key: str,
+    columns: Sequence[str],
+    only: sql.Composable | None = None,
 ) -> sql.Composed:
-    """Per key bucket: row count and an order-independent sum of row hashes."""
+    """Per key bucket: row count and an order-independent sum of row hashes; `only`, the rows
+    raw can hold of a source that does not enforce its key (catalog.good_key)."""
     # null and '' must differ; the marker is not a value any column renders as
     row_text = sql.SQL(" || '|' || ").join(
         sql.SQL("coalesce(quote_literal({}::text), 'NULL')").format(sql.Identifier(c))
@@ -199,8 +204,13 @@ def _bucket_sql(
     return sql.SQL(
         "select {key} / %(width)s as bucket, count(*), "
         "sum(('x' || substr(md5({row}), 1, 15))::bit(60)::bigint)::text "
-        "from {table} group by 1"
-    ).format(key=sql.Identifier(key), row=row_text, table=qualified(schema, table))
+        "from {table} as t where {only} group by 1"
+    ).format(
+        key=sql.Identifier(key),
+        row=row_text,
+        table=qualified(schema, table),
+        only=only or sql.SQL("true"),
+    )
 
 
 def _buckets(endpoint, statement: sql.Composed, width: int) -> dict[int, tuple[int, str]]:
@@ -224,14 +234,15 @@ def compare(
     src = connect_raw(settings.source)
     try:
         columns = [c.name for c in source_columns(src, config.source_schema, spec.name)]
+        enforced = key_is_enforced(src, config.source_schema, spec.name, spec.primary_key)
     finally:
         src.close()
+    only = None if enforced else good_key(spec.primary_key, qualified(config.source_schema,
+                                                                      spec.name))
     source = _buckets(
-        settings.source, _bucket_sql(config.source_schema, spec.name, key, columns, width), width
+        settings.source, _bucket_sql(config.source_schema, spec.name, key, columns, only), width
     )
-    raw = _buckets(
-        settings.warehouse, _bucket_sql(config.dataset, spec.name, key, columns, width), width
-    )
+    raw = _buckets(settings.warehouse, _bucket_sql(config.dataset, spec.name, key, columns), width)
     diffs = []
     for bucket in sorted(set(source) | set(raw)):
         s, r = source.get(bucket, (0, "0")), raw.get(bucket, (0, "0"))

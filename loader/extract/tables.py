@@ -27,6 +27,20 @@ class TableSpec:
     mode: str
     cursor: str | None = None
     lag: timedelta = timedelta(minutes=15)
+    # whether the source guarantees the key unique and not null (read from its catalog at each
+    # load, catalog.key_is_enforced); where it does not, rows with a null or repeated key are
+    # set aside as dead letters instead of loaded
+    key_enforced: bool = True
+
+    def check_against(self, schema: str, columns: set[str]) -> None:
+        """An error naming the fix when the key or cursor is not a column of the source."""
+        missing = [c for c in (*self.primary_key, self.cursor) if c and c not in columns]
+        if missing:
+            raise TableConfigError(
+                f"tables.{self.name}: column(s) {', '.join(missing)} not in source table "
+                f"{schema}.{self.name}, which has {', '.join(sorted(columns))}; fix "
+                "primary_key / cursor in tables.yml (ELT_TABLES_CONFIG)"
+            )
 
 
 @dataclass(frozen=True)

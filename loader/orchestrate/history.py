@@ -125,6 +125,22 @@ class RunLock:
             self.conn = None
 
 
+def mark_crashed(endpoint: Endpoint) -> None:
+    """Runs left 'running' whose process died: nobody holds the run lock any more (a run's
+    lock ends with its session), so they are not running. Every command that reads the
+    history calls this first."""
+    _execute(
+        endpoint,
+        "update ops.pipeline_runs set status = 'crashed', "
+        "error = coalesce(error, 'the process ended without recording its end') "
+        "where status = 'running' and not exists (select from pg_locks l "
+        "join pg_database d on d.oid = l.database and d.datname = current_database() "
+        "where l.locktype = 'advisory' and l.granted and l.classid = 0 "
+        "and l.objid = %s and l.objsubid = 1)",
+        (LOCK_KEY,),
+    )
+
+
 def start_run(endpoint: Endpoint, run_id: str, args: dict) -> None:
     # runs left 'running' died without finishing: we hold the lock, so they are not running
     _execute(

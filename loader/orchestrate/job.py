@@ -16,6 +16,7 @@ import networkx as nx
 from loader import warehouse
 from loader.config import PROJECT_ROOT, Settings
 from loader.db import connect_raw
+from loader.errors import ExitCode
 from loader.extract.pipeline import LoadResult, run_load
 from loader.extract.reconcile import reconciled_label
 from loader.extract.tables import LoaderConfig, load_config
@@ -292,17 +293,30 @@ def run_job(
         raise
     finally:
         summary = summarise(state, outcomes, time.monotonic() - t0)
-        history.finish_run(settings.warehouse, run_id, status, error, summary)
-        log.event(
-            "run finished",
-            status=status,
-            duration_s=time.monotonic() - t0,
-            error=error,
-            level="error" if status == "failed" else "info",
-        )
-        lock.release()
+        try:
+            log.event(
+                "run finished",
+                status=status,
+                duration_s=time.monotonic() - t0,
+                error=error,
+                level="error" if status == "failed" else "info",
+            )
+            # when the warehouse is gone this raises DatabaseUnavailable (exit 3), and the
+            # next `elt` command that reads the history marks the run crashed
+            history.finish_run(settings.warehouse, run_id, status, error, summary)
+        finally:
+            lock.release()
     print_summary(run_id, status, summary, settings, echo)
-    return 0 if status == "success" else 1
+    return exit_code(outcomes)
+
+
+def exit_code(outcomes: dict[str, TaskOutcome]) -> ExitCode:
+    """0 when every task succeeded; 3 when a task failed because a database stayed
+    unreachable; 1 for any other failure."""
+    failed = [o for o in outcomes.values() if o.status == FAILED]
+    if not failed:
+        return ExitCode.SUCCESS
+    return ExitCode.UNAVAILABLE if any(o.unavailable for o in failed) else ExitCode.FAILED
 
 
 def summarise(state: RunState, outcomes: dict[str, TaskOutcome], seconds: float) -> dict:
@@ -314,6 +328,7 @@ def summarise(state: RunState, outcomes: dict[str, TaskOutcome], seconds: float)
                 "raw_rows": r.raw_rows,
                 "reconciled": r.reconciled,
                 "dead_letters": r.dead_letters,
+                "future_keys": r.future_keys,
             }
     return {
         "seconds": round(seconds, 1),
@@ -343,6 +358,10 @@ def print_summary(
         for name, t in summary["tables"].items():
             ok = reconciled_label(t["reconciled"])
             echo(f"  {name:<12} {t['extracted']:>10,} {t['raw_rows'] or 0:>10,}  {ok}")
+        for name, t in summary["tables"].items():
+            if t.get("future_keys"):
+                echo(f"  {name}: rows dated after the source's clock, key(s) "
+                     f"{', '.join(t['future_keys'])}: correct them at the source")
     tests = summary["tests"]
     if summary.get("dbt_skipped"):
         echo("  dbt: nothing new was loaded and the project is unchanged: marts are current")

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 import networkx as nx
 
 from loader.db import DatabaseUnavailable, backoff_delays, is_transient
+from loader.errors import causes
 
 SUCCESS, FAILED, SKIPPED = "success", "failed", "skipped"
 
@@ -34,17 +35,13 @@ class TaskOutcome:
     rows: int | None = None
     error: str | None = None
     seconds: float = 0.0
+    unavailable: bool = False  # it failed because a database stayed unreachable
 
 
 def retryable(exc: BaseException) -> bool:
     if isinstance(exc, DatabaseUnavailable):
         return True
-    seen: BaseException | None = exc
-    while seen is not None:  # dlt wraps the database error it met
-        if is_transient(seen):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
+    return any(is_transient(cause) for cause in causes(exc))
 
 
 def task_graph(tasks: list[Task]) -> nx.DiGraph:
@@ -84,7 +81,8 @@ def run_dag(
                 rows = task.fn()
             except Exception as exc:  # noqa: BLE001 - every failure is recorded
                 error = f"{type(exc).__name__}: {str(exc).strip()[:2000]}"
-                delay = next(delays, None) if retryable(exc) else None
+                transient = retryable(exc)
+                delay = next(delays, None) if transient else None
                 on_attempt(
                     task,
                     attempt,
@@ -95,7 +93,9 @@ def run_dag(
                     error,
                 )
                 if delay is None:
-                    return TaskOutcome(task, FAILED, attempt, None, error, time.monotonic() - t0)
+                    return TaskOutcome(
+                        task, FAILED, attempt, None, error, time.monotonic() - t0, transient
+                    )
                 sleep(delay)
                 continue
             on_attempt(task, attempt, SUCCESS, started, datetime.now(UTC), rows, None)

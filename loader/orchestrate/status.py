@@ -9,6 +9,7 @@ from loader.db import connect_raw, qualified
 from loader.extract.reconcile import reconciled_label
 from loader.extract.status import loader_status
 from loader.extract.tables import LoaderConfig
+from loader.orchestrate import history
 
 RUNS_SQL = """
 select run_id, started_at, finished_at, status, round(duration_s::numeric, 1), error
@@ -47,6 +48,7 @@ def run_status(settings: Settings, config: LoaderConfig, last: int = 10) -> dict
         with conn.cursor() as cur:
             cur.execute("select to_regclass('ops.pipeline_runs') is not null")
             if cur.fetchone()[0]:
+                history.mark_crashed(settings.warehouse)
                 out["runs"]["last"] = [
                     {
                         "run_id": r[0],

@@ -1,0 +1,235 @@
+"""Faults and bad input: each ends in seconds with a message and the right exit code, and
+nothing is lost (issue #20)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from loader.config import PROJECT_ROOT, load_settings
+from loader.extract import pipeline, reconcile
+from loader.extract.pipeline import make_pipeline, run_load, table_states
+from loader.extract.tables import load_config
+from loader.orchestrate import history, job
+from tests.conftest import create_database, query
+from tests.integration.test_loader import (
+    _execute,
+    assert_raw_equals_source,
+    commit_a_copy_of_row_one,
+    fresh,
+    make_env,
+)
+
+pytestmark = pytest.mark.slow
+NOW = ", 'updated_at', now()"  # a copied row written now, by a correct clock
+
+
+def elt(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "loader.cli", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_an_unexpected_load_error_ends_elt_run_in_seconds_and_frees_the_lock(
+    settings, elt_env, tmp_path, monkeypatch
+):
+    """An error that is none of the loader's own (here a bug in the export) used to make
+    itself its own cause; the runner walked that cycle forever, holding the run lock."""
+    s, _ = fresh(settings, elt_env, tmp_path, "hang", scale=0.002)
+
+    def broken_export(*args, **kwargs):
+        raise ZeroDivisionError("a bug in the export")
+
+    monkeypatch.setattr(pipeline, "_export", broken_export)
+    outcome: dict = {}
+
+    def run() -> None:
+        outcome["code"] = job.run_job(s, echo=lambda _: None, base_delay=0.01)
+
+    worker = threading.Thread(target=run, daemon=True)
+    t0 = time.monotonic()
+    worker.start()
+    worker.join(timeout=60)
+    assert not worker.is_alive(), "elt run hung on a load error"
+    assert outcome["code"] == 1
+    assert time.monotonic() - t0 < 60
+    lock = history.RunLock(s.warehouse)
+    lock.acquire()  # raises RunLocked if the failed run still held it
+    lock.release()
+    run = query(s.warehouse, "select status, error from ops.pipeline_runs")[0]
+    assert run[0] == "failed" and "a bug in the export" in run[1]
+
+
+def test_a_row_dated_in_the_future_does_not_stop_later_increments(settings, elt_env, tmp_path):
+    s, _ = fresh(settings, elt_env, tmp_path, "future", scale=0.002)
+    config = load_config(s.tables_config)
+    run_load(s, config)
+    # the trigger keeps updated_at unless the application sets it: an application clock
+    # gone wrong writes one order far in the future, another at infinity
+    _execute(s.source, "update marketplace.orders set updated_at = '9999-12-31', "
+                       "status = 'future' where order_id = 5")
+    _execute(s.source, "update marketplace.payments set updated_at = 'infinity' "
+                       "where payment_id = 6")
+    first = run_load(s, config)
+    orders = first.tables["orders"]
+    assert orders.future_rows == 1 and orders.future_keys == ["5"], "the row is reported"
+    assert first.tables["payments"].future_keys == ["6"]
+    watermark = table_states(make_pipeline(s, config))["orders"]["watermark"]
+    assert watermark < "9999", f"the watermark passed the source's clock: {watermark}"
+    # later changes, written by correct clocks, still arrive
+    commit_a_copy_of_row_one(s, "orders", "order_id", NOW)
+    _execute(s.source, "update marketplace.orders set status = 'later' where order_id = 7")
+    commit_a_copy_of_row_one(s, "payments", "payment_id", NOW)
+    later = run_load(s, config)
+    assert later.tables["orders"].rows_extracted == 2, "the future row is not extracted again"
+    assert_raw_equals_source(s, config)
+    # correcting the row brings the correction too
+    _execute(s.source, "update marketplace.orders set updated_at = now(), status = 'fixed' "
+                       "where order_id = 5")
+    fixed = run_load(s, config)
+    assert fixed.tables["orders"].future_rows == 0
+    assert query(s.warehouse, "select status from raw_marketplace.orders where order_id = 5") \
+        == [("fixed",)]
+    assert_raw_equals_source(s, config)
+
+
+def test_a_watermark_poisoned_by_an_older_version_resumes_from_the_source_clock(
+    settings, elt_env, tmp_path
+):
+    """State written before the cap: the watermark sits at 9999; the next increment resumes
+    from the clock of the load that wrote it, and later rows arrive."""
+    s, _ = fresh(settings, elt_env, tmp_path, "poison", scale=0.002)
+    config = load_config(s.tables_config)
+    run_load(s, config)
+    p = make_pipeline(s, config)
+    with p.managed_state() as state:
+        for source in state["sources"].values():
+            orders = source["resources"]["orders"]
+            orders["watermark"] = "9999-12-31 00:00:00+00"
+    p.sync_destination = lambda: None  # keep the poisoned local state for this one run
+    commit_a_copy_of_row_one(s, "orders", "order_id", NOW)
+    result = run_load(s, config, tables=["orders"])
+    assert result.tables["orders"].rows_extracted >= 1
+    assert_raw_equals_source(s, config)
+
+
+def test_null_and_repeated_keys_go_to_dead_letters_and_the_rest_loads(
+    settings, elt_env, tmp_path
+):
+    name = "badkey"
+    env = make_env(elt_env, tmp_path, name, ELT_TABLES_CONFIG=str(tmp_path / "tables.yml"))
+    create_database(settings, f"{name}_src")
+    create_database(settings, f"{name}_wh")
+    (tmp_path / "tables.yml").write_text(
+        "source_schema: app\ndataset: raw_app\ntables:\n"
+        "  events: {primary_key: event_id, mode: timestamp, cursor: changed_at}\n"
+    )
+    s = load_settings(env)
+    # a source whose key is a convention, not a constraint
+    _execute(s.source, """
+        create schema app;
+        create table app.events (event_id bigint, kind text,
+                                 changed_at timestamptz not null default now());
+        insert into app.events (event_id, kind) select g, 'ok' from generate_series(1, 50) g;
+        insert into app.events (event_id, kind) values (null, 'no key'), (7, 'second seven');
+    """)
+    config = load_config(s.tables_config)
+    result = run_load(s, config).tables["events"]
+    assert result.raw_rows == 49, "49 rows have a good key (1 to 50 but 7)"
+    assert result.reconciled, "raw equals what the source can hold, the rest is set aside"
+    assert result.dead_letters == 3
+    dead = query(s.warehouse, "select row_key, error, row_image->>'kind' from ops.dead_letters "
+                              "order by row_key nulls first, row_image->>'kind'")
+    assert dead[0][0] in (None, "")
+    assert dead[0][1].startswith("null key") and dead[0][2] == "no key"
+    assert [(d[0], d[2]) for d in dead[1:]] == [("7", "ok"), ("7", "second seven")]
+    assert all(d[1] == "duplicate key: 2 source rows share it" for d in dead[1:])
+    assert query(s.warehouse, "select count(*) from raw_app.events where event_id = 7") == [(0,)]
+    # the cause is fixed at the source without touching the cursor: the count says so, and
+    # the deep reconciliation brings both rows of the former duplicate
+    _execute(s.source, "update app.events set event_id = 51 where kind = 'second seven'")
+    again = run_load(s, config).tables["events"]
+    assert again.reconciled is False and again.source_rows == 51
+    reconcile.deep_reconcile(s, config)
+    assert query(s.warehouse, "select count(*) from raw_app.events where event_id in (7, 51)") \
+        == [(2,)]
+    assert run_load(s, config).tables["events"].reconciled
+
+
+def _config_with(tmp_path, orders: str) -> str:
+    text = (PROJECT_ROOT / "loader" / "extract" / "tables.yml").read_text()
+    text = text.replace(
+        "  orders:\n    primary_key: order_id\n    mode: timestamp\n    cursor: updated_at\n",
+        orders,
+    )
+    path = tmp_path / "tables.yml"
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("unknown_table", "source table marketplace.nope does not exist"),
+        ("missing_key", "order_uuid not in source table marketplace.orders"),
+        ("missing_cursor", "changed_on not in source table marketplace.orders"),
+        ("bad_host", "cannot connect to postgresql://postgres@no-such-host.invalid"),
+        ("wrong_database", 'database "no_such_db" does not exist'),
+        ("wrong_user", 'role "nobody_here" does not exist'),
+    ],
+)
+def test_bad_input_prints_one_line_with_the_fix_and_exits_2(
+    settings, elt_env, tmp_path, case, expected
+):
+    s, env = fresh(settings, elt_env, tmp_path, "badin", scale=0.001)
+    port = elt_env["ELT_PG_PORT"]
+    orders = {
+        "unknown_table": "  nope:\n    primary_key: id\n    mode: full\n",
+        "missing_key": "  orders:\n    primary_key: order_uuid\n    mode: timestamp\n"
+                       "    cursor: updated_at\n",
+        "missing_cursor": "  orders:\n    primary_key: order_id\n    mode: timestamp\n"
+                          "    cursor: changed_on\n",
+    }
+    if case in orders:
+        env["ELT_TABLES_CONFIG"] = _config_with(tmp_path, orders[case])
+    elif case == "bad_host":
+        env["ELT_SOURCE_URL"] = "postgresql://postgres@no-such-host.invalid:5432/x"
+    elif case == "wrong_database":
+        env["ELT_SOURCE_URL"] = f"postgresql://postgres@127.0.0.1:{port}/no_such_db"
+    else:
+        env["ELT_SOURCE_URL"] = f"postgresql://nobody_here@127.0.0.1:{port}/badin_src"
+    done = elt(env, "load")
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    lines = [line for line in done.stderr.splitlines() if not line.startswith("  · ")]
+    assert len(lines) == 1, done.stderr
+    assert expected in lines[0]
+    assert any(word in lines[0] for word in ("tables.yml", "ELT_SOURCE_URL", "check"))
+
+
+def test_exit_codes_tell_a_lost_warehouse_from_bad_input(settings, elt_env, tmp_path):
+    """3 when a database goes away (after the retries), 2 for bad input, and a run that
+    died is marked crashed by the next command that reads the history."""
+    s, env = fresh(settings, elt_env, tmp_path, "gone", scale=0.001)
+    history.ensure_schema(s.warehouse)
+    history.start_run(s.warehouse, "dead-run", {})  # a run whose process died
+    done = elt(env, "status", "--json")
+    assert done.returncode == 0, done.stderr
+    assert query(s.warehouse, "select status from ops.pipeline_runs "
+                              "where run_id = 'dead-run'") == [("crashed",)]
+    # a port where nothing listens: every retry is refused
+    gone = {**env, "ELT_WAREHOUSE_URL": "postgresql://postgres@127.0.0.1:9/gone_wh"}
+    done = elt(gone, "load", timeout=300)
+    assert done.returncode == 3, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    assert elt(env, "run", "--scale", "-1").returncode == 2
+    assert elt(env, "run", "--simulate-days", "-1").returncode == 2
