@@ -37,6 +37,9 @@ SERVER_SETTINGS: dict[str, str] = {
     "log_timezone": "UTC",
     "lc_messages": "C",
     "log_min_duration_statement": "10000",
+    # a backend whose client died (a killed dbt) stops its statement within a second instead
+    # of running it to the end beside the next run
+    "client_connection_check_interval": "1s",
 }
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -25,7 +24,7 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 from psycopg2 import sql
 from psycopg2.extensions import ISOLATION_LEVEL_REPEATABLE_READ
 
-from loader import warehouse
+from loader import children, warehouse
 from loader.config import Settings, UserError
 from loader.db import connect_raw, qualified
 from loader.errors import first_cause
@@ -494,7 +493,7 @@ def _copy_out_psql(psql: Path, endpoint, snapshot: str, select: str, path: Path)
     env.pop("PGSERVICE", None)
     args = [str(psql), "-X", "-w", "-h", endpoint.host, "-p", str(endpoint.port)]
     args += ["-U", endpoint.user, "-d", endpoint.database, "-f", "-"]
-    done = subprocess.run(args, input=script.encode(), capture_output=True, env=env)
+    done = children.run(args, input=script.encode(), capture_output=True, env=env)
     # psql prints the command tags (BEGIN, SET, COPY n, COMMIT); \copy into a file gives the count
     tags = [line.split() for line in done.stdout.decode(errors="replace").splitlines()]
     counts = [int(tag[1]) for tag in tags if len(tag) == 2 and tag[0] == "COPY"]

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from loader import children
 from loader.config import PROJECT_ROOT, Settings, UserError, dbt_environment
 
 
@@ -29,7 +30,7 @@ def run_dbt(
     settings: Settings, *args: str, check: bool = True, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:
     env = {**os.environ, **dbt_environment(settings), **(env or {})}
-    result = subprocess.run(
+    result = children.run(
         [dbt_executable(), *args], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True
     )
     if check and result.returncode != 0:

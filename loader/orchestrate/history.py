@@ -157,6 +157,30 @@ def start_run(endpoint: Endpoint, run_id: str, args: dict) -> None:
     )
 
 
+def note_build_started(endpoint: Endpoint, run_id: str) -> None:
+    """Mark the run's dbt build as started: a run that dies before its end leaves it there,
+    and the next run sees a build that did not finish (interrupted_build)."""
+    _execute(
+        endpoint,
+        "update ops.pipeline_runs set summary = coalesce(summary, '{}'::jsonb) "
+        "|| jsonb_build_object('dbt_build_started_at', now()) where run_id = %s",
+        (run_id,),
+    )
+
+
+def interrupted_build(endpoint: Endpoint) -> str | None:
+    """The id of the newest run that started a dbt build and died before it ended, if no run
+    finished a build after it."""
+    rows = _execute(
+        endpoint,
+        "select run_id from ops.pipeline_runs where status = 'crashed' "
+        "and summary ? 'dbt_build_started_at' and started_at > coalesce((select max("
+        "started_at) from ops.pipeline_runs where status in ('success', 'failed')), '-infinity') "
+        "order by started_at desc limit 1",
+    )
+    return rows[0][0] if rows else None
+
+
 def finish_run(
     endpoint: Endpoint, run_id: str, status: str, error: str | None, summary: dict
 ) -> None:

@@ -42,6 +42,8 @@ class RunState:
     dbt_built_at: str | None = None  # when the marts were last really built
     full_tests: bool = False  # test every row even when a previous build stands
     tests_since: str | None = None  # the build tested only what changed since then
+    run_id: str = ""
+    interrupted_run: str | None = None  # a run whose dbt build was killed before its end
 
 
 def source_tasks(settings: Settings, simulate_days: int, scale: float) -> list[Task]:
@@ -124,11 +126,15 @@ def pipeline_tasks(
             state.tests = previous.get("tests", {})
             return 0
         state.dbt_built_at = datetime.now(UTC).isoformat()
+        # a build that was killed half-way left some models newer than others: this build
+        # completes them, and its tests check every row rather than what changed since
+        state.interrupted_run = history.interrupted_build(settings.warehouse)
+        history.note_build_started(settings.warehouse, state.run_id)
         # after a successful build of the same project, the row-by-row tests check only the
         # rows written since it (macros/tests/get_where_subquery.sql); a first build, a
         # changed project or --full-tests check every row
         same_project = previous.get("dbt_project_hash") == state.dbt_project_hash
-        if built_at and same_project and not state.full_tests:
+        if built_at and same_project and not state.full_tests and not state.interrupted_run:
             state.tests_since = built_at
         try:
             run_dbt(settings, "build", "--vars", DBT_VARS,
@@ -235,7 +241,7 @@ def run_job(
     )
     args = {"simulate_days": simulate_days, "scale": scale, "retry_failed": retry_failed,
             "full_tests": full_tests}
-    state = RunState(dbt_project_hash=dbt_project_hash(), full_tests=full_tests)
+    state = RunState(dbt_project_hash=dbt_project_hash(), full_tests=full_tests, run_id=run_id)
     outcomes: dict[str, TaskOutcome] = {}
     error = None
     try:
@@ -342,6 +348,7 @@ def summarise(state: RunState, outcomes: dict[str, TaskOutcome], seconds: float)
         "dbt_skipped": state.dbt_skipped,
         "dbt_built_at": state.dbt_built_at,
         "tests_since": state.tests_since,
+        "after_interrupted_build": state.interrupted_run,
         "freshness_ok": state.freshness_ok,
         "quality": state.report.summary() if state.report is not None else None,
         "report": str(state.report.html_path) if state.report is not None else None,
@@ -366,6 +373,9 @@ def print_summary(
     if summary.get("dbt_skipped"):
         echo("  dbt: nothing new was loaded and the project is unchanged: marts are current")
     elif tests:
+        if summary.get("after_interrupted_build"):
+            echo(f"  dbt: the build of run {summary['after_interrupted_build']} was killed "
+                 "before its end: this build completed it and tested every row")
         scope = (
             f" (row tests on what changed since {summary['tests_since'][:19]}Z)"
             if summary.get("tests_since")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 import urllib.error
 import urllib.request
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from loader import children
 from loader.config import PROJECT_ROOT, Settings, UserError, dbt_environment
 
 ELEMENTARY_PACKAGE = {"package": "elementary-data/elementary", "version": [">=0.16.0", "<0.20.0"]}
@@ -75,7 +75,7 @@ def run_elementary(settings: Settings, *, echo: Callable[[str], None] = print) -
     dbt = shutil.which("dbt", path=str(Path(sys.executable).parent)) or "dbt"
     for args in (["deps"], ["run", "--select", "elementary"], ["test"]):
         echo(f"dbt {' '.join(args)} (in {work})")
-        done = subprocess.run([dbt, *args], cwd=work, env=env, text=True, capture_output=True)
+        done = children.run([dbt, *args], cwd=work, env=env, text=True, capture_output=True)
         if done.returncode not in (0, 1):  # 1: tests failed, still worth reporting
             tail = "\n".join(done.stdout.splitlines()[-20:])
             raise ElementaryUnavailable(f"`dbt {' '.join(args)}` failed:\n{tail}")
@@ -86,7 +86,7 @@ def run_elementary(settings: Settings, *, echo: Callable[[str], None] = print) -
             "`pip install 'elementary-data[postgres]'`, then run this command again"
         )
     out = settings.quality.reports_dir / "elementary.html"
-    subprocess.run(
+    children.run(
         [
             edr,
             "report",

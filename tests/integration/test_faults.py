@@ -233,3 +233,55 @@ def test_exit_codes_tell_a_lost_warehouse_from_bad_input(settings, elt_env, tmp_
     assert "Traceback" not in done.stderr
     assert elt(env, "run", "--scale", "-1").returncode == 2
     assert elt(env, "run", "--simulate-days", "-1").returncode == 2
+
+
+def marts_fingerprint(s) -> dict[str, tuple]:
+    """Every mart's row count and a digest of its rows without _validated_at (when a build
+    wrote them), in a fixed order."""
+    tables = [r[0] for r in query(s.warehouse, "select table_name from information_schema.tables "
+                                               "where table_schema = 'marts' order by 1")]
+    return {
+        t: query(s.warehouse, "select count(*), md5(coalesce(string_agg(x, '|' order by x), ''))"
+                              " from (select (to_jsonb(m) - '_validated_at')::text as x "
+                              f"from marts.{t} m) r")[0]
+        for t in tables
+    }
+
+
+def test_sigkill_of_elt_run_alone_ends_its_dbt_and_the_next_run_completes_the_build(
+    settings, elt_env, tmp_path
+):
+    import psutil
+
+    s, env = fresh(settings, elt_env, tmp_path, "killrun", scale=0.002)
+    assert job.run_job(s, echo=lambda _: None, base_delay=0.01) == 0
+    _execute(s.source, "update marketplace.orders set status = 'shipped' where order_id < 40")
+    commit_a_copy_of_row_one(s, "orders", "order_id", NOW)
+    run = subprocess.Popen([sys.executable, "-m", "loader.cli", "run"],
+                           env={**os.environ, **env}, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    parent = psutil.Process(run.pid)
+    deadline = time.monotonic() + 300
+    builds: list = []
+    while not builds and time.monotonic() < deadline and run.poll() is None:
+        builds = [c for c in parent.children(recursive=True) if "build" in c.cmdline()]
+        time.sleep(0.1)
+    assert builds, "the run never started dbt build"
+    time.sleep(6)  # into the models
+    assert builds[0].is_running(), "the build ended before the kill: nothing was tested"
+    dbt = parent.children(recursive=True)
+    run.kill()  # the runner alone, as a supervisor or the OOM killer does
+    run.wait()
+    _, alive = psutil.wait_procs(dbt, timeout=5)
+    assert not alive, f"dbt outlived its runner: {[p.cmdline()[:3] for p in alive]}"
+
+    printed: list[str] = []
+    assert job.run_job(s, echo=printed.append, base_delay=0.01) == 0
+    killed = query(s.warehouse, "select run_id from ops.pipeline_runs where status = 'crashed'")
+    assert len(killed) == 1
+    assert any(f"run {killed[0][0]} was killed" in line for line in printed), printed
+    incremental = marts_fingerprint(s)
+    from loader.orchestrate.dbt import run_dbt
+
+    run_dbt(s, "build", "--full-refresh", "--vars", job.DBT_VARS)
+    assert marts_fingerprint(s) == incremental, "the marts differ from a full refresh"
