@@ -623,6 +623,11 @@ def _finish_pending(pipeline: dlt.Pipeline, progress: Callable[[str], None]) -> 
     if not pipeline.has_pending_data:
         return False
     progress("finishing a load that an earlier run left pending")
+    # dlt logs each job that cannot run twice with its traceback (about 90 lines): the
+    # outcome below is what the user needs, in one line
+    dlt_log = logging.getLogger("dlt")
+    level = dlt_log.level
+    dlt_log.setLevel(logging.CRITICAL)
     try:
         pipeline.normalize()
         pipeline.load()
@@ -636,6 +641,8 @@ def _finish_pending(pipeline: dlt.Pipeline, progress: Callable[[str], None]) -> 
         )
         pipeline.abort_packages()
         pipeline.sync_destination()
+    finally:
+        dlt_log.setLevel(level)
     return True
 
 
@@ -888,8 +895,23 @@ def _run_load(
         if spec.name not in existing:
             state = {}  # raw was dropped or never loaded: start over
         action = _plan_action(spec, state, full_refresh, bool(backfill_window))
+        stored = _stored_columns(pipeline, spec.name)
+        notes, errors = detect_drift(stored, catalog[spec.name])
+        if action == "increment" and not errors and any(
+            c.name not in stored for c in catalog[spec.name]
+        ):
+            # rows already in raw would hold null in the new column while the source's rows
+            # hold its default or backfilled values: the table is reloaded whole, once
+            action = "full"
+            notes.append("raw's existing rows are reloaded so that the new column holds "
+                         "the source's values")
+        if stored and not full_refresh:
+            # dlt adds a new column to the existing table (a full refresh drops it first):
+            # NOT NULL would fail on the rows already there
+            catalog[spec.name] = [
+                c if c.name in stored else replace(c, nullable=True) for c in catalog[spec.name]
+            ]
         result = TableResult(spec.name, spec.mode, action)
-        notes, errors = detect_drift(_stored_columns(pipeline, spec.name), catalog[spec.name])
         result.drift = notes + errors
         for note in result.drift:
             progress(f"{spec.name}: schema drift: {note}")

@@ -285,3 +285,42 @@ def test_sigkill_of_elt_run_alone_ends_its_dbt_and_the_next_run_completes_the_bu
 
     run_dbt(s, "build", "--full-refresh", "--vars", job.DBT_VARS)
     assert marts_fingerprint(s) == incremental, "the marts differ from a full refresh"
+
+
+def test_a_new_source_column_with_a_default_reaches_the_rows_already_in_raw(
+    settings, elt_env, tmp_path
+):
+    s, _ = fresh(settings, elt_env, tmp_path, "newcol", scale=0.002)
+    config = load_config(s.tables_config)
+    run_load(s, config)
+    _execute(s.source, "alter table marketplace.products add column color text not null "
+                       "default 'red'; alter table marketplace.orders add column channel text")
+    result = run_load(s, config)
+    assert result.tables["products"].action == "full"
+    assert any("new column color" in n for n in result.tables["products"].drift)
+    assert query(s.warehouse, "select count(*) filter (where color = 'red'), count(*) "
+                              "from raw_marketplace.products")[0] == \
+        query(s.source, "select count(*), count(*) from marketplace.products")[0]
+    assert_raw_equals_source(s, config)
+    assert run_load(s, config).tables["products"].action == "increment", "reloaded once"
+
+
+def test_a_recovered_pending_load_says_so_in_a_line_not_in_tracebacks(
+    settings, elt_env, tmp_path
+):
+    s, env = fresh(settings, elt_env, tmp_path, "pending", scale=0.002)
+    config = load_config(s.tables_config)
+    run_load(s, config)
+    for table in ("orders", "order_items", "payments", "customers"):
+        _execute(s.source, f"update marketplace.{table} set updated_at = now() "
+                           f"where {table[:-1]}_id < 30")
+    crashed = subprocess.run([sys.executable, "-m", "tests.integration.crash_load", "load"],
+                             env={**os.environ, **env}, capture_output=True, text=True,
+                             timeout=300)
+    assert crashed.returncode == -9, crashed.stderr[-2000:]
+    done = elt(env, "load")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr, done.stderr
+    assert "pending" in done.stderr
+    assert len(done.stderr.splitlines()) < 30, done.stderr
+    assert_raw_equals_source(s, config)
