@@ -206,7 +206,9 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
     st = warehouse.status(settings)
     if not st.running:
-        raise CliError("the warehouse is not running: start it with `elt warehouse start`")
+        raise DatabaseUnavailable(
+            "the warehouse is not running: start it with `elt warehouse start`"
+        )
     status = run_status(settings, _loader_config(settings))
     if args.json:
         _echo(json.dumps({"warehouse": st.__dict__, **status}, default=str))

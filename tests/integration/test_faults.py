@@ -324,3 +324,46 @@ def test_a_recovered_pending_load_says_so_in_a_line_not_in_tracebacks(
     assert "pending" in done.stderr
     assert len(done.stderr.splitlines()) < 30, done.stderr
     assert_raw_equals_source(s, config)
+
+
+def test_a_warehouse_killed_mid_run_exits_3_and_the_run_is_marked_crashed():
+    """Its own server, killed with SIGKILL during `dbt build`: the scheduler sees 3 (the
+    warehouse went away), not 2 (bad input), and the history says crashed once it is back."""
+    import shutil
+    import signal
+    import tempfile
+
+    import psutil
+
+    from loader import warehouse
+    from loader.source.simulator import SimConfig, init
+    from tests.conftest import SIM_END, free_port
+
+    home = tempfile.mkdtemp(prefix="elt-kill-")
+    env = {"ELT_HOME": home, "ELT_PG_PORT": str(free_port()), "ELT_ENV": "dev"}
+    s = load_settings(env)
+    warehouse.start(s)
+    try:
+        init(s.source, SimConfig(scale=0.002, seed=5, end_date=SIM_END))
+        run = subprocess.Popen([sys.executable, "-m", "loader.cli", "run"],
+                               env={**os.environ, **env}, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+        parent = psutil.Process(run.pid)
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and run.poll() is None and not any(
+            "build" in c.cmdline() for c in parent.children(recursive=True)
+        ):
+            time.sleep(0.1)
+        time.sleep(2)
+        os.kill(warehouse._postmaster_pid(s.pgdata), signal.SIGKILL)
+        _, err = run.communicate(timeout=300)
+        assert run.returncode == 3, err[-3000:]
+        assert "Traceback" not in err
+        done = elt(env, "status", "--json")  # starts nothing: the warehouse is down
+        assert done.returncode == 3 and "not running" in done.stderr, done.stderr
+        warehouse.start(s)
+        assert elt(env, "status").returncode == 0
+        assert query(s.warehouse, "select status from ops.pipeline_runs") == [("crashed",)]
+    finally:
+        warehouse.stop(s)
+        shutil.rmtree(home, ignore_errors=True)

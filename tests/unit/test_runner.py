@@ -101,3 +101,30 @@ def test_retry_failed_selects_the_failed_tasks_and_their_downstream():
     picked = select_for_retry(tasks, {"w2"})
     assert [t.name for t in picked] == ["w2", "dbt", "fresh"]
     assert picked[0].deps == ()
+
+
+def test_a_cause_chain_that_loops_back_on_itself_ends():
+    """`raise exc from exc` makes an error its own cause: the runner once walked that loop
+    forever while holding the run lock."""
+    from loader.errors import causes
+    from loader.orchestrate.runner import retryable
+
+    error = RuntimeError("not one of the loader's own errors")
+    error.__cause__ = error
+    assert causes(error) == [error]
+    assert retryable(error) is False
+    outer = ValueError("outer")
+    outer.__cause__, error.__cause__ = error, outer
+    assert causes(outer) == [outer, error]
+
+
+def test_exit_codes_tell_failures_apart():
+    from loader.errors import ExitCode
+    from loader.orchestrate.job import exit_code
+    from loader.orchestrate.runner import FAILED, SUCCESS, Task, TaskOutcome
+
+    task = Task("t", lambda: 0)
+    assert exit_code({"t": TaskOutcome(task, SUCCESS)}) == ExitCode.SUCCESS == 0
+    assert exit_code({"t": TaskOutcome(task, FAILED)}) == ExitCode.FAILED == 1
+    gone = TaskOutcome(task, FAILED, unavailable=True)
+    assert exit_code({"t": TaskOutcome(task, FAILED), "u": gone}) == ExitCode.UNAVAILABLE == 3
