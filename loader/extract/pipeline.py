@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +32,7 @@ from loader.errors import first_cause
 from loader.extract import binary_copy, dead_letters, reconcile, row_counts
 from loader.extract.binary_copy import postgres_binary_copy, write_footer
 from loader.extract.catalog import Column, good_key, key_is_enforced, source_columns
+from loader.extract.cut import OLDEST_WRITER_SQL, SnapshotHolder, SourceCut
 from loader.extract.tables import LoaderConfig, TableSpec
 
 log = logging.getLogger(__name__)
@@ -60,12 +62,6 @@ CDC_HINTS = {
         "dedup_sort": "desc",
     },
 }
-# open source transactions that have written something: their rows may commit later with
-# timestamps older than anything we have seen, so a watermark never passes their start
-OLDEST_WRITER_SQL = """
-    select min(xact_start) from pg_stat_activity
-    where datname = current_database() and backend_xid is not null and pid <> pg_backend_pid()
-"""
 
 # How the loader counts a table: one sequential scan, no parallel workers.
 # - The loader counts one table per thread already; parallel workers on top of that cost CPU
@@ -329,7 +325,9 @@ def _set_aside_query(
     return query, params
 
 
-def _capture_position(cur, config: LoaderConfig, spec: TableSpec, previous: str | None) -> dict:
+def _capture_position(
+    cur, config: LoaderConfig, spec: TableSpec, previous: str | None, cut: SourceCut
+) -> dict:
     """Where the next increment starts, read in the extraction snapshot.
 
     snapshot_xmin: every transaction below it had ended when this snapshot was taken, so a
@@ -343,34 +341,42 @@ def _capture_position(cur, config: LoaderConfig, spec: TableSpec, previous: str 
     """
     cur.execute("select pg_snapshot_xmin(pg_current_snapshot())::text, now()::text")
     xmin, now = cur.fetchone()
+    now = cut.taken_at or now  # the clock when the snapshot was taken
     position = {"snapshot_xmin": xmin, "snapshot_at": now}
     if spec.mode == "cdc":
         position["cdc_txid"] = position["snapshot_xmin"]
     elif spec.mode == "timestamp":
         table = qualified(config.source_schema, spec.name)
         cursor = sql.Identifier(spec.cursor)
-        cur.execute(sql.SQL("select max({0})::text, max({0}) > now() from {1}").format(
-            cursor, table))
-        high, future = cur.fetchone()
-        cur.execute(OLDEST_WRITER_SQL)
-        oldest = cur.fetchone()[0]
         cur.execute(
-            "select greatest(least(%s::timestamptz, %s::timestamptz, now()), %s::timestamptz)"
-            "::text",
-            (high, oldest if high is not None else None, previous),
+            sql.SQL("select max({0})::text, max({0}) > %s::timestamptz from {1}").format(
+                cursor, table
+            ),
+            (now,),
+        )
+        high, future = cur.fetchone()
+        if cut.snapshot is None:
+            cur.execute(OLDEST_WRITER_SQL)
+            oldest = cur.fetchone()[0]
+        else:
+            oldest = cut.oldest_writer
+        cur.execute(
+            "select greatest(least(%s::timestamptz, %s::timestamptz, %s::timestamptz), "
+            "%s::timestamptz)::text",
+            (high, oldest if high is not None else None, now, previous),
         )
         position["watermark"] = cur.fetchone()[0]
         if future:
             cur.execute(
                 sql.SQL(
                     "select count(*), (array_agg(concat_ws(',', {keys}) order by {c} desc))"
-                    "[1:%s] from {t} where {c} > now()"
+                    "[1:%s] from {t} where {c} > %s::timestamptz"
                 ).format(
                     keys=sql.SQL(", ").join(map(sql.Identifier, spec.primary_key)),
                     c=cursor,
                     t=table,
                 ),
-                (FUTURE_KEYS_SHOWN,),
+                (FUTURE_KEYS_SHOWN, now),
             )
             position["future_rows"], position["future_keys"] = cur.fetchone()
     return position
@@ -399,19 +405,21 @@ def _export(
     loaded_at: datetime,
     window,
     path: Path,
-    counts: ThreadPoolExecutor | None,
+    cut: SourceCut,
 ) -> Export:
     """COPY the rows to `path` in one snapshot; returns rows, source count and new position,
     and the rows set aside for a null or repeated key (a source that does not enforce it).
 
     On an increment the source count is a full scan while the export reads only the changed
-    rows: it runs on `counts`, in the export's snapshot, while dlt loads (the future holds
-    it); an initial or full load counts the rows it copied; without `counts`, no count."""
+    rows: it runs on `cut.counts`, in the export's snapshot, while dlt loads (the future holds
+    it); an initial or full load counts the rows it copied; without `cut.counts`, no count.
+    The export joins the load's snapshot (`cut.snapshot`) when there is one."""
     conn = connect_raw(settings.source)
     handed_over = False
     try:
         conn.set_session(isolation_level=ISOLATION_LEVEL_REPEATABLE_READ, readonly=True)
         with conn.cursor() as cur:
+            cut.join(cur)
             # the position comes first: with repeatable read, the snapshot is taken here
             previous = None
             if action == "increment":
@@ -423,7 +431,7 @@ def _export(
                      state.get("snapshot_at") or state.get("last_loaded_at")),
                 )
                 previous = cur.fetchone()[0]
-            position = _capture_position(cur, config, spec, previous)
+            position = _capture_position(cur, config, spec, previous, cut)
             if action == "increment" and spec.mode == "timestamp":
                 cur.execute(
                     "select (%s::timestamptz - %s::interval)::text",
@@ -435,8 +443,11 @@ def _export(
             select = cur.mogrify(query.as_string(conn), params).decode()
             psql = warehouse.client_program("psql") if action in BULK_ACTIONS else None
             if psql is not None and "\n" not in select:
-                cur.execute("select pg_export_snapshot()")
-                rows = _copy_out_psql(psql, settings.source, cur.fetchone()[0], select, path)
+                snapshot = cut.snapshot
+                if snapshot is None:
+                    cur.execute("select pg_export_snapshot()")
+                    snapshot = cur.fetchone()[0]
+                rows = _copy_out_psql(psql, settings.source, snapshot, select, path)
                 with path.open("ab") as handle:
                     write_footer(handle, _export_columns(spec, columns))
             else:
@@ -454,12 +465,12 @@ def _export(
         if action in ("initial", "full"):
             source_rows = Future()
             source_rows.set_result(rows)  # the whole table, read in this very snapshot
-        elif counts is not None:
+        elif cut.counts is not None:
             table = qualified(config.source_schema, spec.name)
             count = sql.SQL("select count(*) from {} as t").format(table)
             if not spec.key_enforced:  # what raw can hold: rows with a good key
                 count += sql.SQL(" where ") + good_key(spec.primary_key, table)
-            source_rows = counts.submit(_count_and_close, conn, count)
+            source_rows = cut.counts.submit(_count_and_close, conn, count)
             handed_over = True
     finally:
         if not handed_over:
@@ -514,7 +525,7 @@ def table_resource(
     result: TableResult,
     export_dir: Path,
     loaded_at: datetime,
-    counts: ThreadPoolExecutor | None,
+    cut: SourceCut,
     window=None,
     progress: Callable[[str], None] = lambda _: None,
     hooks: binary_copy.LoadHooks | None = None,
@@ -559,7 +570,7 @@ def table_resource(
             loaded_at,
             window,
             path,
-            counts,
+            cut,
         )
         n, position = export.rows, export.position
         result.rows_extracted, result.pending_source_rows = n, export.source_rows
@@ -823,15 +834,21 @@ def run_load(
     full_refresh: bool = False,
     backfill_window: tuple[datetime, datetime] | None = None,
     progress: Callable[[str], None] = lambda _: None,
+    holder: SnapshotHolder | None = None,
 ) -> LoadResult:
-    """Extract what changed since each table's watermark and merge it into raw."""
+    """Extract what changed since each table's watermark and merge it into raw. Every table
+    is exported from one source snapshot: `holder`'s (a caller that loads in several steps
+    holds one for all of them), else one held for this load."""
     # the source counts of increments run on `counts` while dlt loads (see _export); a failed
     # load leaves the `with` only when they have finished, so their connections close
-    with ThreadPoolExecutor(3, thread_name_prefix="source-count") as counts:
+    with ExitStack() as stack:
+        if holder is None:
+            holder = stack.enter_context(SnapshotHolder(settings.source))
+        counts = stack.enter_context(ThreadPoolExecutor(3, thread_name_prefix="source-count"))
         return _run_load(
             settings,
             config,
-            counts,
+            holder.cut(counts),
             tables=tables,
             full_refresh=full_refresh,
             backfill_window=backfill_window,
@@ -850,7 +867,7 @@ def _source_count(result: TableResult) -> int | None:
 def _run_load(
     settings: Settings,
     config: LoaderConfig,
-    counts: ThreadPoolExecutor,
+    cut: SourceCut,
     *,
     tables: list[str] | None,
     full_refresh: bool,
@@ -938,7 +955,7 @@ def _run_load(
                 result,
                 export_dir,
                 loaded_at,
-                counts,
+                cut,
                 backfill_window,
                 progress,
                 hooks=raw_counts,
@@ -1014,7 +1031,7 @@ def repair_ranges(
             result,
             export_dir,
             datetime.now(UTC),
-            None,  # a repair is reconciled by its caller, not by counts
+            SourceCut(),  # a repair is reconciled by its caller, not by counts
             ranges,
             progress,
         )

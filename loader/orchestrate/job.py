@@ -17,6 +17,7 @@ from loader import warehouse
 from loader.config import PROJECT_ROOT, Settings
 from loader.db import connect_raw
 from loader.errors import ExitCode
+from loader.extract.cut import SnapshotHolder
 from loader.extract.pipeline import LoadResult, run_load
 from loader.extract.reconcile import reconciled_label
 from loader.extract.tables import LoaderConfig, load_config
@@ -43,6 +44,7 @@ class RunState:
     full_tests: bool = False  # test every row even when a previous build stands
     tests_since: str | None = None  # the build tested only what changed since then
     run_id: str = ""
+    cut: SnapshotHolder | None = None  # the source snapshot every load wave exports from
     interrupted_run: str | None = None  # a run whose dbt build was killed before its end
 
 
@@ -95,10 +97,19 @@ def pipeline_tasks(
 ) -> list[Task]:
     tasks: list[Task] = []
 
-    def load(tables: list[str]) -> Callable[[], int]:
+    def load(tables: list[str], last: bool) -> Callable[[], int]:
         def fn() -> int:
-            result = run_load(settings, config, tables=tables)
+            # every wave exports from one source snapshot, taken by the first wave that runs
+            # and held through the last (or the run's end: run_job closes it), so raw is the
+            # source at one instant; it is not held through dbt, which would keep the
+            # source's vacuum from cleaning up behind it
+            if state.cut is None:
+                state.cut = SnapshotHolder(settings.source)
+            result = run_load(settings, config, tables=tables, holder=state.cut)
             state.loads.append(result)
+            if last:
+                state.cut.close()
+                state.cut = None
             return result.rows_extracted
 
         return fn
@@ -107,7 +118,8 @@ def pipeline_tasks(
     load_names = []
     for n, wave in enumerate(waves, start=1):
         name = f"load_wave_{n}"
-        tasks.append(Task(name, load(wave), deps=previous, tables=wave, inputs={"tables": wave}))
+        tasks.append(Task(name, load(wave, last=n == len(waves)), deps=previous, tables=wave,
+                          inputs={"tables": wave}))
         previous = (name,)
         load_names.append(name)
 
@@ -298,6 +310,8 @@ def run_job(
         status, error = "failed", f"{type(exc).__name__}: {exc}"
         raise
     finally:
+        if state.cut is not None:
+            state.cut.close()
         summary = summarise(state, outcomes, time.monotonic() - t0)
         try:
             log.event(

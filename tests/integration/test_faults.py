@@ -367,3 +367,58 @@ def test_a_warehouse_killed_mid_run_exits_3_and_the_run_is_marked_crashed():
     finally:
         warehouse.stop(s)
         shutil.rmtree(home, ignore_errors=True)
+
+
+def commit_customer_with_order(s, n: int) -> None:
+    """One source transaction: a new customer and an order of theirs."""
+    _execute(s.source, f"""
+        with c as (
+            insert into marketplace.customers select (jsonb_populate_record(
+                null::marketplace.customers, to_jsonb(t) || jsonb_build_object(
+                    'customer_id', (select max(customer_id) + 1 from marketplace.customers),
+                    'email', 'cut-{n}@example.com', 'updated_at', now()))).*
+            from marketplace.customers t where customer_id = 1
+            returning customer_id)
+        insert into marketplace.orders select (jsonb_populate_record(
+            null::marketplace.orders, to_jsonb(o) || jsonb_build_object(
+                'order_id', (select max(order_id) + 1 from marketplace.orders),
+                'customer_id', (select customer_id from c), 'updated_at', now()))).*
+        from marketplace.orders o where order_id = 1""")
+
+
+def test_one_load_is_one_cut_of_the_source(settings, elt_env, tmp_path, monkeypatch):
+    """Customers load in the first wave, orders in the second: transactions that write a
+    customer and their order together, committed between the waves and during an export,
+    reach raw whole or not at all, and whole with the next load."""
+    from loader.extract.cut import SnapshotHolder
+    from loader.orchestrate.job import waves_for
+
+    s, _ = fresh(settings, elt_env, tmp_path, "cut", scale=0.002)
+    config = load_config(s.tables_config)
+    run_load(s, config)
+    real_export = pipeline._export
+    during: list[int] = []
+
+    def export_after_a_commit(*args, **kwargs):
+        if args[2].name == "orders" and not during:
+            during.append(1)
+            commit_customer_with_order(s, 2)
+        return real_export(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "_export", export_after_a_commit)
+    with SnapshotHolder(s.source) as holder:
+        for n, wave in enumerate(waves_for(s, config)):
+            run_load(s, config, tables=wave, holder=holder)
+            if n == 0:
+                commit_customer_with_order(s, 1)
+    assert during, "no commit during the orders export"
+    orphans = """select count(*) from raw_marketplace.orders o where not exists
+                 (select from raw_marketplace.customers c where c.customer_id = o.customer_id)"""
+    emails = "select count(*) from raw_marketplace.customers where email like 'cut-%'"
+    assert query(s.warehouse, orphans) == [(0,)], "an order arrived without its customer"
+    assert query(s.warehouse, emails) == [(0,)], "a customer arrived without their order"
+    monkeypatch.undo()
+    run_load(s, config)
+    assert query(s.warehouse, emails) == [(2,)]
+    assert query(s.warehouse, orphans) == [(0,)]
+    assert_raw_equals_source(s, config)
