@@ -422,3 +422,35 @@ def test_one_load_is_one_cut_of_the_source(settings, elt_env, tmp_path, monkeypa
     assert query(s.warehouse, emails) == [(2,)]
     assert query(s.warehouse, orphans) == [(0,)]
     assert_raw_equals_source(s, config)
+
+
+def test_rows_written_by_clocks_hours_or_days_behind_arrive_with_the_next_load(
+    settings, elt_env, tmp_path
+):
+    s, _ = fresh(settings, elt_env, tmp_path, "skew", scale=0.002)
+    config = load_config(s.tables_config)
+    run_load(s, config)
+    for table in ("orders", "payments"):  # the watermarks reach now
+        commit_a_copy_of_row_one(s, table, table[:-1] + "_id", NOW)
+    run_load(s, config)
+    # an application server whose clock runs 3 hours behind, another 3 days behind: inserts
+    # and updates in timestamp mode, far behind the watermark and its 15-minute lag
+    for behind, order_id in (("3 hours", 10), ("3 days", 11)):
+        commit_a_copy_of_row_one(s, "orders", "order_id",
+                                 f", 'updated_at', now() - interval '{behind}'")
+        _execute(s.source, f"update marketplace.orders set status = 'skewed {behind}', "
+                           f"updated_at = now() - interval '{behind}' where order_id = {order_id}")
+    _execute(s.source, "update marketplace.payments set amount = amount + 1, "
+                       "updated_at = now() - interval '3 days' where payment_id = 12")
+    result = run_load(s, config)
+    assert result.tables["orders"].caught_up == 4 and result.tables["payments"].caught_up == 1
+    assert all(r.reconciled for r in result.tables.values())
+    assert_raw_equals_source(s, config)  # same keys, same values of every column
+    state = table_states(make_pipeline(s, config))["orders"]
+    assert state["learned_lag_s"] >= 3 * 86400, "the table learned how far its clocks lag"
+    # the learned window now holds such rows: they come with the export itself
+    _execute(s.source, "update marketplace.orders set status = 'late again', "
+                       "updated_at = now() - interval '2 days' where order_id = 13")
+    again = run_load(s, config)
+    assert again.tables["orders"].caught_up == 0 and again.tables["orders"].rows_extracted == 1
+    assert_raw_equals_source(s, config)
