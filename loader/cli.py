@@ -115,6 +115,12 @@ def _print_load(result) -> None:
             f"{r.raw_rows if r.raw_rows is not None else '-':>10}  {ok}"
         )
     for r in result.tables.values():
+        if r.caught_up:
+            _echo(f"  {r.table}: {r.caught_up} row(s) written behind the window (clock skew up "
+                  f"to {r.skew_s or 0:.0f}s) were found by their xmin and loaded")
+        if r.repaired or r.remaining:
+            _echo(f"  {r.table}: the repair after the load moved {r.repaired} row(s)"
+                  + (f"; {len(r.remaining)} key range(s) still differ" if r.remaining else ""))
         if r.future_rows:
             _echo(
                 f"  {r.table}: {r.future_rows} row(s) dated after the source's clock, key(s) "
@@ -130,19 +136,27 @@ def _print_load(result) -> None:
 def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
     from loader import warehouse
     from loader.extract.pipeline import run_load
+    from loader.extract.settle import Unreconciled, settle
     from loader.orchestrate.history import exclusive
 
     warehouse.ensure_running(settings)
+    config = _loader_config(settings)
     with exclusive(settings.warehouse):
         result = run_load(
             settings,
-            _loader_config(settings),
+            config,
             tables=args.tables or None,
             full_refresh=args.full_refresh,
             progress=_progress,
         )
+        try:
+            settle(settings, config, result, _progress)
+        except Unreconciled as exc:
+            _print_load(result)
+            print(f"elt: error: {exc}", file=sys.stderr)
+            return ExitCode.FAILED
     _print_load(result)
-    return 0 if all(r.reconciled is not False for r in result.tables.values()) else 1
+    return ExitCode.SUCCESS
 
 
 def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
@@ -243,6 +257,8 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.simulate_days < 0:
         raise CliError(f"--simulate-days {args.simulate_days} must be 0 or more")
+    if args.deep_every is not None and args.deep_every < 0:
+        raise CliError(f"--deep-every {args.deep_every} must be 0 (never) or more")
     if not args.scale > 0:  # checked even when the source exists and the scale is unused
         raise CliError(f"--scale {args.scale:g} must be above 0 (1 = 100k customers, 1M orders)")
     # take the lock before loading dlt, dbt and pandas: a second run is refused at once
@@ -254,7 +270,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
     return run_job(settings, simulate_days=args.simulate_days, scale=args.scale,
                    retry_failed=args.retry_failed, full_tests=args.full_tests, echo=_echo,
-                   lock=lock)
+                   lock=lock, deep_every=args.deep_every)
 
 
 def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
@@ -396,6 +412,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run the dbt tests on every row (by default, after a successful build, the "
         "row-by-row tests check only the rows written since)",
+    )
+    run.add_argument(
+        "--deep-every",
+        type=int,
+        default=None,
+        metavar="N",
+        help="compare every table with the source by checksums (elt reconcile --deep) every "
+        "N runs, this one included when due; 0: never (default ELT_DEEP_RECONCILE_EVERY, 7)",
     )
     run.set_defaults(func=cmd_run)
 

@@ -122,6 +122,9 @@ class Settings:
     tables_config: Path
     dbt_threads: int
     quality: QualitySettings = field(default_factory=QualitySettings)
+    # `elt run` compares every table with the source by checksums (elt reconcile --deep)
+    # every this many runs; 0: never
+    deep_reconcile_every: int = 7
 
     @property
     def embedded(self) -> bool:
@@ -198,6 +201,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         external_warehouse=bool(wh_url),
         tables_config=tables,
         dbt_threads=_int_env(env, "ELT_DBT_THREADS", 4, 1, 64),
+        deep_reconcile_every=_int_env(env, "ELT_DEEP_RECONCILE_EVERY", 7, 0, 10_000),
         quality=_quality_settings(env),
     )
 

@@ -145,6 +145,32 @@ def record_counts(settings: Settings, config: LoaderConfig, load_id: str | None,
         conn.close()
 
 
+def record_settled(settings: Settings, result) -> None:
+    """A table's counts after the repair that followed its load (settle.py), as a row of
+    ops.load_reconciliation: the latest row per table is what `elt status` shows."""
+    conn = connect_raw(settings.warehouse)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(
+                """insert into ops.load_reconciliation (load_id, table_name, mode, action,
+                   rows_extracted, source_rows, raw_rows, matched, dead_letters)
+                   values (null, %s, %s, 'repair', %s, %s, %s, %s, %s)""",
+                (result.table, result.mode, result.repaired, result.source_rows,
+                 result.raw_rows, result.reconciled, result.dead_letters),
+            )
+    finally:
+        conn.close()
+
+
+def raw_count(settings: Settings, config: LoaderConfig, table: str) -> int:
+    """The raw table's row count, as its statement triggers keep it (row_counts.py)."""
+    conn = connect_raw(settings.warehouse, autocommit=True)
+    try:
+        return row_counts.count(conn, config.dataset, table)
+    finally:
+        conn.close()
+
+
 def record_deletes(
     settings: Settings,
     table: str,
@@ -278,13 +304,13 @@ def deep_reconcile(
                 settings, config, spec, [(d.key_from, d.key_to) for d in diffs], progress=progress
             )
         if repair:
-            _recount(settings, config.dataset, spec.name)
+            recount(settings, config.dataset, spec.name)
         found.extend(diffs)
-        _record_deep(settings, diffs, repaired=repair)
+        record_deep(settings, diffs, repaired=repair)
     return found
 
 
-def _recount(settings: Settings, dataset: str, table: str) -> None:
+def recount(settings: Settings, dataset: str, table: str) -> None:
     """Set the table's kept row count (row_counts) from count(*) again: a deep reconcile reads
     every row anyway, and this clears whatever went past disabled triggers."""
     conn = connect_raw(settings.warehouse, autocommit=True)
@@ -298,7 +324,7 @@ def _recount(settings: Settings, dataset: str, table: str) -> None:
         conn.close()
 
 
-def _record_deep(settings: Settings, diffs: list[BucketDiff], repaired: bool) -> None:
+def record_deep(settings: Settings, diffs: list[BucketDiff], repaired: bool) -> None:
     if not diffs:
         return
     ensure_ops_schema(settings)

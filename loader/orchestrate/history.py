@@ -181,6 +181,27 @@ def interrupted_build(endpoint: Endpoint) -> str | None:
     return rows[0][0] if rows else None
 
 
+def last_finished_status(endpoint: Endpoint) -> str | None:
+    """The status of the newest run that is not running (success, failed or crashed)."""
+    rows = _execute(
+        endpoint,
+        "select status from ops.pipeline_runs where status <> 'running' "
+        "order by started_at desc limit 1",
+    )
+    return rows[0][0] if rows else None
+
+
+def runs_since_deep_check(endpoint: Endpoint) -> int:
+    """Runs since the last one that compared every table by checksums (all runs if none)."""
+    rows = _execute(
+        endpoint,
+        "select count(*) from ops.pipeline_runs where started_at > coalesce((select max("
+        "started_at) from ops.pipeline_runs where (summary->>'deep_reconciled')::boolean), "
+        "'-infinity')",
+    )
+    return int(rows[0][0])
+
+
 def finish_run(
     endpoint: Endpoint, run_id: str, status: str, error: str | None, summary: dict
 ) -> None:

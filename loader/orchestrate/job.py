@@ -20,12 +20,22 @@ from loader.errors import ExitCode
 from loader.extract.cut import SnapshotHolder
 from loader.extract.pipeline import LoadResult, run_load
 from loader.extract.reconcile import reconciled_label
+from loader.extract.settle import settle
 from loader.extract.tables import LoaderConfig, load_config
 from loader.orchestrate import history
 from loader.orchestrate.dbt import run_dbt, target_path, test_results
 from loader.orchestrate.graph import foreign_keys, load_waves, table_graph
 from loader.orchestrate.logs import RunLog
-from loader.orchestrate.runner import FAILED, SUCCESS, Task, TaskOutcome, run_dag, task_graph
+from loader.orchestrate.notify import RunAlert, send_run_alert
+from loader.orchestrate.runner import (
+    FAILED,
+    SKIPPED,
+    SUCCESS,
+    Task,
+    TaskOutcome,
+    run_dag,
+    task_graph,
+)
 from loader.source import simulator
 
 
@@ -45,6 +55,7 @@ class RunState:
     tests_since: str | None = None  # the build tested only what changed since then
     run_id: str = ""
     cut: SnapshotHolder | None = None  # the source snapshot every load wave exports from
+    deep_reconcile: bool = False  # compare every table by checksums after its load
     interrupted_run: str | None = None  # a run whose dbt build was killed before its end
 
 
@@ -110,6 +121,8 @@ def pipeline_tasks(
             if last:
                 state.cut.close()
                 state.cut = None
+            # raw = source, or the task fails naming the tables: dbt never builds on it
+            settle(settings, config, result, deep=state.deep_reconcile)
             return result.rows_extracted
 
         return fn
@@ -235,8 +248,11 @@ def run_job(
     stream: TextIO | None = None,
     base_delay: float = 1.0,
     lock: history.RunLock | None = None,
+    deep_every: int | None = None,
 ) -> int:
     """The whole job, once, under the run lock (taken here unless the caller holds it).
+    Every `deep_every` runs (default: settings.deep_reconcile_every; 0: never) the loads
+    compare every table with the source by checksums and repair what differs.
     Returns the process exit code."""
     t0 = time.monotonic()
     if lock is None:
@@ -254,10 +270,16 @@ def run_job(
     args = {"simulate_days": simulate_days, "scale": scale, "retry_failed": retry_failed,
             "full_tests": full_tests}
     state = RunState(dbt_project_hash=dbt_project_hash(), full_tests=full_tests, run_id=run_id)
+    every = settings.deep_reconcile_every if deep_every is None else deep_every
     outcomes: dict[str, TaskOutcome] = {}
     error = None
+    previous_status = None
     try:
-        history.start_run(settings.warehouse, run_id, args)
+        state.deep_reconcile = every > 0 and history.runs_since_deep_check(
+            settings.warehouse
+        ) >= every
+        history.start_run(settings.warehouse, run_id, args)  # marks dead runs crashed
+        previous_status = history.last_finished_status(settings.warehouse)
         log.event("run started", status="running")
 
         def on_attempt(task, attempt, status, started, finished, rows, err):
@@ -326,8 +348,43 @@ def run_job(
             history.finish_run(settings.warehouse, run_id, status, error, summary)
         finally:
             lock.release()
+            _alert_run(settings, run_id, status, error, outcomes, previous_status, log)
     print_summary(run_id, status, summary, settings, echo)
     return exit_code(outcomes)
+
+
+def _alert_run(
+    settings: Settings,
+    run_id: str,
+    status: str,
+    error: str | None,
+    outcomes: dict[str, TaskOutcome],
+    previous_status: str | None,
+    log: RunLog,
+) -> None:
+    """Every failed run alerts, whatever failed; the first good run after a failed (or
+    crashed) one says the pipeline recovered. Never raises."""
+    recovered = status == "success" and previous_status in ("failed", "crashed")
+    if status != "failed" and not recovered:
+        return
+    failed = {o.task.name: o.error or "" for o in outcomes.values() if o.status == FAILED}
+    if status == "failed" and not failed:
+        failed = {"run": error or "the run ended with an error"}
+    alert = RunAlert(
+        run_id,
+        "failed" if status == "failed" else "recovered",
+        failed,
+        [name for name, o in outcomes.items() if o.status == SKIPPED],
+        settings.quality.report_url or str(settings.quality.reports_dir / "quality.html"),
+    )
+    try:
+        sent = send_run_alert(settings, alert)
+    except Exception as exc:  # noqa: BLE001 - alerting never changes the run's outcome
+        sent = {"all": f"failed: {exc}"}
+    if sent:
+        log.event(f"run alert ({alert.status}): "
+                  + "; ".join(f"{channel} {state}" for channel, state in sent.items()),
+                  status=alert.status, level="info" if "failed" not in str(sent) else "error")
 
 
 def exit_code(outcomes: dict[str, TaskOutcome]) -> ExitCode:
@@ -349,6 +406,8 @@ def summarise(state: RunState, outcomes: dict[str, TaskOutcome], seconds: float)
                 "reconciled": r.reconciled,
                 "dead_letters": r.dead_letters,
                 "future_keys": r.future_keys,
+                "caught_up": r.caught_up,
+                "repaired": r.repaired,
             }
     return {
         "seconds": round(seconds, 1),
@@ -363,6 +422,7 @@ def summarise(state: RunState, outcomes: dict[str, TaskOutcome], seconds: float)
         "dbt_built_at": state.dbt_built_at,
         "tests_since": state.tests_since,
         "after_interrupted_build": state.interrupted_run,
+        "deep_reconciled": state.deep_reconcile,
         "freshness_ok": state.freshness_ok,
         "quality": state.report.summary() if state.report is not None else None,
         "report": str(state.report.html_path) if state.report is not None else None,
@@ -380,6 +440,9 @@ def print_summary(
             ok = reconciled_label(t["reconciled"])
             echo(f"  {name:<12} {t['extracted']:>10,} {t['raw_rows'] or 0:>10,}  {ok}")
         for name, t in summary["tables"].items():
+            if t.get("caught_up") or t.get("repaired"):
+                echo(f"  {name}: {t.get('caught_up', 0)} row(s) caught up behind the window, "
+                     f"{t.get('repaired', 0)} repaired after the load")
             if t.get("future_keys"):
                 echo(f"  {name}: rows dated after the source's clock, key(s) "
                      f"{', '.join(t['future_keys'])}: correct them at the source")

@@ -61,7 +61,7 @@ def _where(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
 
 
-def _post_json(url: str, payload: dict[str, Any]) -> None:
+def post_json(url: str, payload: dict[str, Any]) -> None:
     request = urllib.request.Request(
         url,
         data=json.dumps(payload, default=str).encode(),
@@ -150,7 +150,7 @@ def email_message(
     return msg
 
 
-def _send_email(settings: Settings, msg: EmailMessage) -> None:
+def send_email(settings: Settings, msg: EmailMessage) -> None:
     q = settings.quality
     try:
         with smtplib.SMTP(q.smtp_host, q.smtp_port, timeout=TIMEOUT_S) as smtp:
@@ -212,11 +212,11 @@ def send_alerts(settings: Settings, report: QualityReport) -> AlertOutcome:
                 continue
             try:
                 if channel == "slack":
-                    _post_json(q.slack_webhook_url, slack_payload(report, fresh, link))
+                    post_json(q.slack_webhook_url, slack_payload(report, fresh, link))
                 elif channel == "webhook":
-                    _post_json(q.webhook_url, webhook_payload(report, fresh, link))
+                    post_json(q.webhook_url, webhook_payload(report, fresh, link))
                 else:
-                    _send_email(settings, email_message(settings, report, fresh, link))
+                    send_email(settings, email_message(settings, report, fresh, link))
             except RuntimeError as exc:
                 outcome.channels[channel] = f"failed: {exc}"
                 continue
