@@ -14,13 +14,31 @@
     }) }}
 {%- endmacro %}
 
+{#- The hooks that write shared catalog state (roles, grants, the quality tables) take this
+    transaction-scoped advisory lock first, so two dbt invocations apply them one after the
+    other: GRANTs on the same catalog rows at the same time fail with "tuple concurrently
+    updated". The key is not `elt run`'s (loader/orchestrate/history.py, 7432001), which a
+    session holds for a whole run while dbt builds. -#}
+{% macro project_hook_lock() -%}
+    pg_advisory_xact_lock(7432002)
+{%- endmacro %}
+
+{#- dbt runs the project hooks on `dbt source freshness` too (flag
+    source_freshness_run_project_hooks, on by default since 1.10), where flags.WHICH is
+    'freshness'. Freshness builds nothing, so roles and grants wait for a command that does
+    (`elt run` starts freshness beside its build). -#}
+{% macro hook_builds_relations() -%}
+    {{ return(flags.WHICH not in ['freshness']) }}
+{%- endmacro %}
+
 {% macro create_roles() -%}
-    {%- if not var('manage_roles', true) -%}
+    {%- if not var('manage_roles', true) or not hook_builds_relations() -%}
         select 1
     {%- else -%}
         {%- set roles = role_names() -%}
         do $$
         begin
+            perform {{ project_hook_lock() }};
             if (select rolsuper or rolcreaterole from pg_roles where rolname = current_user) then
                 {%- for role in roles.values() %}
                 if not exists (select from pg_roles where rolname = '{{ role }}') then
@@ -34,7 +52,7 @@
 {%- endmacro %}
 
 {% macro grant_role_privileges() -%}
-    {%- if not var('manage_roles', true) -%}
+    {%- if not var('manage_roles', true) or not hook_builds_relations() -%}
         select 1
     {%- else -%}
         {%- set roles = role_names() -%}
@@ -48,6 +66,7 @@
             reporter text := '{{ roles.reporter }}';
             s text;
         begin
+            perform {{ project_hook_lock() }};
             if (select count(*) from pg_roles
                 where rolname in (loader, transformer, reporter)) < 3 then
                 raise notice 'roles % % % missing: grants skipped', loader, transformer, reporter;

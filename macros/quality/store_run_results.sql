@@ -2,7 +2,8 @@
     dbt invocation goes into quality.dbt_results, and the invocation into
     quality.dbt_invocations, in one statement batch (one round trip, no per-node queries), so
     the hook costs milliseconds. `elt report` reads these tables; retention is applied there.
-    Set var store_quality_results: false to skip it. -#}
+    It runs on `dbt source freshness` too, serialised with the other invocations' hooks by
+    project_hook_lock() (macros/roles.sql). Set var store_quality_results: false to skip it. -#}
 
 {% macro quality_sql_literal(value) -%}
     {%- if value is none -%}
@@ -49,6 +50,9 @@
         {%- for result in results if result.node is defined and result.node.unique_id -%}
             {%- do rows.append(quality_result_row(result)) -%}
         {%- endfor -%}
+        {#- one implicit transaction (a batch of statements): the lock is held to its end;
+            two invocations creating the tables at once would collide in the catalog #}
+        select {{ project_hook_lock() }};
         create schema if not exists quality;
         create table if not exists quality.dbt_invocations (
             invocation_id text primary key,

@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -260,6 +261,75 @@ def test_raw_equals_clean_plus_quarantined_for_every_table(built: Project) -> No
 def test_source_freshness_passes_after_a_load(built: Project) -> None:
     result = built.dbt("source", "freshness")
     assert "PASS=6" in result.stdout or result.stdout.count("PASS freshness") == 6
+
+
+def compiled_hooks(target: Path) -> list[str]:
+    """The project hooks (on-run-start, on-run-end) as the last invocation into `target`
+    rendered them."""
+    hooks = target / "compiled" / "marketplace" / "dbt_project.yml" / "hooks"
+    return [path.read_text() for path in sorted(hooks.glob("*.sql"))]
+
+
+def test_concurrent_invocations_never_collide_on_the_project_hooks(
+    built: Project, tmp_path: Path
+) -> None:
+    """`elt run` starts `dbt source freshness` beside its build, and people run dbt by hand.
+    Freshness skips the roles and grants, and the hooks that write shared catalog state take
+    a transaction-scoped advisory lock: GRANTs on the same catalog rows at once failed with
+    "tuple concurrently updated" (on the old hooks: about one round in two of the dbt runs
+    below, and half of the hook executions from four sessions below)."""
+    commands = [
+        ("run", "--select", "stg_marketplace__bids"),  # fires every hook of a build
+        ("source", "freshness"),
+        ("source", "freshness"),
+    ]
+    for _ in range(2):
+        procs = [
+            subprocess.Popen(
+                [str(DBT), *args],
+                cwd=PROJECT_ROOT,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                env={
+                    **built.env,
+                    "DBT_TARGET_PATH": str(tmp_path / f"target{n}"),
+                    "DBT_LOG_PATH": str(tmp_path / f"logs{n}"),
+                },
+            )
+            for n, args in enumerate(commands)
+        ]
+        for proc in procs:
+            out = proc.communicate()[0]
+            assert "concurrently updated" not in out, out[-3000:]
+            assert proc.returncode == 0, f"{' '.join(proc.args[1:])}:\n{out[-3000:]}"
+    assert not any("grant " in hook for hook in compiled_hooks(tmp_path / "target1"))
+
+    # the hooks as the build rendered them, from four sessions at once: the collision made
+    # likely instead of left to timing
+    hooks = compiled_hooks(tmp_path / "target0")
+    assert len(hooks) == 3 and any("grant " in hook for hook in hooks)
+    errors: list[str] = []
+
+    def session() -> None:
+        conn = connect_raw(built.warehouse, autocommit=True)
+        try:
+            with conn.cursor() as cur:
+                for _ in range(5):
+                    for hook in hooks:
+                        try:
+                            cur.execute(hook)
+                        except psycopg2.Error as exc:
+                            errors.append(str(exc).strip())
+        finally:
+            conn.close()
+
+    sessions = [threading.Thread(target=session) for _ in range(4)]
+    for thread in sessions:
+        thread.start()
+    for thread in sessions:
+        thread.join()
+    assert errors == []
 
 
 def test_unit_tests_run_and_pass(built: Project) -> None:
