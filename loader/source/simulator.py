@@ -24,8 +24,16 @@ BASE_ROWS = {"customers": 100_000, "products": 50_000, "orders": 1_000_000, "bid
 MAX_SCALE = 20.0
 MIN_SCALE = 0.0001
 HISTORY_DAYS = 730
-# the history ends this many days before today, so `advance` has room before "now"
+# the history ends this many days before today, so `advance` has room before "now": it
+# ends at 00:00 UTC of the day 30 days ago, its last day is the day before, and `advance`
+# can simulate the 30 whole days from that day to yesterday
 DEFAULT_HEADROOM_DAYS = 30
+
+# Days are UTC days. The simulated clock is 00:00 UTC after sim.state.sim_day, the last day
+# simulated: every business timestamp (registered_at, ordered_at, paid_at, placed_at, a
+# product's created_at) lies before it, and it never passes the real clock, the source's
+# now(). A day can be simulated once it is over (see sim.advance_day).
+UTC_TODAY = "select (now() at time zone 'UTC')::date"
 
 
 class SimulatorError(UserError, ValueError):
@@ -79,14 +87,26 @@ def init(
     force: bool = False,
     progress: Callable[[str], None] = lambda _: None,
 ) -> dict[str, int]:
-    """Create the operational schema and generate its history; returns rows per table."""
+    """Create the operational schema and generate its history; returns rows per table.
+
+    The history covers the HISTORY_DAYS days before `config.end_date` (default: the day
+    DEFAULT_HEADROOM_DAYS days ago): it ends at 00:00 UTC of that day, which is the first day
+    `advance` simulates; sim.state.sim_day records the history's last day, the day before.
+    An end date after today (UTC, by the source's clock) is refused: the history would be
+    dated in the future."""
     config.validate()
     if is_initialised(endpoint) and not force:
         raise SimulatorError(
             f"the source {endpoint.display} is already initialised; "
             "run `elt source advance` to add days, or `elt source init --force` to rebuild it"
         )
-    end = config.end_date or date.today() - timedelta(days=DEFAULT_HEADROOM_DAYS)
+    today = _utc_today(endpoint)
+    end = config.end_date or today - timedelta(days=DEFAULT_HEADROOM_DAYS)
+    if end > today:
+        raise SimulatorError(
+            f"end date {end} is in the future (today is {today} UTC): the history ends at "
+            f"00:00 UTC of the end date, so use {today} or earlier"
+        )
     start = end - timedelta(days=HISTORY_DAYS)
     conn = connect_raw(endpoint)
     try:
@@ -101,7 +121,8 @@ def init(
             cur.execute(_sql("advance.sql"))
             cur.execute(
                 "insert into sim.state (seed, scale, dirty_rate, sim_day) values (%s, %s, %s, %s)",
-                (config.seed, config.scale, config.dirty_rate, end),
+                # the last day of the history: `advance` goes on from the day after it
+                (config.seed, config.scale, config.dirty_rate, end - timedelta(days=1)),
             )
             n = {k: max(1, round(v * config.scale)) for k, v in BASE_ROWS.items()}
             window = (f"{start} 00:00+00", f"{end} 00:00+00")
@@ -142,7 +163,17 @@ def init(
 def advance(
     endpoint: Endpoint, days: int, *, progress: Callable[[str], None] = lambda _: None
 ) -> list[dict]:
-    """Simulate `days` days of activity, one transaction per day; returns each day's counts."""
+    """Simulate `days` days of activity, one transaction per day; returns each day's counts.
+
+    The first day simulated is the day after sim.state.sim_day (after `init`, the day after
+    the history's last day), and each call goes on from where the previous one stopped, so
+    no day is skipped or simulated twice. Only days that are over can be simulated, the
+    last one is yesterday (UTC, by the source's clock), so no business timestamp is ever
+    after now(). A request for more days than are left is refused whole, before any day is
+    simulated, with a SimulatorError that says how many days are left: `advance N`
+    simulates N days or none, never fewer while reporting success, so a scheduler
+    (`elt run --simulate-days N`) can rely on it. sim.advance_day refuses a day that is not
+    over as well, should the clock read here be wrong."""
     if not 1 <= days <= 366:
         raise SimulatorError(f"days {days} is out of range: advance by 1 to 366 days at a time")
     if not is_initialised(endpoint):
@@ -150,11 +181,18 @@ def advance(
             f"the source {endpoint.display} has no marketplace yet: run `elt source init` first"
         )
     sim_day = date.fromisoformat(str(state(endpoint)["sim_day"]))
-    if sim_day + timedelta(days=days) > date.today():
-        room = max(0, (date.today() - sim_day).days)
+    today = _utc_today(endpoint)
+    left = max(0, (today - sim_day).days - 1)
+    if days > left:
+        more = (
+            f"advance at most {left} day(s) now (up to {today - timedelta(days=1)})"
+            if left
+            else "no day is left to simulate until tomorrow"
+        )
         raise SimulatorError(
-            f"advancing {days} day(s) from {sim_day} would date orders in the future "
-            f"(today is {date.today()}); advance at most {room} day(s), or rebuild with "
+            f"cannot advance {days} day(s): the source is simulated up to {sim_day} and only "
+            f"whole days up to yesterday can be simulated (today is {today} UTC), so {left} "
+            f"day(s) are left and none were simulated; {more}, or rebuild it with "
             "`elt source init --force --end-date` further in the past"
         )
     conn = connect_raw(endpoint)
@@ -174,7 +212,16 @@ def advance(
                 f"{day['retracted_bids']} retracted bids in {time.monotonic() - t0:.1f}s"
             )
     except psycopg2.Error as exc:
-        raise SimulatorError(f"advance failed: {str(exc).strip()}") from exc
+        diag = exc.diag
+        reason = (
+            diag.message_primary + (f"; {diag.message_hint}" if diag.message_hint else "")
+            if diag.message_primary
+            else " ".join(str(exc).split())
+        )
+        raise SimulatorError(
+            f"advance failed after {len(out)} of {days} day(s) were simulated and committed: "
+            f"{reason}"
+        ) from exc
     finally:
         conn.close()
     return out
@@ -190,6 +237,17 @@ def counts(endpoint: Endpoint) -> dict[str, int]:
             )
             found = dict(cur.fetchall())
             return {name: int(found[name]) for name in TABLES}
+    finally:
+        conn.close()
+
+
+def _utc_today(endpoint: Endpoint) -> date:
+    """Today's UTC date by the source's clock, the clock the simulated one must not pass."""
+    conn = connect_raw(endpoint)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(UTC_TODAY)
+            return cur.fetchone()[0]
     finally:
         conn.close()
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from datetime import timedelta
+
 import pytest
 
 from loader.source import simulator
@@ -22,6 +25,21 @@ def dirty_source(settings):
     started = query(endpoint, "select clock_timestamp()")[0][0]
     days = simulator.advance(endpoint, 3)
     return endpoint, before, days, started
+
+
+# the newest business timestamp of every table; {clock} is a timestamptz literal to
+# compare with
+LATEST_BUSINESS_TIMESTAMP = """
+select 'customers.registered_at', max(registered_at) from marketplace.customers
+union all select 'products.created_at', max(created_at) from marketplace.products
+union all select 'orders.ordered_at', max(ordered_at) from marketplace.orders
+union all select 'payments.paid_at', max(paid_at) from marketplace.payments
+union all select 'bids.placed_at', max(placed_at) from marketplace.bids
+"""
+
+
+def latest_business_timestamps(endpoint) -> dict:
+    return dict(query(endpoint, LATEST_BUSINESS_TIMESTAMP))
 
 
 BUSINESS_HASH = """
@@ -174,9 +192,141 @@ def test_bad_simulator_input_is_rejected(settings):
     create_database(settings, "sim_empty")
     with pytest.raises(SimulatorError, match="run `elt source init` first"):
         simulator.advance(settings.source.with_database("sim_empty"), 1)
+    endpoint = settings.source.with_database("sim_empty")
+    today = query(endpoint, "select (now() at time zone 'UTC')::date")[0][0]
+    with pytest.raises(SimulatorError, match=f"end date {today + timedelta(days=1)} is in the "
+                       f"future.*use {today} or earlier"):
+        simulator.init(endpoint, SimConfig(scale=0.001, end_date=today + timedelta(days=1)))
+    assert not simulator.is_initialised(endpoint)
 
 
 def test_advance_refuses_to_date_rows_in_the_future(dirty_source):
     endpoint, *_ = dirty_source
-    with pytest.raises(SimulatorError, match="would date orders in the future"):
+    with pytest.raises(SimulatorError, match=r"cannot advance 366 day\(s\).*none were simulated"):
         simulator.advance(endpoint, 366)
+
+
+@pytest.fixture(scope="module")
+def history_only(settings):
+    """A small source straight after init with SIM_END, before any advance."""
+    create_database(settings, "sim_history")
+    endpoint = settings.source.with_database("sim_history")
+    simulator.init(endpoint, SimConfig(scale=SCALE, seed=7, dirty_rate=RATE, end_date=SIM_END))
+    return endpoint
+
+
+def test_history_ends_where_its_state_says(history_only):
+    """The history fills the days before SIM_END, its last day is SIM_END - 1, sim.state says
+    so, and no business timestamp (a payment neither) is at or after 00:00 of SIM_END."""
+    endpoint = history_only
+    assert simulator.state(endpoint)["sim_day"] == str(SIM_END - timedelta(days=1))
+    newest = dict(query(endpoint, """
+        select 'orders', max(ordered_at)::date from marketplace.orders
+        union all select 'bids', max(placed_at)::date from marketplace.bids"""))
+    assert newest == {"orders": SIM_END - timedelta(days=1), "bids": SIM_END - timedelta(days=1)}
+    clock = query(endpoint, "select %s::timestamp at time zone 'UTC'", (SIM_END,))[0][0]
+    late = {k: v for k, v in latest_business_timestamps(endpoint).items() if v >= clock}
+    assert not late, f"history rows dated at or after its end {clock}: {late}"
+
+
+def test_advance_starts_the_day_after_the_history_and_skips_none(dirty_source):
+    """The history's newest business date + 1 day is the first advanced day; three advanced
+    days are the three days after it, one each, and sim.state ends on the last."""
+    endpoint, _, days, started = dirty_source
+    first = SIM_END  # the history's last day is SIM_END - 1 (test above)
+    expected = [first + timedelta(days=i) for i in range(3)]
+    assert [d["sim_day"] for d in days] == [str(d) for d in expected]
+    assert simulator.state(endpoint)["sim_day"] == str(expected[-1])
+    history_newest = query(endpoint, """
+        select (select max(ordered_at)::date from marketplace.orders where created_at < %(t)s),
+               (select max(placed_at)::date from marketplace.bids where created_at < %(t)s)""",
+        {"t": started})[0]
+    assert history_newest == (first - timedelta(days=1), first - timedelta(days=1))
+    # the rows written by advance: bids and on-time orders are dated on the advanced days,
+    # every one of them, nothing after; late orders come up to 5 days before their day
+    dated = dict(query(endpoint, """
+        select 'bids', array_agg(distinct placed_at::date order by placed_at::date)
+        from marketplace.bids where created_at >= %(t)s
+        union all
+        select 'orders', array_agg(distinct ordered_at::date order by ordered_at::date)
+        from marketplace.orders where created_at >= %(t)s and ordered_at >= %(first)s
+        union all
+        select 'customers', array_agg(distinct registered_at::date order by registered_at::date)
+        from marketplace.customers where created_at >= %(t)s""",
+        {"t": started, "first": first}))
+    assert dated["bids"] == expected
+    assert dated["orders"] == expected
+    assert set(dated["customers"]) <= set(expected)
+    oldest_late = query(endpoint, """select min(ordered_at)::date from marketplace.orders
+                                     where created_at >= %s""", (started,))[0][0]
+    assert first - timedelta(days=5) <= oldest_late < first
+    clock = query(endpoint, "select (%s::date + 1)::timestamp at time zone 'UTC'",
+                  (expected[-1],))[0][0]
+    ahead = {k: v for k, v in latest_business_timestamps(endpoint).items() if v >= clock}
+    assert not ahead, f"rows dated after the simulated clock {clock}: {ahead}"
+
+
+@pytest.fixture(scope="module")
+def default_source(settings):
+    """A small source built with the default end date (DEFAULT_HEADROOM_DAYS before today)."""
+    create_database(settings, "sim_default")
+    endpoint = settings.source.with_database("sim_default")
+    simulator.init(endpoint, SimConfig(scale=0.002, seed=5))
+    return endpoint
+
+
+def snapshot(endpoint) -> tuple:
+    return (simulator.state(endpoint), simulator.counts(endpoint),
+            query(endpoint, "select coalesce(max(change_id), 0) from cdc.change_log")[0][0])
+
+
+def test_advance_never_passes_the_real_clock(default_source):
+    """A fresh default source advances 3 x 10 days up to yesterday with no business timestamp
+    after now(); asking for more days than are left is refused whole and says how many are
+    left; the day function itself refuses a day that is not over."""
+    endpoint = default_source
+    today = query(endpoint, "select (now() at time zone 'UTC')::date")[0][0]
+    headroom = simulator.DEFAULT_HEADROOM_DAYS
+    assert simulator.state(endpoint)["sim_day"] == str(today - timedelta(days=headroom + 1))
+
+    before = snapshot(endpoint)
+    with pytest.raises(SimulatorError, match=rf"cannot advance {headroom + 1} day\(s\).* "
+                       rf"{headroom} day\(s\) are left and none were simulated; "
+                       rf"advance at most {headroom} day\(s\)"):
+        simulator.advance(endpoint, headroom + 1)
+    assert snapshot(endpoint) == before, "a refused advance simulated something"
+
+    simulated = []
+    for _ in range(3):
+        simulated += [d["sim_day"] for d in simulator.advance(endpoint, 10)]
+    assert simulated == [str(today - timedelta(days=headroom - i)) for i in range(30)]
+    assert simulator.state(endpoint)["sim_day"] == str(today - timedelta(days=1))
+    now, midnight = query(endpoint, """select now(),
+                                       (now() at time zone 'UTC')::date::timestamp
+                                       at time zone 'UTC'""")[0]
+    ahead = {k: v for k, v in latest_business_timestamps(endpoint).items() if v >= midnight}
+    assert not ahead, f"rows dated today or later (now() is {now}): {ahead}"
+    assert max(latest_business_timestamps(endpoint).values()) <= now
+
+    before = snapshot(endpoint)
+    with pytest.raises(SimulatorError, match=r"0 day\(s\) are left and none were simulated; "
+                       r"no day is left to simulate until tomorrow"):
+        simulator.advance(endpoint, 1)
+    assert snapshot(endpoint) == before
+
+
+def test_the_day_function_refuses_a_day_that_is_not_over(default_source, monkeypatch):
+    """Should advance read a clock a day ahead, sim.advance_day refuses today on its own, and
+    the error is one line."""
+    endpoint = default_source
+    today = query(endpoint, "select (now() at time zone 'UTC')::date")[0][0]
+    monkeypatch.setattr(simulator, "_utc_today", lambda _: today + timedelta(days=2))
+    with pytest.raises(SimulatorError) as refused:
+        for _ in range(simulator.DEFAULT_HEADROOM_DAYS + 1):
+            simulator.advance(endpoint, 1)
+    message = str(refused.value)
+    assert "\n" not in message
+    assert re.search(rf"advance failed after 0 of 1 day\(s\) .*: cannot simulate {today} before "
+                     r"it is over: it ends at .*; the last day that can be simulated is "
+                     r"yesterday", message), message
+    assert simulator.state(endpoint)["sim_day"] == str(today - timedelta(days=1))

@@ -1,4 +1,7 @@
 -- One simulated day of marketplace activity. Called once per day, each in its own transaction.
+-- The day is the one after sim.state.sim_day (a UTC day); its business timestamps lie in
+-- it (late orders days before it, payments before its end), and it must be over: the
+-- simulated clock, 00:00 UTC after the day, never passes now().
 
 create function sim.advance_day() returns jsonb
 language plpgsql as $$
@@ -17,8 +20,14 @@ declare
 begin
     update sim.state set sim_day = sim_day + 1, days_run = days_run + 1;
     select * into s from sim.state;
-    day_start := s.sim_day::timestamptz;
+    day_start := s.sim_day::timestamp at time zone 'UTC';
     day_end := day_start + interval '1 day';
+    if day_end > now() then
+        raise exception 'cannot simulate % before it is over: it ends at % UTC and now() is %',
+            s.sim_day, day_end at time zone 'UTC', now() at time zone 'UTC'
+            using errcode = 'data_exception',
+                  hint = 'the last day that can be simulated is yesterday (UTC)';
+    end if;
     k := s.days_run * 100000;
     n_cust := greatest(1, round(100000 * s.scale * 0.002));
     n_prod := greatest(1, round(50000 * s.scale * 0.002));
@@ -64,7 +73,7 @@ begin
     counts := counts || jsonb_build_object('status_changes', made);
     perform sim.gen_payments(
         (select coalesce(min(order_id), 0) from marketplace.orders where status = 'paid'),
-        (select coalesce(max(order_id), 0) from marketplace.orders));
+        (select coalesce(max(order_id), 0) from marketplace.orders), day_end);
 
     -- address changes (SCD2 material) and price changes
     update marketplace.customers as c set

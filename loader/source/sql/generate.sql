@@ -139,8 +139,8 @@ begin
 end
 $$;
 
--- Orders with their items and payments, ordered between t0 and t1.
--- late_days > 0 back-dates the business timestamps: rows that arrive late.
+-- Orders with their items and payments, ordered between t0 and t1; statuses and payments
+-- are as of as_of, the simulated clock (t1, or later for orders that arrive late).
 create function sim.gen_orders(
     first_order_id bigint, n bigint, t0 timestamptz, t1 timestamptz, as_of timestamptz
 ) returns bigint language plpgsql as $$
@@ -215,13 +215,15 @@ begin
            sim.written_at(ordered_at), sim.written_at(ordered_at)
     from new_items;
 
-    perform sim.gen_payments(first_order_id, first_order_id + n - 1);
+    perform sim.gen_payments(first_order_id, first_order_id + n - 1, as_of);
     return n;
 end
 $$;
 
 -- One payment per order that left 'pending'; payment_id = order_id. Some do not add up.
-create function sim.gen_payments(lo bigint, hi bigint) returns bigint
+-- A payment comes 1 to 121 minutes after its order, but never at or after as_of, the
+-- simulated clock: an order placed shortly before it is paid within the time left.
+create function sim.gen_payments(lo bigint, hi bigint, as_of timestamptz) returns bigint
 language plpgsql as $$
 declare
     s sim.state;
@@ -242,7 +244,10 @@ begin
                       else 'completed' end,
         case when sim.rnd(s.seed, o.order_id, 98) < s.dirty_rate / 5
             then o.ordered_at - interval '2 hours'  -- paid before it was ordered
-            else o.ordered_at + interval '1 minute' * (1 + sim.rnd(s.seed, o.order_id, 42) * 120)
+            when o.ordered_at + interval '1 minute' * (1 + sim.rnd(s.seed, o.order_id, 42) * 120)
+                 < as_of
+            then o.ordered_at + interval '1 minute' * (1 + sim.rnd(s.seed, o.order_id, 42) * 120)
+            else o.ordered_at + (as_of - o.ordered_at) * sim.rnd(s.seed, o.order_id, 42)
         end,
         sim.written_at(o.ordered_at),
         sim.written_at(o.ordered_at)
