@@ -21,7 +21,8 @@
 
 {#- Increments re-validate the bids loaded since the newest here, and those whose product or
     bidder was re-validated since: a price change reloads the product, so its bids are
-    compared again (macros/incremental.sql). -#}
+    compared again (macros/incremental.sql), and those set aside as dated in the future
+    (macros/validation.sql). -#}
 
 -- depends_on: {{ ref('customers_snapshot') }}
 
@@ -68,6 +69,11 @@ bids as (
                         built.bidder_id in (
                             {{ closed_since('customers_snapshot', 'customer_id', cutoff) }}
                         )
+                    union
+                    -- a row dated in the future is checked again until its time comes
+                    select built.bid_id
+                    from {{ previous }} as built
+                    where built.quarantine_reason = 'date_in_future'
                 )
             )
     {%- endif %}
@@ -106,6 +112,7 @@ validated as (
         coalesce(price_at_bid.price, products.price) as product_price_at_bid,
         case
             when bids.bid_amount is null or bids.bid_amount <= 0 then 'non_positive_amount'
+            when {{ is_dated_in_future('bids.placed_at') }} then 'date_in_future'
             when products.product_id is null then 'product_not_found'
             when products.quarantine_reason is not null then 'product_quarantined'
             when bidders.customer_id is null then 'bidder_not_found'

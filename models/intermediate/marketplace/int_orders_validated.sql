@@ -19,7 +19,8 @@
 }}
 
 {#- Increments re-validate the orders loaded since the newest here, and those whose customer
-    was re-validated since (macros/incremental.sql). -#}
+    was re-validated since (macros/incremental.sql), and those set aside as dated in the
+    future (macros/validation.sql). -#}
 
 -- depends_on: {{ ref('customers_snapshot') }}
 
@@ -53,6 +54,11 @@ orders as (
                         built.customer_id in (
                             {{ closed_since('customers_snapshot', 'customer_id', cutoff) }}
                         )
+                    union
+                    -- a row dated in the future is checked again until its time comes
+                    select built.order_id
+                    from {{ previous }} as built
+                    where built.quarantine_reason = 'date_in_future'
                 )
             )
     {%- endif %}
@@ -67,6 +73,7 @@ validated as (
         orders.*,
         case
             when orders.total_amount < 0 then 'negative_total_amount'
+            when {{ is_dated_in_future('orders.ordered_at') }} then 'date_in_future'
             when customers.customer_id is null then 'customer_not_found'
             when customers.quarantine_reason is not null then 'customer_quarantined'
         end as quarantine_reason

@@ -19,7 +19,8 @@
 }}
 
 {#- Increments re-validate the payments loaded since the newest here, and those whose order
-    was re-validated since (macros/incremental.sql). -#}
+    was re-validated since (macros/incremental.sql), and those set aside as dated in the
+    future (macros/validation.sql). -#}
 
 {%- set previous = previous_build() if is_incremental() else none %}
 {#- one compile-time query for the cutoff, however often it is used below #}
@@ -50,6 +51,11 @@ payments as (
                     select built.payment_id
                     from {{ previous }} as built
                     where built.order_id = any(array({{ tombstoned_keys('orders', cutoff) }}))
+                    union
+                    -- a row dated in the future is checked again until its time comes
+                    select built.payment_id
+                    from {{ previous }} as built
+                    where built.quarantine_reason = 'date_in_future'
                 )
             )
     {%- endif %}
@@ -64,6 +70,7 @@ validated as (
         payments.*,
         case
             when payments.amount is null or payments.amount <= 0 then 'non_positive_amount'
+            when {{ is_dated_in_future('payments.paid_at') }} then 'date_in_future'
             when orders.order_id is null then 'order_not_found'
             when orders.quarantine_reason is not null then 'order_quarantined'
         end as quarantine_reason
