@@ -356,7 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--end-date",
         type=date.fromisoformat,
         default=None,
-        help="last day of the history, YYYY-MM-DD (default: 30 days ago)",
+        help="the history ends where this day begins (its last day is the day before), "
+        "YYYY-MM-DD (default: 30 days ago); `source advance` simulates from this day on",
     )
     init.add_argument("--force", action="store_true", help="drop and rebuild an existing source")
     adv = src_sub.add_parser("advance", help="simulate days of activity")

@@ -55,9 +55,13 @@ def _settle_table(
         progress(f"{spec.name}: cannot repair automatically: {exc}")
         return
     if diffs:
-        result.repaired = repair_ranges(
-            settings, config, spec, [(d.key_from, d.key_to) for d in diffs], progress
-        )
+        try:
+            result.repaired = repair_ranges(
+                settings, config, spec, [(d.key_from, d.key_to) for d in diffs], progress
+            )
+        except Exception as exc:  # noqa: BLE001 - the table stays unreconciled, said below
+            result.repair_error = f"{type(exc).__name__}: {str(exc).strip()[:500]}"
+            progress(f"{spec.name}: the repair failed: {result.repair_error}")
         reconcile.recount(settings, config.dataset, spec.name)
     left = reconcile.compare(settings, config, spec)
     reconcile.record_deep(settings, diffs, repaired=True)
@@ -74,4 +78,5 @@ def _difference(result: TableResult) -> str:
     return (
         f"{result.table}: source {result.source_rows} rows, raw {result.raw_rows}"
         + (f", {ranges} key range(s) differ" if ranges else "")
+        + (f" (the repair failed: {result.repair_error})" if result.repair_error else "")
     )
