@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from loader.config import PROJECT_ROOT, load_settings
+from loader.config import load_settings
 from loader.extract import pipeline, reconcile
 from loader.extract.pipeline import make_pipeline, run_load, table_states
 from loader.extract.tables import load_config
@@ -165,55 +165,9 @@ def test_null_and_repeated_keys_go_to_dead_letters_and_the_rest_loads(
     assert run_load(s, config).tables["events"].reconciled
 
 
-def _config_with(tmp_path, orders: str) -> str:
-    text = (PROJECT_ROOT / "loader" / "extract" / "tables.yml").read_text()
-    text = text.replace(
-        "  orders:\n    primary_key: order_id\n    mode: timestamp\n    cursor: updated_at\n",
-        orders,
-    )
-    path = tmp_path / "tables.yml"
-    path.write_text(text)
-    return str(path)
-
-
-@pytest.mark.parametrize(
-    ("case", "expected"),
-    [
-        ("unknown_table", "source table marketplace.nope does not exist"),
-        ("missing_key", "order_uuid not in source table marketplace.orders"),
-        ("missing_cursor", "changed_on not in source table marketplace.orders"),
-        ("bad_host", "cannot connect to postgresql://postgres@no-such-host.invalid"),
-        ("wrong_database", 'database "no_such_db" does not exist'),
-        ("wrong_user", 'role "nobody_here" does not exist'),
-    ],
-)
-def test_bad_input_prints_one_line_with_the_fix_and_exits_2(
-    settings, elt_env, tmp_path, case, expected
-):
-    s, env = fresh(settings, elt_env, tmp_path, "badin", scale=0.001)
-    port = elt_env["ELT_PG_PORT"]
-    orders = {
-        "unknown_table": "  nope:\n    primary_key: id\n    mode: full\n",
-        "missing_key": "  orders:\n    primary_key: order_uuid\n    mode: timestamp\n"
-                       "    cursor: updated_at\n",
-        "missing_cursor": "  orders:\n    primary_key: order_id\n    mode: timestamp\n"
-                          "    cursor: changed_on\n",
-    }
-    if case in orders:
-        env["ELT_TABLES_CONFIG"] = _config_with(tmp_path, orders[case])
-    elif case == "bad_host":
-        env["ELT_SOURCE_URL"] = "postgresql://postgres@no-such-host.invalid:5432/x"
-    elif case == "wrong_database":
-        env["ELT_SOURCE_URL"] = f"postgresql://postgres@127.0.0.1:{port}/no_such_db"
-    else:
-        env["ELT_SOURCE_URL"] = f"postgresql://nobody_here@127.0.0.1:{port}/badin_src"
-    done = elt(env, "load")
-    assert done.returncode == 2, done.stderr[-3000:]
-    assert "Traceback" not in done.stderr
-    lines = [line for line in done.stderr.splitlines() if not line.startswith("  · ")]
-    assert len(lines) == 1, done.stderr
-    assert expected in lines[0]
-    assert any(word in lines[0] for word in ("tables.yml", "ELT_SOURCE_URL", "check"))
+# Bad input (a table, key or cursor not in the source, refused connections): exit 2 and one
+# line, checked by the fault-injection script (tests/fault_injection.py, short form in
+# test_fault_injection.py).
 
 
 def test_exit_codes_tell_a_lost_warehouse_from_bad_input(settings, elt_env, tmp_path):
