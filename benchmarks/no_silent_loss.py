@@ -33,8 +33,8 @@ from loader.extract.tables import load_config  # noqa: E402
 
 MARTS = ("daily_revenue", "monthly_active_users", "fct_orders", "fct_order_items",
          "fct_payments", "fct_bids", "dim_customers", "dim_products")
-# columns a build writes with its own clock, not data
-BOOKKEEPING = ("_validated_at", "_dbt_built_at")
+# when the loader and the build wrote a row: bookkeeping, not data
+BOOKKEEPING = ("_validated_at", "_loaded_at")
 
 
 def _settings(name: str, src: str, wh: str):
