@@ -203,6 +203,37 @@ def bad_inputs(env: dict[str, str], settings) -> list[str]:
     return lines
 
 
+def consecutive_runs(runs: int, scale: float, seed: int, echo=print) -> dict:
+    """`elt run --simulate-days 1`, `runs` times in a row, dbt build and freshness side by
+    side each time: how many runs failed, and how many dbt logs mention a catalog race
+    ('tuple concurrently updated')."""
+    home = Path(tempfile.mkdtemp(prefix="elt-runs-"))
+    from tests.conftest import free_port
+
+    env = {"ELT_HOME": str(home), "ELT_PG_PORT": str(free_port()), "ELT_ENV": "dev",
+           "DBT_TARGET_PATH": str(home / "target"), "DBT_LOG_PATH": str(home / "dbt-logs")}
+    settings = load_settings(env)
+    warehouse.start(settings)
+    failed, races, t0 = [], 0, time.monotonic()
+    try:
+        end = (datetime.now(UTC) - timedelta(days=runs + 2)).date()
+        simulator.init(settings.source, simulator.SimConfig(scale=scale, seed=seed, end_date=end))
+        for n in range(runs):
+            done = elt(env, "run", "--simulate-days", "1" if n else "0")
+            logs = "".join(p.read_text(errors="replace") for p in home.rglob("dbt.log"))
+            races = logs.count("tuple concurrently updated")
+            if done.returncode != 0:
+                failed.append(f"run {n + 1}: exit {done.returncode}: {done.stderr[-300:]}")
+            summary = json.loads(elt(env, "status", "--json").stdout)["runs"]["last"][0]
+            echo(f"run {n + 1}/{runs}: exit {done.returncode}, {summary['status']}, "
+                 f"{summary['duration_s']:.0f}s; races in dbt logs so far: {races}")
+    finally:
+        warehouse.stop(settings)
+        shutil.rmtree(home, ignore_errors=True)
+    return {"runs": runs, "failed": failed, "races": races,
+            "seconds": round(time.monotonic() - t0)}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=30)
@@ -210,7 +241,15 @@ def main() -> int:
     parser.add_argument("--scale", type=float, default=0.02)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--consecutive-runs", type=int, default=0, metavar="N",
+                        help="instead: N elt runs in a row, counting failures and races")
     args = parser.parse_args()
+    if args.consecutive_runs:
+        summary = consecutive_runs(args.consecutive_runs, args.scale, args.seed)
+        print(json.dumps(summary))
+        if args.json:
+            args.json.write_text(json.dumps(summary, indent=2) + "\n")
+        return 0 if not summary["failed"] and not summary["races"] else 1
     summary = run_faults(args.kills, args.server_kills, args.scale, args.seed)
     if args.json:
         args.json.write_text(json.dumps(summary, indent=2) + "\n")
