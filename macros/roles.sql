@@ -1,10 +1,12 @@
 {#- Least-privilege roles, created and granted by the project (issue: roles and grants).
-      loader      writes the raw schemas only (and may create them);
-      transformer reads raw and owns/writes the dbt schemas;
+      loader      writes the raw schemas and its bookkeeping in ops (and may create schemas);
+      transformer reads raw (and the loader's tombstones in ops), owns and writes the dbt
+                  schemas and quality;
       reporter    reads the marts only.
     The roles are NOLOGIN groups: grant them to real login users (`grant reporter to bi_user`).
-    Creating roles needs CREATEROLE; without it (a locked-down prod) creation is skipped and
-    only the grants run. Set var manage_roles: false to leave roles and grants alone. -#}
+    Creating roles needs CREATEROLE; without it (a locked-down prod) creation is skipped, and so
+    are the grants (a user that may not manage roles cannot grant on others' objects either).
+    Set var manage_roles: false to leave roles and grants alone. -#}
 
 {% macro role_names() -%}
     {{ return({
@@ -51,6 +53,12 @@
     {%- endif -%}
 {%- endmacro %}
 
+{#- Grants, default privileges (tables created later, by this user or by a member of the
+    role that writes the schema, are readable at once by the role that reads it: a raw table
+    recreated by `elt load --full-refresh`, a mart rebuilt by a transformer user) and, run by
+    a superuser, ownership: dbt replaces its relations on every build, which only their owner
+    may, so the dbt schemas' relations go to transformer, and raw's and ops' to loader (a full
+    refresh drops its tables, an upgrade of the ops DDL replaces its functions). -#}
 {% macro grant_role_privileges() -%}
     {%- if not var('manage_roles', true) or not hook_builds_relations() -%}
         select 1
@@ -58,13 +66,20 @@
         {%- set roles = role_names() -%}
         {%- set raw_schemas = var('raw_schemas', ['raw_marketplace', 'raw_marketplace_staging']) -%}
         {%- set dbt_schemas = ['staging', 'intermediate', 'quarantine', 'marts', 'snapshots',
-                               'reference', 'test_failures', target.schema] -%}
+                               'reference', 'test_failures', 'quality', target.schema] -%}
         do $$
         declare
             loader text := '{{ roles.loader }}';
             transformer text := '{{ roles.transformer }}';
             reporter text := '{{ roles.reporter }}';
+            raw_schemas text[] := array[{% for s in raw_schemas %}'{{ s }}'{{ ", " if not loop.last }}{% endfor %}];
+            dbt_schemas text[] := array[{% for s in dbt_schemas %}'{{ s }}'{{ ", " if not loop.last }}{% endfor %}];
+            is_superuser boolean;
             s text;
+            writer text;
+            writer_id oid;
+            creator text;
+            obj record;
         begin
             perform {{ project_hook_lock() }};
             if (select count(*) from pg_roles
@@ -72,34 +87,99 @@
                 raise notice 'roles % % % missing: grants skipped', loader, transformer, reporter;
                 return;
             end if;
+            select rolsuper into is_superuser from pg_roles where rolname = current_user;
+            if not (select rolsuper or rolcreaterole from pg_roles where rolname = current_user)
+            then
+                raise notice '% may not manage roles: grants skipped (a DBA applies them)',
+                    current_user;
+                return;
+            end if;
             execute format('grant connect on database %I to %I, %I, %I',
                            current_database(), loader, transformer, reporter);
-            -- the loader creates its raw schemas itself (dlt), so it may create schemas
-            execute format('grant create on database %I to %I', current_database(), loader);
-            foreach s in array array[{% for schema in raw_schemas %}'{{ schema }}'{{ ", " if not loop.last }}{% endfor %}] loop
-                if exists (select from pg_namespace where nspname = s) then
-                    execute format('grant usage, create on schema %I to %I', s, loader);
-                    execute format('grant all on all tables in schema %I to %I', s, loader);
+            -- each writer creates its own schemas: dlt the raw ones and ops, dbt its schemas
+            execute format('grant create on database %I to %I, %I',
+                           current_database(), loader, transformer);
+
+            foreach s in array raw_schemas || array['ops'] || dbt_schemas loop
+                continue when not exists (select from pg_namespace where nspname = s);
+                writer := case when s = any(dbt_schemas) then transformer else loader end;
+                select oid into writer_id from pg_roles where rolname = writer;
+
+                if is_superuser then
+                    if (select nspowner <> writer_id from pg_namespace
+                        where nspname = s) then
+                        execute format('alter schema %I owner to %I', s, writer);
+                    end if;
+                    -- indexes and owned sequences follow their table
+                    for obj in
+                        select c.relname, c.relkind from pg_class c
+                        where c.relnamespace = to_regnamespace(s)
+                            and c.relkind in ('r', 'p', 'v', 'm', 'f')
+                            and c.relowner <> writer_id
+                    loop
+                        execute format('alter %s %I.%I owner to %I',
+                            case obj.relkind when 'v' then 'view'
+                                when 'm' then 'materialized view'
+                                when 'f' then 'foreign table' else 'table' end,
+                            s, obj.relname, writer);
+                    end loop;
+                    for obj in
+                        select p.oid::regprocedure as fn from pg_proc p
+                        where p.pronamespace = to_regnamespace(s)
+                            and p.proowner <> writer_id
+                    loop
+                        execute format('alter routine %s owner to %I', obj.fn, writer);
+                    end loop;
+                end if;
+
+                execute format('grant usage, create on schema %I to %I', s, writer);
+                execute format('grant all on all tables in schema %I to %I', s, writer);
+                execute format('grant all on all sequences in schema %I to %I', s, writer);
+                if s = any(dbt_schemas) then
+                    execute format('revoke all on schema %I from %I', s, loader);
+                    execute format('revoke all on all tables in schema %I from %I', s, loader);
+                else
+                    -- raw, and the loader's tombstones in ops, are the transformer's input
                     execute format('grant usage on schema %I to %I', s, transformer);
-                    execute format('grant select on all tables in schema %I to %I', s, transformer);
+                    execute format('grant select on all tables in schema %I to %I',
+                                   s, transformer);
+                end if;
+                if s = 'marts' then
+                    execute format('grant usage on schema %I to %I', s, reporter);
+                    execute format('grant select on all tables in schema %I to %I', s, reporter);
+                else
                     execute format('revoke all on schema %I from %I', s, reporter);
                     execute format('revoke all on all tables in schema %I from %I', s, reporter);
                 end if;
-            end loop;
-            foreach s in array array[{% for schema in dbt_schemas %}'{{ schema }}'{{ ", " if not loop.last }}{% endfor %}] loop
-                if exists (select from pg_namespace where nspname = s) then
-                    execute format('grant usage, create on schema %I to %I', s, transformer);
-                    execute format('grant all on all tables in schema %I to %I', s, transformer);
-                    execute format('revoke all on schema %I from %I', s, loader);
-                    execute format('revoke all on all tables in schema %I from %I', s, loader);
-                    if s = 'marts' then
-                        execute format('grant usage on schema %I to %I', s, reporter);
-                        execute format('grant select on all tables in schema %I to %I', s, reporter);
+
+                -- tables created later: by this user, the writer role or one of its members
+                -- (default privileges go by the creating role; login users create as themselves)
+                for creator in
+                    select current_user::text
+                    union
+                    select r.rolname::text from pg_roles r
+                    where r.rolname = writer and pg_has_role(current_user, r.oid, 'usage')
+                    union
+                    select r.rolname::text from pg_auth_members m
+                    inner join pg_roles r on m.member = r.oid
+                    where m.roleid = writer_id
+                        and pg_has_role(current_user, r.oid, 'usage')
+                loop
+                    execute format(
+                        'alter default privileges for role %I in schema %I '
+                        'grant all on tables to %I', creator, s, writer);
+                    if s = any(dbt_schemas) then
+                        if s = 'marts' then
+                            execute format(
+                                'alter default privileges for role %I in schema %I '
+                                'grant select on tables to %I', creator, s, reporter);
+                        end if;
                     else
-                        execute format('revoke all on schema %I from %I', s, reporter);
-                        execute format('revoke all on all tables in schema %I from %I', s, reporter);
+                        execute format(
+                            'alter default privileges for role %I in schema %I '
+                            'grant select on tables to %I', creator, s, transformer);
                     end if;
-                end if;
+                end loop;
             end loop;
         end
         $$
