@@ -65,8 +65,13 @@
     {%- else -%}
         {%- set roles = role_names() -%}
         {%- set raw_schemas = var('raw_schemas', ['raw_marketplace', 'raw_marketplace_staging']) -%}
-        {%- set dbt_schemas = ['staging', 'intermediate', 'quarantine', 'marts', 'snapshots',
-                               'reference', 'test_failures', 'quality', target.schema] -%}
+        {#- the dbt schemas as this target names them (macros/generate_schema_name.sql) -#}
+        {%- set dbt_schemas = ['quality'] -%}
+        {%- for custom in ['staging', 'intermediate', 'quarantine', 'marts', 'snapshots',
+                           'reference', 'test_failures', none] -%}
+            {%- do dbt_schemas.append(generate_schema_name(custom, none) | trim) -%}
+        {%- endfor -%}
+        {%- set marts = generate_schema_name('marts', none) | trim -%}
         do $$
         declare
             loader text := '{{ roles.loader }}';
@@ -144,7 +149,7 @@
                     execute format('grant select on all tables in schema %I to %I',
                                    s, transformer);
                 end if;
-                if s = 'marts' then
+                if s = '{{ marts }}' then
                     execute format('grant usage on schema %I to %I', s, reporter);
                     execute format('grant select on all tables in schema %I to %I', s, reporter);
                 else
@@ -169,7 +174,7 @@
                         'alter default privileges for role %I in schema %I '
                         'grant all on tables to %I', creator, s, writer);
                     if s = any(dbt_schemas) then
-                        if s = 'marts' then
+                        if s = '{{ marts }}' then
                             execute format(
                                 'alter default privileges for role %I in schema %I '
                                 'grant select on tables to %I', creator, s, reporter);
