@@ -214,6 +214,58 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if not args.no_repair else 1
 
 
+def cmd_deadletters(args: argparse.Namespace, settings: Settings) -> int:
+    from loader import warehouse
+    from loader.extract import dead_letters
+    from loader.orchestrate.history import exclusive
+
+    warehouse.ensure_running(settings)
+    if args.action in ("list", "show"):
+        if args.action == "show":
+            found = dead_letters.letters(settings, letter_id=args.id)
+            if not found:
+                raise CliError(f"no dead letter {args.id}: `elt deadletters list --all` shows "
+                               "every one")
+            letter = found[0]
+            for name in ("dead_letter_id", "table_name", "row_key", "load_id", "created_at",
+                         "attempts", "resolution", "error"):
+                _echo(f"{name:<15} {getattr(letter, name)}")
+            _echo("row_image       " + json.dumps(letter.row_image, indent=2, default=str))
+            return ExitCode.SUCCESS
+        found = dead_letters.letters(settings, args.table, resolved=args.all)
+        if not found:
+            _echo("no dead letters" + ("" if args.all else " pending"))
+            return ExitCode.SUCCESS
+        _echo(f"  {'id':>6} {'table':<12} {'key':<12} {'tries':>5}  {'state':<22} error")
+        for lt in found:
+            state = lt.resolution or "pending"
+            error = lt.error.strip().splitlines()[0][:70] if lt.error else ""
+            _echo(f"  {lt.dead_letter_id:>6} {lt.table_name:<12} {str(lt.row_key):<12} "
+                  f"{lt.attempts:>5}  {state[:22]:<22} {error}")
+        return ExitCode.SUCCESS
+    if args.action == "discard":
+        if not dead_letters.discard(settings, args.id):
+            raise CliError(f"no pending dead letter {args.id}: `elt deadletters list` shows "
+                           "the pending ones")
+        _echo(f"dead letter {args.id} discarded (kept in ops.dead_letters)")
+        return ExitCode.SUCCESS
+    with exclusive(settings.warehouse):  # a replay writes raw
+        result = dead_letters.replay(settings, _loader_config(settings), args.table,
+                                     progress=_progress)
+    tables = sorted(set(result.replayed) | set(result.failing) | set(result.skipped))
+    if not tables:
+        _echo("no dead letters pending: nothing to replay")
+    for table in tables:
+        if table in result.skipped:
+            _echo(f"  {table}: {result.failing.get(table, 0)} still rejected, not replayed: "
+                  f"{result.skipped[table]}")
+            continue
+        _echo(f"  {table}: {result.replayed.get(table, 0)} replayed into raw, "
+              f"{result.gone.get(table, 0)} gone from the source, "
+              f"{result.failing.get(table, 0)} still rejected")
+    return ExitCode.FAILED if any(result.failing.values()) else ExitCode.SUCCESS
+
+
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     from loader import warehouse
     from loader.orchestrate.status import render, run_status
@@ -388,6 +440,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rec.add_argument("--no-repair", action="store_true", help="with --deep: only report")
     rec.set_defaults(func=cmd_reconcile)
+
+    dl = sub.add_parser("deadletters", help="rows set aside by the loader: list, replay")
+    dl_sub = dl.add_subparsers(dest="action", required=True, metavar="ACTION")
+    dl_list = dl_sub.add_parser("list", help="pending dead letters (--all: resolved too)")
+    dl_list.add_argument("table", nargs="?", default=None)
+    dl_list.add_argument("--all", action="store_true", help="also the resolved ones")
+    dl_show = dl_sub.add_parser("show", help="one dead letter with its row and error")
+    dl_show.add_argument("id", type=int)
+    dl_replay = dl_sub.add_parser(
+        "replay", help="once the cause is fixed, extract the rows again by key into raw"
+    )
+    dl_replay.add_argument("table", nargs="?", default=None)
+    dl_discard = dl_sub.add_parser("discard", help="mark one as discarded (it is kept)")
+    dl_discard.add_argument("id", type=int)
+    dl.set_defaults(func=cmd_deadletters)
 
     status = sub.add_parser("status", help="watermarks, last loads and reconciliation")
     status.add_argument("--json", action="store_true", help="print JSON")

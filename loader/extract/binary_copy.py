@@ -164,9 +164,10 @@ class BinaryCopyJob(RunnableLoadJob, HasFollowupJobs):
         table = sql_client.make_qualified_table_name(self.load_table_name)
         try:
             self._copy_file(table)
-        except psycopg2.DataError:
-            # a value the target cannot hold (class 22: bad encoding, out of range): load the
-            # rows that fit and set the others aside, with their error, in ops.dead_letters
+        except (psycopg2.DataError, psycopg2.IntegrityError):
+            # a row the target cannot hold (class 22: bad encoding, out of range; class 23: a
+            # constraint the warehouse adds, such as a CHECK): load the rows that fit and set
+            # the others aside, with their error, in ops.dead_letters
             self._copy_with_dead_letters(table)
         if self._load_table.get("write_disposition") != "merge":
             _table_written(self._load_id, self.load_table_name)  # merges: the SQL job tells

@@ -28,7 +28,7 @@ from psycopg2.extensions import ISOLATION_LEVEL_REPEATABLE_READ
 from loader import children, warehouse
 from loader.config import Settings, UserError
 from loader.db import connect_raw, qualified
-from loader.errors import first_cause
+from loader.errors import causes, first_cause
 from loader.extract import binary_copy, dead_letters, reconcile, row_counts
 from loader.extract.binary_copy import postgres_binary_copy, write_footer
 from loader.extract.catalog import Column, good_key, key_is_enforced, source_columns
@@ -205,8 +205,12 @@ def _hints(spec: TableSpec, columns: list[Column], merge: bool) -> dict:
     return hints
 
 
+# actions that merge chosen rows into raw whatever the table's mode (a full table too)
+BY_ROW_ACTIONS = ("repair", "replay", "catch_up")
+
+
 def _write_disposition(spec: TableSpec, action: str) -> str | dict:
-    if action in ("initial", "full") or spec.mode == "full":
+    if action in ("initial", "full") or (spec.mode == "full" and action not in BY_ROW_ACTIONS):
         return "replace"
     # the change log holds several versions of a key: delete-insert deduplicates them;
     # cursor increments hold one row per key, and upsert measured faster for those
@@ -292,6 +296,11 @@ def _window_conditions(
     elif action == "catch_up":  # rows the count scan found behind the window (by ctid)
         conditions.append(sql.SQL("t.ctid = any(%(ctids)s::tid[])"))
         params.update(ctids=list(window))
+    elif action == "replay":  # dead letters, by key
+        key_type, keys = window
+        conditions.append(sql.SQL("t.{} = any(%(keys)s::text[]::{}[])").format(
+            sql.Identifier(spec.primary_key[0]), sql.SQL(key_type)))
+        params.update(keys=keys)
     elif action == "repair":
         conditions.append(
             sql.SQL("%(ranges)s::int8multirange @> {}::bigint").format(
@@ -667,7 +676,7 @@ def table_resource(
             learned = result.skew_s * LEARNED_LAG_MARGIN + spec.lag.total_seconds()
             if effective_lag(spec, state) < learned:
                 state.update(learned_lag_s=round(learned), learned_at=loaded_at.isoformat())
-        if action not in ("backfill", "repair", "catch_up"):
+        if action not in ("backfill", "repair", "catch_up", "replay"):
             key = "cdc_txid" if spec.mode == "cdc" else "watermark"
             state.update(
                 {k: v for k, v in position.items() if v is not None and k not in FUTURE_FIELDS}
@@ -1113,14 +1122,17 @@ def _catch_up(
         results[table].raw_rows = _index_and_count(settings, config, config.tables[table])
 
 
-def repair_ranges(
+def _reextract(
     settings: Settings,
     config: LoaderConfig,
     spec: TableSpec,
-    ranges: list[tuple[int, int]],
-    progress: Callable[[str], None] = lambda _: None,
-) -> int:
-    """Re-extract the key ranges from the source and delete raw rows the source no longer has."""
+    action: str,
+    window,
+    progress: Callable[[str], None],
+) -> tuple[str | None, TableResult]:
+    """Extract the rows of `window` (key ranges for a repair, keys for a replay) from the
+    source again and merge them into raw; returns the load id and what was extracted. The
+    caller reconciles: these loads count nothing and move no watermark."""
     pipeline = make_pipeline(settings, config)
     _finish_pending(pipeline, progress)
     export_dir = settings.dlt_dir / "exports"
@@ -1134,22 +1146,54 @@ def repair_ranges(
         )
     finally:
         src.close()
-    result = TableResult(spec.name, spec.mode, "repair")
-    pipeline.run(
-        table_resource(
-            settings,
-            config,
-            spec,
-            columns,
-            "repair",
-            result,
-            export_dir,
-            datetime.now(UTC),
-            SourceCut(),  # a repair is reconciled by its caller, not by counts
-            ranges,
-            progress,
+    if action == "replay":
+        key_type = next(c for c in columns if c.name == spec.primary_key[0]).pg_type
+        window = (key_type, list(window))
+    result = TableResult(spec.name, spec.mode, action)
+    try:
+        info = pipeline.run(
+            table_resource(
+                settings, config, spec, columns, action, result, export_dir,
+                datetime.now(UTC), SourceCut(), window, progress,
+            )
         )
-    )
+    except PipelineStepFailed as exc:
+        # nothing of it committed (one merge): leave no package for the next load to retry
+        pipeline.abort_packages()
+        root = causes(exc)[-1]
+        raise LoadError(
+            f"{spec.name}: the {action} failed: {str(root).strip().splitlines()[0]}"
+        ) from exc
+    finally:
+        shutil.rmtree(export_dir, ignore_errors=True)
+    return (info.loads_ids[-1] if info.loads_ids else None), result
+
+
+def reload_keys(
+    settings: Settings,
+    config: LoaderConfig,
+    spec: TableSpec,
+    keys: list[str],
+    progress: Callable[[str], None] = lambda _: None,
+) -> tuple[str | None, int]:
+    """Extract the rows of these keys (of a single-column key) from the source again and
+    merge them into raw: a replay of dead letters. Returns the load id and rows extracted."""
+    if len(spec.primary_key) != 1:
+        raise LoadError(f"{spec.name}: a replay needs a single-column key; run "
+                        f"`elt load --full-refresh {spec.name}` instead")
+    load_id, result = _reextract(settings, config, spec, "replay", keys, progress)
+    return load_id, result.rows_extracted
+
+
+def repair_ranges(
+    settings: Settings,
+    config: LoaderConfig,
+    spec: TableSpec,
+    ranges: list[tuple[int, int]],
+    progress: Callable[[str], None] = lambda _: None,
+) -> int:
+    """Re-extract the key ranges from the source and delete raw rows the source no longer has."""
+    _, result = _reextract(settings, config, spec, "repair", ranges, progress)
     key = spec.primary_key[0]
     multirange = "{" + ",".join(f"[{lo},{hi}]" for lo, hi in ranges) + "}"
     src = connect_raw(settings.source)
@@ -1186,5 +1230,4 @@ def repair_ranges(
         f"{spec.name}: repaired {len(ranges)} key range(s): {result.rows_extracted} rows "
         f"re-extracted, {deleted} rows deleted from raw"
     )
-    shutil.rmtree(export_dir, ignore_errors=True)
     return result.rows_extracted + deleted

@@ -408,3 +408,47 @@ def test_rows_written_by_clocks_hours_or_days_behind_arrive_with_the_next_load(
     again = run_load(s, config)
     assert again.tables["orders"].caught_up == 0 and again.tables["orders"].rows_extracted == 1
     assert_raw_equals_source(s, config)
+
+
+def test_dead_letters_replay_once_the_cause_is_fixed(settings, elt_env, tmp_path):
+    name = "replay"
+    env = make_env(elt_env, tmp_path, name, ELT_TABLES_CONFIG=str(tmp_path / "tables.yml"))
+    create_database(settings, f"{name}_src")
+    create_database(settings, f"{name}_wh")
+    (tmp_path / "tables.yml").write_text(
+        "source_schema: app\ndataset: raw_app\ntables:\n"
+        "  items: {primary_key: item_id, mode: full}\n"
+    )
+    s = load_settings(env)
+    _execute(s.source, """
+        create schema app;
+        create table app.items (item_id bigint primary key, amount numeric(12, 2));
+        insert into app.items select g, g from generate_series(1, 40) g;""")
+    config = load_config(s.tables_config)
+    run_load(s, config)
+    # a rule the warehouse's DBA added: raw rejects the rows that break it
+    _execute(s.warehouse, "alter table raw_app.items add constraint amount_below_1000 "
+                          "check (amount < 1000)")
+    _execute(s.source, "update app.items set amount = 5000 where item_id in (3, 9)")
+    result = run_load(s, config).tables["items"]
+    assert result.dead_letters == 2 and result.raw_rows == 38
+    listed = elt(env, "deadletters", "list")
+    assert listed.returncode == 0 and "violates check constraint" in listed.stdout
+    first = query(s.warehouse, "select min(dead_letter_id) from ops.dead_letters")[0][0]
+    shown = elt(env, "deadletters", "show", str(first))
+    assert '"amount": 5000' in shown.stdout.replace("5000.0", "5000"), shown.stdout
+    refused = elt(env, "deadletters", "replay")  # the cause is still there
+    assert refused.returncode == 1 and "2 still rejected" in refused.stdout, refused.stdout
+    assert query(s.warehouse, "select count(*), max(attempts) from ops.dead_letters "
+                              "where resolved_at is null") == [(2, 2)], "one letter per row"
+    _execute(s.warehouse, "alter table raw_app.items drop constraint amount_below_1000")
+    replayed = elt(env, "deadletters", "replay", "items")
+    assert replayed.returncode == 0 and "2 replayed into raw" in replayed.stdout, replayed.stdout
+    assert_raw_equals_source(s, config)
+    before = query(s.warehouse, "select max(_dlt_load_id), count(*) from raw_app.items")
+    again = elt(env, "deadletters", "replay")
+    assert again.returncode == 0 and "nothing to replay" in again.stdout
+    assert query(s.warehouse, "select max(_dlt_load_id), count(*) from raw_app.items") == before
+    history = query(s.warehouse, "select resolution from ops.dead_letters order by 1")
+    assert [h[0].split(" (")[0] for h in history] == ["replayed", "replayed"]
+    assert elt(env, "deadletters", "discard", str(first)).returncode == 2, "already resolved"
