@@ -16,13 +16,13 @@ from loader.extract import pipeline, reconcile
 from loader.extract.pipeline import make_pipeline, run_load, table_states
 from loader.extract.tables import load_config
 from loader.orchestrate import history, job
-from tests.conftest import create_database, query
+from tests.conftest import query
 from tests.integration.test_loader import (
     _execute,
     assert_raw_equals_source,
     commit_a_copy_of_row_one,
+    custom_source,
     fresh,
-    make_env,
 )
 
 pytestmark = pytest.mark.slow
@@ -125,17 +125,11 @@ def test_a_watermark_poisoned_by_an_older_version_resumes_from_the_source_clock(
 def test_null_and_repeated_keys_go_to_dead_letters_and_the_rest_loads(
     settings, elt_env, tmp_path
 ):
-    name = "badkey"
-    env = make_env(elt_env, tmp_path, name, ELT_TABLES_CONFIG=str(tmp_path / "tables.yml"))
-    create_database(settings, f"{name}_src")
-    create_database(settings, f"{name}_wh")
-    (tmp_path / "tables.yml").write_text(
-        "source_schema: app\ndataset: raw_app\ntables:\n"
-        "  events: {primary_key: event_id, mode: timestamp, cursor: changed_at}\n"
-    )
-    s = load_settings(env)
     # a source whose key is a convention, not a constraint
-    _execute(s.source, """
+    s, _ = custom_source(settings, elt_env, tmp_path, "badkey",
+                         "source_schema: app\ndataset: raw_app\ntables:\n"
+                         "  events: {primary_key: event_id, mode: timestamp, cursor: changed_at}\n",
+                         """
         create schema app;
         create table app.events (event_id bigint, kind text,
                                  changed_at timestamptz not null default now());
@@ -411,16 +405,10 @@ def test_rows_written_by_clocks_hours_or_days_behind_arrive_with_the_next_load(
 
 
 def test_dead_letters_replay_once_the_cause_is_fixed(settings, elt_env, tmp_path):
-    name = "replay"
-    env = make_env(elt_env, tmp_path, name, ELT_TABLES_CONFIG=str(tmp_path / "tables.yml"))
-    create_database(settings, f"{name}_src")
-    create_database(settings, f"{name}_wh")
-    (tmp_path / "tables.yml").write_text(
-        "source_schema: app\ndataset: raw_app\ntables:\n"
-        "  items: {primary_key: item_id, mode: full}\n"
-    )
-    s = load_settings(env)
-    _execute(s.source, """
+    s, env = custom_source(settings, elt_env, tmp_path, "replay",
+                           "source_schema: app\ndataset: raw_app\ntables:\n"
+                           "  items: {primary_key: item_id, mode: full}\n",
+                           """
         create schema app;
         create table app.items (item_id bigint primary key, amount numeric(12, 2));
         insert into app.items select g, g from generate_series(1, 40) g;""")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from loader.config import load_settings
+from loader.config import PROJECT_ROOT, load_settings
 from loader.extract import reconcile
 from loader.extract.pipeline import LoadError, make_pipeline, run_load, table_states
 from loader.extract.tables import TableConfigError, load_config
@@ -40,6 +41,17 @@ def fresh(settings_any, elt_env, tmp_path, name: str, scale: float = 0.005, **ex
     create_database(settings_any, f"{name}_wh")
     s = load_settings(env)
     simulator.init(s.source, SimConfig(scale=scale, seed=11, end_date=SIM_END))
+    return s, env
+
+
+def custom_source(settings_any, elt_env, tmp_path, name: str, tables_yml: str, ddl: str):
+    """A hand-made source (`ddl`) listed by its own `tables_yml`, and an empty warehouse."""
+    env = make_env(elt_env, tmp_path, name, ELT_TABLES_CONFIG=str(tmp_path / "tables.yml"))
+    create_database(settings_any, f"{name}_src")
+    create_database(settings_any, f"{name}_wh")
+    (tmp_path / "tables.yml").write_text(tables_yml)
+    s = load_settings(env)
+    _execute(s.source, ddl)
     return s, env
 
 
@@ -389,37 +401,50 @@ def test_unknown_table_is_named(loaded):
         config.select(["nope"])
 
 
+def readme_dlt_commands() -> tuple[list[str], str]:
+    """The README's dlt CLI lines, with .venv/bin/ pointing at this interpreter's, and its
+    DLT_DATA_DIR export."""
+    text = (PROJECT_ROOT / "README.md").read_text()
+    bin_dir = f"{Path(sys.executable).parent}/"
+    lines = [
+        line.replace(".venv/bin/", bin_dir, 1)
+        for line in text.splitlines()
+        if line.startswith(".venv/bin/dlt pipeline")
+    ]
+    export = re.search(r"`(export DLT_DATA_DIR=[^`]+)`", text)
+    assert export, "README no longer says how to set DLT_DATA_DIR"
+    return lines, export.group(1)
+
+
 def test_status_and_dlt_cli_see_the_pipeline(loaded):
+    """The README's dlt commands work as written from the project root, wherever ELT_HOME
+    puts the pipeline (here a temporary directory, not .elt)."""
     s, env, config, _ = loaded
     from loader.extract.status import loader_status
 
     rows = {r.table: r for r in loader_status(s, config)}
     assert rows["orders"].mode == "timestamp" and rows["orders"].watermark
     assert rows["orders"].rows_in_raw == rows["orders"].source_rows
-    dlt_cli = Path(sys.executable).with_name("dlt")
-    info = subprocess.run(
-        [
-            str(dlt_cli),
-            "pipeline",
-            "--pipelines-dir",
-            str(s.dlt_dir / "pipelines"),
-            "marketplace",
-            "info",
-        ],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **env},
-        timeout=120,
-    )
-    assert info.returncode == 0, info.stderr
-    assert "raw_marketplace" in info.stdout
-    trace = subprocess.run(
-        [str(dlt_cli), "pipeline", "--pipelines-dir", str(s.dlt_dir / "pipelines"),
-         "marketplace", "trace"],
-        capture_output=True, text=True, env={**os.environ, **env}, timeout=120,
-    )
-    assert trace.returncode == 0, trace.stderr
-    assert "Step load COMPLETED" in trace.stdout
+    assert env["ELT_HOME"] != str(PROJECT_ROOT / ".elt")
+    shell_env = {k: v for k, v in os.environ.items() if k != "DLT_DATA_DIR"} | env
+    commands, export = readme_dlt_commands()
+    assert [c.rsplit(" ", 1)[-1] for c in commands] == ["info", "trace"]
+
+    def run(command: str) -> str:
+        done = subprocess.run(["bash", "-c", command], cwd=PROJECT_ROOT, capture_output=True,
+                              text=True, env=shell_env, timeout=120)
+        assert done.returncode == 0, f"{command}:\n{done.stdout}{done.stderr}"
+        return done.stdout
+
+    info, trace = (run(c) for c in commands)
+    assert f"in {s.dlt_dir / 'pipelines'}" in info  # this run's pipeline, not one in .elt
+    assert "raw_marketplace" in info
+    assert "Step load COMPLETED" in trace
+    # dlt's own variable instead of --pipelines-dir
+    dlt = Path(sys.executable).with_name("dlt")
+    info = run(f"{export}; {dlt} pipeline marketplace info")
+    assert f"in {s.dlt_dir / 'pipelines'}" in info and "raw_marketplace" in info
+    assert "marketplace" in run(f"{export}; {dlt} pipeline --list-pipelines")
 
 
 def test_threads_do_not_break_the_state(loaded):
