@@ -425,7 +425,9 @@ def _count_statement(
         ), {}
     missed = sql.SQL(
         "not coalesce(t.{c} >= %(since)s::timestamptz, false) "
-        "and age(t.xmin) <= age(mod(%(prev_xmin)s::bigint, 4294967296)::text::xid)"
+        # between 0: a tuple frozen more than 2^31 transactions ago keeps its raw xmin,
+        # whose age then wraps below zero; it is old, not new
+        "and age(t.xmin) between 0 and age(mod(%(prev_xmin)s::bigint, 4294967296)::text::xid)"
     ).format(c=sql.Identifier(spec.cursor))
     statement = sql.SQL(
         "select count(*), array_agg(t.ctid::text) filter (where {m}), "
