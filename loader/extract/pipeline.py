@@ -416,7 +416,8 @@ def _count_statement(
     """The source count of an increment. In timestamp mode the same scan finds the rows
     PostgreSQL says were written since the previous load's snapshot (their xmin) although
     their cursor is older than the window: the export missed them, whatever their clocks
-    said. The scan is the count's: the check adds about 50 ms of CPU per million rows."""
+    said. The scan is the count's: the search adds CPU per row scanned, not a second scan
+    (benchmarks/skew_check.py)."""
     table = qualified(config.source_schema, spec.name)
     where = good_key(spec.primary_key, table) if not spec.key_enforced else sql.SQL("true")
     if not (action == "increment" and spec.mode == "timestamp" and state.get("snapshot_xmin")):
@@ -429,10 +430,14 @@ def _count_statement(
         # whose age then wraps below zero; it is old, not new
         "and age(t.xmin) between 0 and age(mod(%(prev_xmin)s::bigint, 4294967296)::text::xid)"
     ).format(c=sql.Identifier(spec.cursor))
+    # one aggregate carries the filter (each further one would evaluate it again for every
+    # row: measured twice the cost); how far behind the rows lie is read by their ctids
     statement = sql.SQL(
-        "select count(*), array_agg(t.ctid::text) filter (where {m}), "
-        "extract(epoch from max(%(since)s::timestamptz - t.{c}) filter (where {m})) "
-        "from {t} as t where {w}"
+        "with scan as (select count(*) as n, array_agg(t.ctid) filter (where {m}) as missed "
+        "from {t} as t where {w}) "
+        "select scan.n, scan.missed::text[], (select extract(epoch from "
+        "max(%(since)s::timestamptz - b.{c})) from {t} as b where b.ctid = any(scan.missed)) "
+        "from scan"
     ).format(m=missed, c=sql.Identifier(spec.cursor), t=table, w=where)
     return statement, {"since": state["since"], "prev_xmin": state["snapshot_xmin"]}
 
