@@ -11,6 +11,26 @@ from typing import TextIO
 
 REDACTED = "***"
 
+# What a task's count is (the number its function returns, `rows` in the JSON lines): the
+# terminal line names it. None: the count means nothing (freshness returns 0) and is left off.
+TASK_UNITS: dict[str, tuple[str, str] | None] = {
+    "source_init": ("row", "rows"),
+    "simulate": ("day", "days"),
+    "dbt_build": ("test", "tests"),
+    "dbt_freshness": None,
+    "report": ("check", "checks"),
+    "alerts": ("alert sent", "alerts sent"),
+}
+DEFAULT_UNIT = ("row", "rows")  # the load waves (load_wave_N) and anything not listed
+
+
+def count_label(task: str | None, count: int) -> str | None:
+    """`190 tests`, `1 row`: the count with what it counts, or None when it means nothing."""
+    unit = TASK_UNITS.get(task or "", DEFAULT_UNIT)
+    if unit is None:
+        return None
+    return f"{count:,} {unit[0] if count == 1 else unit[1]}"
+
 
 class RunLog:
     """One run's log: every event goes to the JSON-lines file and, readable, to the terminal.
@@ -54,9 +74,10 @@ class RunLog:
             "message": message,
         }
         line = self.redact(json.dumps(record, default=str))
+        counted = count_label(task, rows) if rows is not None else None
         readable = self.redact(
             f"{record['timestamp'][11:19]} {task or '':<16} {message}"
-            + (f" ({rows:,} rows)" if rows is not None else "")
+            + (f" ({counted})" if counted else "")
             + (f" in {duration_s:.1f}s" if duration_s is not None else "")
             + (f": {error}" if error else "")
         )
