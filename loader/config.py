@@ -237,6 +237,26 @@ def _quality_settings(env: dict[str, str]) -> QualitySettings:
     )
 
 
+# The dbt project's schemas (dbt_project.yml) and the environments that build them under these
+# names; any other environment prefixes them with its name (macros/generate_schema_name.sql).
+DBT_SCHEMAS = (
+    "staging", "intermediate", "quarantine", "marts", "snapshots", "reference", "test_failures"
+)
+UNPREFIXED_ENVIRONMENTS = ("prod", "dev")
+
+
+def dbt_schema(env: str, schema: str) -> str:
+    """Where environment `env` builds the dbt schema named `schema` in dbt_project.yml."""
+    return schema if env in UNPREFIXED_ENVIRONMENTS else f"{env}_{schema}"
+
+
+def dbt_relation(env: str, relation: str) -> str:
+    """`schema.table` (or a bare schema) as environment `env` builds it: dbt's schemas are
+    renamed, the others (raw_marketplace, ops, quality) are shared and kept."""
+    schema, dot, table = relation.partition(".")
+    return f"{dbt_schema(env, schema)}{dot}{table}" if schema in DBT_SCHEMAS else relation
+
+
 def dbt_environment(settings: Settings) -> dict[str, str]:
     """Variables that profiles/profiles.yml reads, derived from the resolved warehouse."""
     wh = settings.warehouse

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from loader.config import UserError
+from loader.config import UserError, dbt_relation
 
 
 class MonitorConfigError(UserError, ValueError):
@@ -146,4 +146,22 @@ def load_quality_config(path: Path) -> QualityConfig:
         profiles=tuple(_split(t, f"{path}: profiles") for t in doc.get("profiles") or ()),
         monitors=tuple(monitors),
         profiling=profiling,
+    )
+
+
+def for_environment(config: QualityConfig, env: str) -> QualityConfig:
+    """The config with dbt's schemas named as environment `env` builds them (monitors.yml
+    names prod's: marts.fct_orders is staging_marts.fct_orders under ELT_ENV=staging)."""
+
+    def rel(name: str) -> str:
+        return dbt_relation(env, name)
+
+    return replace(
+        config,
+        completeness={rel(t): cols for t, cols in config.completeness.items()},
+        profiles=tuple(rel(t) for t in config.profiles),
+        monitors=tuple(replace(m, table=rel(m.table)) for m in config.monitors),
+        profiling=replace(
+            config.profiling, stamped=tuple(rel(t) for t in config.profiling.stamped)
+        ),
     )

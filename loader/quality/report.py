@@ -16,7 +16,7 @@ from loader.config import Settings
 from loader.quality import checks as warehouse_checks
 from loader.quality import store
 from loader.quality.anomaly_checks import monitor_checks
-from loader.quality.monitors import QualityConfig, load_quality_config
+from loader.quality.monitors import QualityConfig, for_environment, load_quality_config
 from loader.quality.profiling import (
     LOADED_AT,
     PROFILE_COLUMNS,
@@ -187,7 +187,7 @@ def build_report(
     (ELT_REPORTS_DIR, default reports/). The caller decides what a failure means."""
     t0 = time.monotonic()
     q = settings.quality
-    config = load_quality_config(q.monitors_config)
+    config = for_environment(load_quality_config(q.monitors_config), settings.env)
     out_dir = Path(output_dir or q.reports_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]

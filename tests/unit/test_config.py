@@ -2,7 +2,16 @@
 
 import pytest
 
-from loader.config import ConfigError, Endpoint, load_settings, redact
+from loader.config import (
+    DBT_SCHEMAS,
+    ConfigError,
+    Endpoint,
+    dbt_environment,
+    dbt_relation,
+    dbt_schema,
+    load_settings,
+    redact,
+)
 
 
 def test_dev_defaults_to_the_embedded_server(tmp_path):
@@ -64,3 +73,36 @@ def test_url_without_database_is_rejected():
 def test_unsupported_scheme_is_rejected():
     with pytest.raises(ConfigError, match="unsupported URL scheme 'mysql'"):
         Endpoint.from_url("mysql://u:secret@h/d")
+
+
+@pytest.mark.parametrize(
+    ("env", "relation", "built"),
+    [
+        ("prod", "marts.fct_orders", "marts.fct_orders"),
+        ("dev", "marts.fct_orders", "marts.fct_orders"),
+        ("staging", "marts.fct_orders", "staging_marts.fct_orders"),
+        ("staging", "staging.stg_marketplace__orders", "staging_staging.stg_marketplace__orders"),
+        ("staging", "test_failures", "staging_test_failures"),
+        # the loader's and the quality layer's schemas are not dbt's: never renamed
+        ("staging", "raw_marketplace.orders", "raw_marketplace.orders"),
+        ("staging", "ops.raw_deletes", "ops.raw_deletes"),
+        ("staging", "quality", "quality"),
+    ],
+)
+def test_dbt_schemas_are_named_per_environment(env, relation, built):
+    """The Python side of macros/generate_schema_name.sql (the dbt side is checked against a
+    parsed manifest in tests/integration/test_environments.py)."""
+    assert dbt_relation(env, relation) == built
+
+
+def test_every_dbt_schema_of_staging_differs_from_prod():
+    assert {dbt_schema("staging", s) for s in DBT_SCHEMAS}.isdisjoint(DBT_SCHEMAS)
+
+
+def test_elt_env_reaches_dbt_normalised_with_the_embedded_port(tmp_path):
+    """profiles/profiles.yml picks its target from ELT_ENV and its port from
+    ELT_WAREHOUSE_PORT: elt passes both, as it resolved them."""
+    s = load_settings({"ELT_HOME": str(tmp_path), "ELT_ENV": " Dev ", "ELT_PG_PORT": "56001"})
+    env = dbt_environment(s)
+    assert env["ELT_ENV"] == "dev"
+    assert env["ELT_WAREHOUSE_PORT"] == "56001"
