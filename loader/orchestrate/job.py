@@ -209,10 +209,11 @@ def pipeline_tasks(
     return tasks
 
 
-def dbt_project_hash() -> str:
-    """A digest of the dbt project's files: a changed model must be built even with no new
-    data."""
-    digest = hashlib.sha256()
+def dbt_project_hash(env: str = "dev") -> str:
+    """A digest of the dbt project's files and the environment (dbt target) it builds: a
+    changed model must be built even with no new data, and a build of another environment
+    on the same warehouse is not this one's."""
+    digest = hashlib.sha256(f"target={env}\n".encode())
     for folder in ("models", "macros", "snapshots", "seeds", "tests/dbt"):
         for path in sorted((PROJECT_ROOT / folder).rglob("*")):
             if path.is_file():
@@ -269,7 +270,8 @@ def run_job(
     )
     args = {"simulate_days": simulate_days, "scale": scale, "retry_failed": retry_failed,
             "full_tests": full_tests}
-    state = RunState(dbt_project_hash=dbt_project_hash(), full_tests=full_tests, run_id=run_id)
+    state = RunState(dbt_project_hash=dbt_project_hash(settings.env), full_tests=full_tests,
+                     run_id=run_id)
     every = settings.deep_reconcile_every if deep_every is None else deep_every
     outcomes: dict[str, TaskOutcome] = {}
     error = None
