@@ -69,3 +69,18 @@ def query(endpoint, sql: str, params=None) -> list[tuple]:
     finally:
         conn.rollback()
         conn.close()
+
+
+def private_settings(settings: Settings, name: str, home: Path) -> Settings:
+    """The session server's settings with a source and a warehouse of their own (databases
+    `<name>_source` and `<name>_warehouse`, made empty) and a private home."""
+    import dataclasses
+
+    create_database(settings, f"{name}_source")
+    create_database(settings, f"{name}_warehouse")
+    return dataclasses.replace(
+        settings,
+        source=settings.source.with_database(f"{name}_source"),
+        warehouse=settings.warehouse.with_database(f"{name}_warehouse"),
+        home=home,
+    )

@@ -24,7 +24,7 @@ from loader.extract.pipeline import LoadResult, run_load
 from loader.extract.tables import load_config
 from loader.source import simulator
 from loader.source.simulator import SimConfig
-from tests.conftest import SIM_END, create_database, query
+from tests.conftest import SIM_END, private_settings, query
 
 pytestmark = pytest.mark.slow
 
@@ -86,14 +86,7 @@ class Project:
 @pytest.fixture(scope="module")
 def loaded_project(settings: Settings, tmp_path_factory) -> Iterator[Project]:
     """A dirty source at a small scale, loaded by the real loader into a fresh warehouse."""
-    create_database(settings, "dbt_source")
-    create_database(settings, "dbt_warehouse")
-    local = dataclasses.replace(
-        settings,
-        source=settings.source.with_database("dbt_source"),
-        warehouse=settings.warehouse.with_database("dbt_warehouse"),
-        home=tmp_path_factory.mktemp("dbt-home"),
-    )
+    local = private_settings(settings, "dbt", tmp_path_factory.mktemp("dbt-home"))
     simulator.init(
         local.source, SimConfig(scale=SCALE, seed=11, dirty_rate=DIRTY_RATE, end_date=SIM_END)
     )

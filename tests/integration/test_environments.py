@@ -3,7 +3,6 @@ does, and two environments built into one warehouse keep to their own schemas.""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import subprocess
@@ -24,7 +23,7 @@ from loader.extract.pipeline import run_load
 from loader.extract.tables import load_config
 from loader.source import simulator
 from loader.source.simulator import SimConfig
-from tests.conftest import SIM_END, create_database, query
+from tests.conftest import SIM_END, private_settings, query
 
 pytestmark = pytest.mark.slow
 
@@ -110,14 +109,7 @@ def test_prod_keeps_the_schema_names_and_staging_prefixes_them(tmp_path: Path) -
 @pytest.fixture(scope="module")
 def shared_warehouse(settings: Settings, tmp_path_factory) -> tuple[Settings, dict[str, str]]:
     """One warehouse with raw loaded by the real loader, for several environments."""
-    create_database(settings, "envs_source")
-    create_database(settings, "envs_warehouse")
-    local = dataclasses.replace(
-        settings,
-        source=settings.source.with_database("envs_source"),
-        warehouse=settings.warehouse.with_database("envs_warehouse"),
-        home=tmp_path_factory.mktemp("envs-home"),
-    )
+    local = private_settings(settings, "envs", tmp_path_factory.mktemp("envs-home"))
     simulator.init(local.source, SimConfig(scale=0.005, seed=5, dirty_rate=0.0, end_date=SIM_END))
     result = run_load(local, load_config(local.tables_config))
     assert all(t.reconciled for t in result.tables.values())

@@ -17,7 +17,7 @@ from loader.extract.pipeline import LoadResult, run_load
 from loader.extract.tables import load_config
 from loader.source import simulator
 from loader.source.simulator import SimConfig
-from tests.conftest import SIM_END, create_database, query
+from tests.conftest import SIM_END, private_settings, query
 from tests.integration.test_dbt_project import SCALE, Project
 
 pytestmark = pytest.mark.slow
@@ -54,14 +54,7 @@ def admin_built(settings: Settings, tmp_path_factory) -> Project:
     """A warehouse the server's superuser loaded and built, as `elt run` does by default: every
     schema was the admin's until the build's hooks handed raw and ops to loader, the dbt
     schemas to transformer. One login user per role, created before the build."""
-    create_database(settings, "roles_source")
-    create_database(settings, "roles_warehouse")
-    local = dataclasses.replace(
-        settings,
-        source=settings.source.with_database("roles_source"),
-        warehouse=settings.warehouse.with_database("roles_warehouse"),
-        home=tmp_path_factory.mktemp("roles-home"),
-    )
+    local = private_settings(settings, "roles", tmp_path_factory.mktemp("roles-home"))
     simulator.init(local.source, SimConfig(scale=SCALE, seed=11, end_date=SIM_END))
     work = tmp_path_factory.mktemp("roles-dbt")
     env = {
