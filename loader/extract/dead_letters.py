@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -27,27 +28,6 @@ create table if not exists ops.dead_letters (
 );
 """
 
-
-def record(
-    settings: Settings, table: str, load_id: str, rows: Sequence[tuple[str | None, str, dict]]
-) -> None:
-    """Store (key, reason, row image) of rows set aside by the load `load_id`."""
-    conn = connect_raw(settings.warehouse)
-    try:
-        with conn, conn.cursor() as cur:
-            cur.execute("select to_regclass('ops.dead_letters') is not null")
-            if not cur.fetchone()[0]:
-                cur.execute(DDL)
-            execute_values(
-                cur,
-                "insert into ops.dead_letters (table_name, row_key, error, load_id, row_image) "
-                "values %s",
-                [(table, key, reason, load_id, json.dumps(image)) for key, reason, image in rows],
-            )
-    finally:
-        conn.close()
-
-
 # later columns: how a dead letter was resolved (replayed into raw, gone from the source,
 # discarded by hand) and when it was last tried
 UPGRADE = """
@@ -55,6 +35,39 @@ alter table ops.dead_letters add column if not exists resolved_at timestamptz;
 alter table ops.dead_letters add column if not exists resolution text;
 alter table ops.dead_letters add column if not exists attempts integer not null default 1;
 """
+
+
+@contextmanager
+def _cursor(settings: Settings) -> Iterator:
+    """A cursor in one warehouse transaction (committed on success), on an up-to-date
+    ops.dead_letters. The DDL runs only when something is missing: the load's threads set
+    rows aside at the same time, and DDL on one table from several sessions can collide."""
+    conn = connect_raw(settings.warehouse)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(
+                "select count(*) = 3 from information_schema.columns where table_schema = "
+                "'ops' and table_name = 'dead_letters' and column_name in "
+                "('resolved_at', 'resolution', 'attempts')"
+            )
+            if not cur.fetchone()[0]:
+                cur.execute(DDL + UPGRADE)
+            yield cur
+    finally:
+        conn.close()
+
+
+def record(
+    settings: Settings, table: str, load_id: str, rows: Sequence[tuple[str | None, str, dict]]
+) -> None:
+    """Store (key, reason, row image) of rows set aside by the load `load_id`."""
+    with _cursor(settings) as cur:
+        execute_values(
+            cur,
+            "insert into ops.dead_letters (table_name, row_key, error, load_id, row_image) "
+            "values %s",
+            [(table, key, reason, load_id, json.dumps(image)) for key, reason, image in rows],
+        )
 
 
 @dataclass
@@ -78,49 +91,34 @@ class ReplayResult:
     skipped: dict[str, str] = field(default_factory=dict)  # table -> why not replayed
 
 
-def _connect(settings: Settings):
-    conn = connect_raw(settings.warehouse)
-    with conn, conn.cursor() as cur:
-        cur.execute(DDL + UPGRADE)
-    return conn
-
-
 def letters(
     settings: Settings, table: str | None = None, *, resolved: bool = False,
     letter_id: int | None = None,
 ) -> list[Letter]:
     """Dead letters, newest first: pending ones (or all, with `resolved`), of one table or
     all, or the one with `letter_id`."""
-    conn = _connect(settings)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(
-                "select dead_letter_id, table_name, row_key, error, load_id, created_at, "
-                "resolution, attempts, row_image from ops.dead_letters "
-                "where (%(table)s::text is null or table_name = %(table)s) "
-                "and (%(all)s or resolved_at is null) "
-                "and (%(id)s::bigint is null or dead_letter_id = %(id)s) "
-                "order by dead_letter_id desc",
-                {"table": table, "all": resolved or letter_id is not None, "id": letter_id},
-            )
-            return [Letter(*row) for row in cur.fetchall()]
-    finally:
-        conn.close()
+    with _cursor(settings) as cur:
+        cur.execute(
+            "select dead_letter_id, table_name, row_key, error, load_id, created_at, "
+            "resolution, attempts, row_image from ops.dead_letters "
+            "where (%(table)s::text is null or table_name = %(table)s) "
+            "and (%(all)s or resolved_at is null) "
+            "and (%(id)s::bigint is null or dead_letter_id = %(id)s) "
+            "order by dead_letter_id desc",
+            {"table": table, "all": resolved or letter_id is not None, "id": letter_id},
+        )
+        return [Letter(*row) for row in cur.fetchall()]
 
 
 def discard(settings: Settings, letter_id: int, reason: str = "discarded by hand") -> bool:
     """Mark one pending dead letter as discarded (kept, with when and why)."""
-    conn = _connect(settings)
-    try:
-        with conn, conn.cursor() as cur:
-            cur.execute(
-                "update ops.dead_letters set resolved_at = now(), resolution = %s "
-                "where dead_letter_id = %s and resolved_at is null",
-                (reason, letter_id),
-            )
-            return cur.rowcount == 1
-    finally:
-        conn.close()
+    with _cursor(settings) as cur:
+        cur.execute(
+            "update ops.dead_letters set resolved_at = now(), resolution = %s "
+            "where dead_letter_id = %s and resolved_at is null",
+            (reason, letter_id),
+        )
+        return cur.rowcount == 1
 
 
 def replay(
@@ -163,49 +161,41 @@ def _settle(settings, config, table, key, keys, load_id, result) -> None:
     """Mark the letters of `keys` after their replay `load_id`."""
     raw = _present(settings.warehouse, config.dataset, table, key, keys)
     source = _present(settings.source, config.source_schema, table, key, keys)
-    conn = _connect(settings)
-    try:
-        with conn, conn.cursor() as cur:
-            # rows rejected again: the replay's own letter carries the new error; fold it into
-            # the pending one (one letter per row)
+    with _cursor(settings) as cur:
+        # rows rejected again: the replay's own letter carries the new error; fold it into
+        # the pending one (one letter per row)
+        cur.execute(
+            "with again as (delete from ops.dead_letters where load_id = %s "
+            "and table_name = %s returning row_key, error) "
+            "update ops.dead_letters d set error = again.error, attempts = attempts + 1 "
+            "from again where d.table_name = %s and d.row_key = again.row_key "
+            "and d.resolved_at is null",
+            (load_id or "", table, table),
+        )
+        for resolution, found in (("replayed", raw), ("gone from the source",
+                                                       set(keys) - source)):
             cur.execute(
-                "with again as (delete from ops.dead_letters where load_id = %s "
-                "and table_name = %s returning row_key, error) "
-                "update ops.dead_letters d set error = again.error, attempts = attempts + 1 "
-                "from again where d.table_name = %s and d.row_key = again.row_key "
-                "and d.resolved_at is null",
-                (load_id or "", table, table),
+                "update ops.dead_letters set resolved_at = now(), resolution = %s "
+                "where table_name = %s and row_key = any(%s) and resolved_at is null",
+                (f"{resolution} ({load_id})" if resolution == "replayed" else resolution,
+                 table, sorted(found)),
             )
-            for resolution, found in (("replayed", raw), ("gone from the source",
-                                                           set(keys) - source)):
-                cur.execute(
-                    "update ops.dead_letters set resolved_at = now(), resolution = %s "
-                    "where table_name = %s and row_key = any(%s) and resolved_at is null",
-                    (f"{resolution} ({load_id})" if resolution == "replayed" else resolution,
-                     table, sorted(found)),
-                )
-                (result.replayed if resolution == "replayed" else result.gone)[table] = (
-                    cur.rowcount
-                )
-            cur.execute("select count(*) from ops.dead_letters where table_name = %s "
-                        "and resolved_at is null", (table,))
-            result.failing[table] = cur.fetchone()[0]
-    finally:
-        conn.close()
+            (result.replayed if resolution == "replayed" else result.gone)[table] = (
+                cur.rowcount
+            )
+        cur.execute("select count(*) from ops.dead_letters where table_name = %s "
+                    "and resolved_at is null", (table,))
+        result.failing[table] = cur.fetchone()[0]
 
 
 def _attempted(settings: Settings, table: str, keys: list[str], error: str) -> None:
     """A replay of these keys failed whole: count the attempt, keep the newest error."""
-    conn = _connect(settings)
-    try:
-        with conn, conn.cursor() as cur:
-            cur.execute(
-                "update ops.dead_letters set attempts = attempts + 1, error = %s "
-                "where table_name = %s and row_key = any(%s) and resolved_at is null",
-                (error, table, keys),
-            )
-    finally:
-        conn.close()
+    with _cursor(settings) as cur:
+        cur.execute(
+            "update ops.dead_letters set attempts = attempts + 1, error = %s "
+            "where table_name = %s and row_key = any(%s) and resolved_at is null",
+            (error, table, keys),
+        )
 
 
 def _present(endpoint, schema: str, table: str, key: str, keys: list[str]) -> set[str]:
