@@ -14,6 +14,7 @@ import pytest
 
 from loader.cli import main
 from loader.config import load_settings
+from loader.errors import ExitCode
 from loader.extract import reconcile
 from loader.extract.tables import load_config
 from loader.orchestrate import history, job
@@ -123,7 +124,8 @@ def test_killed_warehouse_connection_fails_the_run_and_leaves_marts_untouched(
         return real_run_load(settings, config, **kwargs)
 
     monkeypatch.setattr(job, "run_load", run_load_with_killed_connection)
-    assert job.run_job(s, echo=lambda _: None, base_delay=0.01) == 1
+    # retried 3 times, then the warehouse counts as gone: exit 3, not 1 (a failed task)
+    assert job.run_job(s, echo=lambda _: None, base_delay=0.01) == ExitCode.UNAVAILABLE == 3
     assert len(kills) == 4, "a killed connection is transient: retried 3 times"
     run = query(s.warehouse, "select status, error from ops.pipeline_runs "
                              "order by started_at desc limit 1")[0]
