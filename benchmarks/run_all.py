@@ -439,6 +439,11 @@ def section_increment_cost(d: dict) -> str:
     ])
 
 
+def _note(d: dict) -> str:
+    """What a result's JSON says about how it was measured (a `note` written by hand)."""
+    return f"\n\n*Note ({d.get('measured_at', 'undated')}):* {d['note']}" if d.get("note") else ""
+
+
 def section_skew_check(d: dict) -> str:
     scans, catch = [], []
     for size, r in d["sizes"].items():
@@ -611,14 +616,14 @@ def write_doc(scale: float | None, seconds: dict[str, float] | None) -> None:
                           ("load_throughput", section_dlt), ("end_to_end", section_e2e),
                           ("increment_cost", section_increment_cost)):
         if res.get(name):
-            parts.append(section(res[name]))
+            parts.append(section(res[name]) + _note(res[name]))
         else:
             parts.append(f"## {name}\n\nNot measured yet: `python benchmarks/run_all.py "
                          f"--only {name}`.")
     for name, section in (("skew_check", section_skew_check),
                           ("no_silent_loss", section_no_silent_loss)):
         if res.get(name):
-            parts.append(section(res[name]))
+            parts.append(section(res[name]) + _note(res[name]))
     if res.get("fault_injection"):
         parts.append(section_faults(res["fault_injection"], res.get("consecutive_runs")))
     parts.append(MERGE)
