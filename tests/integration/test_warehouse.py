@@ -12,6 +12,7 @@ import pytest
 from loader import warehouse
 from loader.config import load_settings
 from loader.db import DatabaseUnavailable, connect_raw
+from loader.errors import ExitCode
 from loader.warehouse import WarehouseError
 from tests.conftest import free_port, query, settings_for
 
@@ -97,7 +98,8 @@ def test_no_password_is_ever_printed(tmp_path, elt_env):
     ]
     for out in outputs:
         assert secret not in out.stdout + out.stderr
-    assert outputs[-1].returncode == 2
+    # refused through every retry: the source is unavailable (exit 3), said in one line
+    assert outputs[-1].returncode == ExitCode.UNAVAILABLE == 3
     assert "127.0.0.1:1" in outputs[-1].stderr
 
 
