@@ -97,17 +97,21 @@ def loaded_project(settings: Settings, tmp_path_factory) -> Iterator[Project]:
         " 'CA', now() - interval '1 day')",
         (DOOMED_CUSTOMER,),
     )
-    work = tmp_path_factory.mktemp("dbt")
-    env = {
+    project = Project(local, private_dbt_env(local, tmp_path_factory.mktemp("dbt")))
+    project.load()
+    yield project
+
+
+def private_dbt_env(local: Settings, work: Path, target: str = "target") -> dict[str, str]:
+    """dbt's environment for `local`, with its target and logs in `work` (not the project's,
+    which other tests and engineers use)."""
+    return {
         **os.environ,
         **dbt_environment(local),
-        "DBT_TARGET_PATH": str(work / "target"),
+        "DBT_TARGET_PATH": str(work / target),
         "DBT_LOG_PATH": str(work / "logs"),
         "ELT_DBT_THREADS": "2",
     }
-    project = Project(local, env)
-    project.load()
-    yield project
 
 
 def query_commit(endpoint: Endpoint, sql: str, params=None) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from pathlib import Path
 
 import psycopg2
@@ -18,7 +17,7 @@ from loader.extract.tables import load_config
 from loader.source import simulator
 from loader.source.simulator import SimConfig
 from tests.conftest import SIM_END, private_settings, query
-from tests.integration.test_dbt_project import SCALE, Project
+from tests.integration.test_dbt_project import SCALE, Project, private_dbt_env
 
 pytestmark = pytest.mark.slow
 
@@ -57,13 +56,7 @@ def admin_built(settings: Settings, tmp_path_factory) -> Project:
     local = private_settings(settings, "roles", tmp_path_factory.mktemp("roles-home"))
     simulator.init(local.source, SimConfig(scale=SCALE, seed=11, end_date=SIM_END))
     work = tmp_path_factory.mktemp("roles-dbt")
-    env = {
-        **os.environ,
-        **dbt_environment(local),
-        "DBT_TARGET_PATH": str(work / "admin-target"),
-        "DBT_LOG_PATH": str(work / "logs"),
-        "ELT_DBT_THREADS": "2",
-    }
+    env = private_dbt_env(local, work, "admin-target")
     admin = Project(local, env)
     admin.load()
     # the DBA's part: login users granted one role each (the roles as the hook makes them);
