@@ -194,10 +194,9 @@ def pipeline_tasks(
         state.publication = last_publication(settings.warehouse)
         if state.dbt_skipped:
             return 0  # nothing was built: the published marts are current
-        published = state.publication is not None and state.build_invocation is not None and (
-            state.publication.built_by == state.build_invocation
-        )
-        if not published:
+        # (under --retry-failed no build ran here: the last one is the build in target/)
+        built_by = state.build_invocation or build_invocation()
+        if state.publication is None or state.publication.built_by != built_by:
             run_dbt(settings, "run-operation", "publish_marts", "--vars", DBT_VARS)
             state.publication = last_publication(settings.warehouse)
             if state.publication is None or (

@@ -349,3 +349,28 @@ def test_copies_that_take_turns_equal_a_full_refresh(warehouse):
     incremental = marts_fingerprint(s)
     run_dbt(s, "build", "--full-refresh", "--vars", job.DBT_VARS)  # publishes at its end
     assert marts_fingerprint(s) == incremental, "the marts differ from a full refresh"
+
+
+def test_a_build_that_leaves_publishing_to_later_is_published_by_the_run(warehouse, monkeypatch):
+    """With var publish_on_build false the build only marks its copy built; the run's
+    `publish` task then publishes it with `dbt run-operation publish_marts`."""
+    s, _ = warehouse
+    before = last_publication(s.warehouse)
+    simulator.advance(s.source, 1)
+    monkeypatch.setattr(job, "DBT_VARS", '{"incremental_lookback": "0 seconds", '
+                                         '"publish_on_build": false}')
+    commands: list[str] = []
+    real = job.run_dbt
+
+    def recorded(settings, *args, **kwargs):
+        commands.append(args[0])
+        return real(settings, *args, **kwargs)
+
+    monkeypatch.setattr(job, "run_dbt", recorded)
+    assert job.run_job(s, echo=lambda _: None, base_delay=0.01) == 0
+    assert sorted(commands) == ["build", "run-operation", "source"]
+    built = query(s.warehouse, "select invocation_id from quality.dbt_invocations "
+                               "where command = 'build' order by finished_at desc limit 1")[0][0]
+    after = last_publication(s.warehouse)
+    assert after is not None and after.built_by == built != before.built_by
+    assert views_read(s) == {"marts_live"} and copy_state(s, "marts_build") == "stale"
