@@ -113,10 +113,11 @@
         {%- set broken = status.values() | select('in', [
             'error', 'fail', 'skipped', 'runtime error', 'partial success'
         ]) | list -%}
-        {#- the audit: every error-severity test (data or unit) that reads a mart -#}
+        {#- the audit: every error-severity data test that reads a mart passed (a unit test
+            that fails skips its model, which is then not built) -#}
         {%- set untested = [] -%}
         {%- for node in graph.nodes.values()
-            if node.resource_type in ['test', 'unit_test']
+            if node.resource_type == 'test'
             and (node.config.severity or 'error') | lower == 'error'
             and node.depends_on.nodes | select('in', ids) | list -%}
             {%- if status.get(node.unique_id) not in ['pass', 'warn'] -%}
