@@ -459,6 +459,10 @@ def section_publish(d: dict) -> str:
                      if v == "with" else "–",
                      _s(tasks["report"])])
     extra = d["median"]["with"] / d["median"]["without"] - 1
+    days = sorted({r["day"] for r in d["rounds"]})
+    paired = [next(r["seconds"] for r in by["with"] if r["day"] == day)
+              - next(r["seconds"] for r in by["without"] if r["day"] == day) for day in days]
+    mean_extra = statistics.mean(paired) / statistics.mean(r["seconds"] for r in by["without"])
     hook = statistics.median(r["publish_hook"] for r in by["with"])
     task = statistics.median(r["tasks"].get("publish", 0) for r in by["with"])
     facts = (statistics.median(r["facts"] for r in by["with"])
@@ -480,16 +484,23 @@ def section_publish(d: dict) -> str:
         "`hook`: the on-run-end hook that publishes):",
         _table(["variant", "elt run, each day", "median", "dbt_build", "facts", "publish task",
                 "hook", "report"], rows, "lrrrrrrr"),
-        f"**Conclusion.** Publishing added **{extra:+.1%}** to a one-day `elt run` (issue 14's "
-        f"limit: 10% — {'met' if extra <= 0.10 else 'not met'}). The publish itself, one "
+        f"**Conclusion.** Publishing added **{extra:+.1%}** to the median one-day `elt run`; "
+        "day by day, with publishing minus without: "
+        f"{', '.join(f'{x:+.1f}' for x in paired)} s, on average "
+        f"{statistics.mean(paired):+.1f} s (**{mean_extra:+.1%}**). Issue 14's limit, 10%: "
+        f"{'met' if max(extra, mean_extra) <= 0.10 else 'not met'} by both. The publish "
+        "itself, one "
         f"transaction that swaps the copies and repoints ten views, took {hook:.2f} s in the "
         f"build's on-run-end hook and the runner's `publish` task, which checks it, "
         f"{task:.2f} s: a `dbt run-operation` would cost a dbt start-up and parse (about 5 s "
         "on this machine), which is why the build publishes at its own end. The rest is the "
         "second copy: each copy's facts catch up two days, not one, at every build "
-        f"({facts:+.2f} s of fact models). Load average during the rounds: {loads} (others "
-        "used this 2-core machine: single runs differ by 10-20%, which is of the order of "
-        "the difference measured).",
+        f"({facts:+.2f} s summed over the four fact models, which run beside other models in "
+        "dbt's threads, so less on the clock), and its storage: every mart twice. Load "
+        f"average during the rounds: {loads}. Others used this 2-core machine while it "
+        "measured: the same run differs by several seconds from one day to the next, more "
+        "than the difference between the variants, so the ratio is an estimate within that "
+        "noise, not a measurement of a quiet machine.",
         "**Where it is the default.** `macros/publish.sql` (`finish_marts_build`, "
         "`publish_marts_sql`), the `publish` task in `loader/orchestrate/job.py`.",
     ])
