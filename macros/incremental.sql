@@ -139,18 +139,40 @@
     select {{ key }} from {{ ref(snapshot) }} where dbt_valid_to > {{ cutoff }}
 {%- endmacro %}
 
-{#- Post-hook of the facts, before delete_missing_rows: delete the rows whose validated row this
-    build moved into quarantine (its _validated_at is this invocation's), by key, so that the
-    counts match again and the full anti-join is left for hard deletes. -#}
+{#- Post-hook of the facts, before delete_missing_rows: delete the rows whose validated row was
+    moved into quarantine since this table's previous build (by key), so that the counts match
+    again and the full anti-join is left for hard deletes. Since its own previous build, not
+    since this invocation: the marts have two copies (macros/publish.sql), and a copy one
+    build behind must also drop what the build it missed quarantined. -#}
 {% macro delete_requarantined_rows(validated, key) -%}
+    {%- set since = previous_build_cutoff() -%}
     delete from {{ this }}
     where
         {{ key }} = any(
             array(
                 select changed.{{ key }} from {{ validated }} as changed
                 where
-                    changed._validated_at >= {{ validation_time() }}
+                    {% if since is not none -%}
+                        changed._validated_at > {{ since }}
+                    {%- else -%}
+                        changed._validated_at >= {{ validation_time() }}
+                    {%- endif %}
                     and changed.quarantine_reason is not null
             )
         )
+{%- endmacro %}
+
+{#- This table's newest _validated_at before this invocation's, less the lookback, as a
+    literal: when its previous build ran. None on a first or full build, or without rows.
+    Rendered when a post-hook runs, after the model's insert. -#}
+{% macro previous_build_cutoff() -%}
+    {%- if not execute or flags.FULL_REFRESH -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set found = run_query(
+        "select (max(_validated_at) - interval '" ~ var('incremental_lookback') ~ "')::text "
+        ~ "from " ~ this ~ " where _validated_at < " ~ validation_time()
+    ) -%}
+    {%- set built = found.columns[0].values()[0] -%}
+    {{ return(none if built is none else "'" ~ built ~ "'::timestamptz") }}
 {%- endmacro %}

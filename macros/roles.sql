@@ -2,7 +2,8 @@
       loader      writes the raw schemas and its bookkeeping in ops (and may create schemas);
       transformer reads raw (and the loader's tombstones in ops), owns and writes the dbt
                   schemas and quality;
-      reporter    reads the marts only.
+      reporter    reads the marts only: the views of schema marts (macros/publish.sql),
+                  which read the published copy with their owner's rights; never the copies.
     The roles are NOLOGIN groups: grant them to real login users (`grant reporter to bi_user`).
     Creating roles needs CREATEROLE; without it (a locked-down prod) creation is skipped, and so
     are the grants (a user that may not manage roles cannot grant on others' objects either).
@@ -67,8 +68,8 @@
         {%- set raw_schemas = var('raw_schemas', ['raw_marketplace', 'raw_marketplace_staging']) -%}
         {#- the dbt schemas as this target names them (macros/generate_schema_name.sql) -#}
         {%- set dbt_schemas = ['quality'] -%}
-        {%- for custom in ['staging', 'intermediate', 'quarantine', 'marts', 'snapshots',
-                           'reference', 'test_failures', none] -%}
+        {%- for custom in ['staging', 'intermediate', 'quarantine', 'marts', 'marts_build',
+                           'marts_live', 'snapshots', 'reference', 'test_failures', none] -%}
             {%- do dbt_schemas.append(generate_schema_name(custom, none) | trim) -%}
         {%- endfor -%}
         {%- set marts = generate_schema_name('marts', none) | trim -%}

@@ -181,6 +181,20 @@ def interrupted_build(endpoint: Endpoint) -> str | None:
     return rows[0][0] if rows else None
 
 
+def failed_build(endpoint: Endpoint) -> str | None:
+    """The id of the newest run since the last successful one whose dbt build failed (a test,
+    an error, dbt itself killed): it may have written marts into the build copy that its
+    tests never passed, and that copy is the next one published."""
+    rows = _execute(
+        endpoint,
+        "select r.run_id from ops.pipeline_runs as r join ops.task_runs as t using (run_id) "
+        "where t.task = 'dbt_build' and t.status = 'failed' and r.started_at > coalesce(("
+        "select max(started_at) from ops.pipeline_runs where status = 'success'), '-infinity') "
+        "order by r.started_at desc limit 1",
+    )
+    return rows[0][0] if rows else None
+
+
 def last_finished_status(endpoint: Endpoint) -> str | None:
     """The status of the newest run that is not running (success, failed or crashed)."""
     rows = _execute(

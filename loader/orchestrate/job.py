@@ -1,4 +1,5 @@
-"""`elt run`, the main job: source, load waves in foreign-key order, dbt, freshness, summary."""
+"""`elt run`, the main job: source, load waves in foreign-key order, dbt, freshness, publish,
+summary."""
 
 from __future__ import annotations
 
@@ -27,6 +28,12 @@ from loader.orchestrate.dbt import run_dbt, target_path, test_results
 from loader.orchestrate.graph import foreign_keys, load_waves, table_graph
 from loader.orchestrate.logs import RunLog
 from loader.orchestrate.notify import RunAlert, send_run_alert
+from loader.orchestrate.publish import (
+    MartsNotPublished,
+    Publication,
+    build_invocation,
+    last_publication,
+)
 from loader.orchestrate.runner import (
     FAILED,
     SKIPPED,
@@ -57,6 +64,9 @@ class RunState:
     cut: SnapshotHolder | None = None  # the source snapshot every load wave exports from
     deep_reconcile: bool = False  # compare every table by checksums after its load
     interrupted_run: str | None = None  # a run whose dbt build was killed before its end
+    failed_build_run: str | None = None  # a run whose dbt build failed since the last success
+    build_invocation: str | None = None  # the dbt invocation id of this run's build
+    publication: Publication | None = None  # what reporters read after this run
 
 
 def source_tasks(settings: Settings, simulate_days: int, scale: float) -> list[Task]:
@@ -154,19 +164,49 @@ def pipeline_tasks(
         # a build that was killed half-way left some models newer than others: this build
         # completes them, and its tests check every row rather than what changed since
         state.interrupted_run = history.interrupted_build(settings.warehouse)
+        # a build that failed wrote marts into the build copy that its tests may never have
+        # read (dbt killed between a model and its tests): this build, whose copy that is,
+        # tests every row before it publishes
+        state.failed_build_run = history.failed_build(settings.warehouse)
         history.note_build_started(settings.warehouse, state.run_id)
         # after a successful build of the same project, the row-by-row tests check only the
         # rows written since it (macros/tests/get_where_subquery.sql); a first build, a
         # changed project or --full-tests check every row
         same_project = previous.get("dbt_project_hash") == state.dbt_project_hash
-        if built_at and same_project and not state.full_tests and not state.interrupted_run:
+        if (built_at and same_project and not state.full_tests and not state.interrupted_run
+                and not state.failed_build_run):
             state.tests_since = built_at
         try:
             run_dbt(settings, "build", "--vars", DBT_VARS,
                     env={"ELT_TEST_SINCE": state.tests_since or ""})
+            state.build_invocation = build_invocation()
         finally:
             state.tests = test_results()
         return sum(state.tests.values())
+
+    def publish() -> int:
+        # write-audit-publish (macros/publish.sql): dbt built the marts into marts_build and,
+        # every mart built and every error-severity test on them passed, published them at
+        # its end, all in one transaction; a failed or killed build never gets here, so
+        # reporters keep the marts of the last good build. A build that left publishing to
+        # later (var publish_on_build: false; or `elt run --retry-failed` after a failed
+        # publish) is published here by the same macro, which refuses an incomplete copy.
+        state.publication = last_publication(settings.warehouse)
+        if state.dbt_skipped:
+            return 0  # nothing was built: the published marts are current
+        # (under --retry-failed no build ran here: the last one is the build in target/)
+        built_by = state.build_invocation or build_invocation()
+        if state.publication is None or state.publication.built_by != built_by:
+            run_dbt(settings, "run-operation", "publish_marts", "--vars", DBT_VARS)
+            state.publication = last_publication(settings.warehouse)
+            if state.publication is None or (
+                state.build_invocation and state.publication.built_by != state.build_invocation
+            ):
+                raise MartsNotPublished(
+                    "the build succeeded but its marts were not published: see "
+                    "`dbt run-operation publish_marts` (macros/publish.sql)"
+                )
+        return len(state.publication.marts)
 
     def freshness() -> int:
         # it reads raw alone, so it runs beside the build, in its own target and log folder
@@ -204,7 +244,8 @@ def pipeline_tasks(
 
     tasks.append(Task("dbt_build", dbt_build, deps=tuple(load_names), retries=1))
     tasks.append(Task("dbt_freshness", freshness, deps=tuple(load_names), retries=1))
-    tasks.append(Task("report", report, deps=("dbt_build",), retries=1))
+    tasks.append(Task("publish", publish, deps=("dbt_build",), retries=1))
+    tasks.append(Task("report", report, deps=("publish",), retries=1))
     tasks.append(Task("alerts", alerts, deps=("report",), retries=0))
     return tasks
 
@@ -424,8 +465,14 @@ def summarise(state: RunState, outcomes: dict[str, TaskOutcome], seconds: float)
         "dbt_built_at": state.dbt_built_at,
         "tests_since": state.tests_since,
         "after_interrupted_build": state.interrupted_run,
+        "after_failed_build": state.failed_build_run,
         "deep_reconciled": state.deep_reconcile,
         "freshness_ok": state.freshness_ok,
+        "published": {
+            "built_by": state.publication.built_by,
+            "built_at": state.publication.built_at,
+            "published_at": state.publication.published_at,
+        } if state.publication is not None else None,
         "quality": state.report.summary() if state.report is not None else None,
         "report": str(state.report.html_path) if state.report is not None else None,
         "alerts": dict(state.alerts.channels) if state.alerts is not None else None,
@@ -455,6 +502,9 @@ def print_summary(
         if summary.get("after_interrupted_build"):
             echo(f"  dbt: the build of run {summary['after_interrupted_build']} was killed "
                  "before its end: this build completed it and tested every row")
+        elif summary.get("after_failed_build"):
+            echo(f"  dbt: the build of run {summary['after_failed_build']} failed: this "
+                 "build tested every row of the marts it publishes")
         scope = (
             f" (row tests on what changed since {summary['tests_since'][:19]}Z)"
             if summary.get("tests_since")
@@ -463,6 +513,12 @@ def print_summary(
         echo("  dbt tests: " + ", ".join(f"{v} {k}" for k, v in sorted(tests.items())) + scope)
     if summary["freshness_ok"] is not None:
         echo(f"  source freshness: {'ok' if summary['freshness_ok'] else 'STALE'}")
+    publish = summary["tasks"].get("publish", {}).get("status")
+    if summary.get("published") and publish == SUCCESS:
+        echo(f"  marts: reporters read the build of {str(summary['published']['built_at'])[:19]}"
+             f" (published {str(summary['published']['published_at'])[:19]})")
+    elif "dbt_build" in summary["tasks"] and publish != SUCCESS:
+        echo("  marts: not published: reporters still read the last good build")
     if summary["quality"]:
         echo(f"  quality: {summary['quality']}")
         echo(f"  report: {summary['report']}")
