@@ -27,6 +27,7 @@ $(STAMP): pyproject.toml
 lint: $(STAMP)
 	$(BIN)/ruff check loader tests benchmarks
 	$(BIN)/elt warehouse start >/dev/null  # sqlfluff's dbt templater compiles against it
+	$(BIN)/python -m loader.packages  # dbt_packages/ (elt run and the tests install it too)
 	DBT_PROFILES_DIR=profiles $(BIN)/sqlfluff lint models macros snapshots tests/dbt analyses
 
 bench: $(STAMP)

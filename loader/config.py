@@ -125,6 +125,9 @@ class Settings:
     # `elt run` compares every table with the source by checksums (elt reconcile --deep)
     # every this many runs; 0: never
     deep_reconcile_every: int = 7
+    # a local mirror of the dbt hub (<namespace>/<package>/<version>/) for machines that
+    # cannot reach it (ELT_DBT_PACKAGES_MIRROR); None: `dbt deps` from the hub
+    dbt_packages_mirror: Path | None = None
 
     @property
     def embedded(self) -> bool:
@@ -203,7 +206,21 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         dbt_threads=_int_env(env, "ELT_DBT_THREADS", 4, 1, 64),
         deep_reconcile_every=_int_env(env, "ELT_DEEP_RECONCILE_EVERY", 7, 0, 10_000),
         quality=_quality_settings(env),
+        dbt_packages_mirror=_mirror(env),
     )
+
+
+def _mirror(env: dict[str, str]) -> Path | None:
+    raw = env.get("ELT_DBT_PACKAGES_MIRROR", "").strip()
+    if not raw:
+        return None
+    path = Path(raw).expanduser().resolve()
+    if not path.is_dir():
+        raise ConfigError(
+            f"ELT_DBT_PACKAGES_MIRROR={raw!r} is not a folder: point it at a mirror of the dbt "
+            "hub (<namespace>/<package>/<version>/), or unset it to install from the hub"
+        )
+    return path
 
 
 def _quality_settings(env: dict[str, str]) -> QualitySettings:
@@ -240,7 +257,8 @@ def _quality_settings(env: dict[str, str]) -> QualitySettings:
 # The dbt project's schemas (dbt_project.yml) and the environments that build them under these
 # names; any other environment prefixes them with its name (macros/generate_schema_name.sql).
 DBT_SCHEMAS = (
-    "staging", "intermediate", "quarantine", "marts", "snapshots", "reference", "test_failures"
+    "staging", "intermediate", "quarantine", "marts", "snapshots", "reference", "test_failures",
+    "elementary",
 )
 UNPREFIXED_ENVIRONMENTS = ("prod", "dev")
 
@@ -269,6 +287,7 @@ def dbt_environment(settings: Settings) -> dict[str, str]:
         "ELT_DBT_THREADS": str(settings.dbt_threads),
         "DBT_PROFILES_DIR": str(PROJECT_ROOT / "profiles"),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+        "DO_NOT_TRACK": "1",
     }
     if wh.password:
         out["ELT_WAREHOUSE_PASSWORD"] = wh.password

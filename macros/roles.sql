@@ -69,7 +69,8 @@
         {#- the dbt schemas as this target names them (macros/generate_schema_name.sql) -#}
         {%- set dbt_schemas = ['quality'] -%}
         {%- for custom in ['staging', 'intermediate', 'quarantine', 'marts', 'marts_build',
-                           'marts_live', 'snapshots', 'reference', 'test_failures', none] -%}
+                           'marts_live', 'snapshots', 'reference', 'test_failures',
+                           'elementary', none] -%}
             {%- do dbt_schemas.append(generate_schema_name(custom, none) | trim) -%}
         {%- endfor -%}
         {%- set marts = generate_schema_name('marts', none) | trim -%}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import tempfile
@@ -12,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from loader import warehouse
-from loader.config import Settings, load_settings
+from loader.config import PROJECT_ROOT, Settings, load_settings
 from loader.db import connect_raw, dispose_engines
+from loader.packages import ensure_packages
 
 SIM_END = date(2026, 6, 30)
 
@@ -38,6 +40,8 @@ def elt_env() -> Iterator[dict[str, str]]:
     home = Path(tempfile.mkdtemp(prefix="elt-test-"))
     env = {"ELT_HOME": str(home), "ELT_PG_PORT": str(free_port()), "ELT_ENV": "dev"}
     settings = load_settings(env)
+    # the tests run dbt themselves: its packages first (from ELT_DBT_PACKAGES_MIRROR offline)
+    ensure_packages(PROJECT_ROOT, settings.dbt_packages_mirror, env=dict(os.environ))
     warehouse.start(settings)
     yield env
     dispose_engines()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from loader import children
 from loader.config import PROJECT_ROOT, Settings, UserError, dbt_environment
+from loader.packages import ensure_packages
 
 
 class DbtFailed(UserError, RuntimeError):
@@ -30,6 +31,8 @@ def run_dbt(
     settings: Settings, *args: str, check: bool = True, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:
     env = {**os.environ, **dbt_environment(settings), **(env or {})}
+    if args and args[0] not in ("deps", "clean", "debug"):
+        ensure_packages(PROJECT_ROOT, settings.dbt_packages_mirror, env=env)
     result = children.run(
         [dbt_executable(), *args], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True
     )
