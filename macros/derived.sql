@@ -15,16 +15,6 @@
     extract(year from age({{ as_of }}, {{ birth_date }}))::integer
 {%- endmacro %}
 
-{#- A deterministic text key from several columns (nulls kept distinct from ''). -#}
-{% macro surrogate_key(columns) -%}
-    md5(
-        {%- for column in columns %}
-        coalesce(cast({{ column }} as text), '_dbt_null_')
-        {%- if not loop.last %} || '-' || {% endif -%}
-        {%- endfor %}
-    )
-{%- endmacro %}
-
 {#- The start of an incremental window: newest `column` already in the model minus the
     lookback (var incremental_lookback). Read when the model is compiled and inlined as a
     constant, so the planner sees how few rows lie beyond it and reads them by index. -#}

@@ -22,8 +22,8 @@
     all have a unique index on their key, so a duplicate cannot be written anyway). -#}
 {% macro row_wise_tests() -%}
     {{ return(['not_null', 'unique', 'accepted_values', 'relationships', 'expression_is_true',
-               'not_before', 'not_in_future', 'positive_values', 'valid_email',
-               'value_between']) }}
+               'not_before', 'valid_email',
+               'accepted_range']) }}
 {%- endmacro %}
 
 {#- The predicate for the changed rows of `relation`, or none to test it in full. -#}
@@ -40,8 +40,8 @@
 {%- endmacro %}
 
 {#- The rows of `relation` this increment changed, as a predicate (none: not known, test all):
-    also used by the tests that compare groups of rows (rows_reconcile, sums_match,
-    unique_combination_of_columns) to pick the keys they recheck. -#}
+    also used by the tests that compare groups of rows (rows_reconcile, sums_match) to pick
+    the keys they recheck. -#}
 {% macro changed_rows_predicate(relation) -%}
     {%- set since = env_var('ELT_TEST_SINCE', '') -%}
     {%- if not since or not execute or relation is string -%}

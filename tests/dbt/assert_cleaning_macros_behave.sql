@@ -24,7 +24,8 @@ cases (macro_case, actual, expected) as (
     ),
     (
         'surrogate_key keeps null apart from empty',
-        ({{ surrogate_key(["null::text", "'a'"]) }} = {{ surrogate_key(["''", "'a'"]) }})::text,
+        ({{ dbt_utils.generate_surrogate_key(["null::text", "'a'"]) }}
+            = {{ dbt_utils.generate_surrogate_key(["''", "'a'"]) }})::text,
         'false'
     ),
     (
