@@ -1,212 +1,194 @@
-"""The anomaly monitors end to end on PostgreSQL: daily metrics measured set-based, stored in
-quality.metrics and judged. A simulated history with injected faults is flagged where the
-faults are; the same history without them raises nothing."""
+"""elementary's monitors, as the project configures them on its raw sources
+(models/staging/marketplace/_marketplace__sources.yml), run by dbt on PostgreSQL over 62
+days of daily loads: the injected faults (a volume drop, a stopped table, a shifted status
+mix, a spike of null emails, an outlying amount) are flagged on the days they happen; the
+same history without them raises nothing."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import subprocess
+import sys
 from datetime import date, timedelta
+from pathlib import Path
 
 import pytest
 
-from loader.config import Settings
-from loader.quality import store
-from loader.quality.anomaly_checks import monitor_checks
-from loader.quality.monitors import AnomalySettings, FreshnessSettings, Monitor, QualityConfig
+from loader.config import PROJECT_ROOT, Settings
+from loader.db import connect_raw
 from tests.conftest import create_database, query
+from tests.integration.test_dbt_project import private_dbt_env
 
-LAST = date(2026, 6, 30)  # last complete day: data runs one day further
+pytestmark = pytest.mark.slow
+
+DBT = Path(sys.executable).parent / "dbt"
+LAST = date(2026, 6, 30)  # the last complete load day; elementary's clock is the next midnight
 DAYS = 62
-CONFIG = QualityConfig(
-    anomaly=AnomalySettings(sensitivity=3.0, training_days=56, detection_days=3),
-    freshness=FreshnessSettings(),
-    completeness={},
-    completeness_severity="fail",
-    profiles=(),
-    monitors=(
-        Monitor(
-            "shop.orders",
-            "ordered_at",
-            volume_seasonality="day_of_week",
-            columns={"total_amount": ("null_pct", "average")},
-            categories=("status",),
-            amounts=("total_amount",),
-        ),
-        Monitor("shop.customers", "registered_at", columns={"email": ("null_pct",)}),
-        Monitor("shop.bids", "placed_at", freshness=True),
-    ),
-)
+CLOCK = {"custom_run_started_at": f"{LAST + timedelta(days=1)}T00:00:00"}
 
+# One load a day per table, stamped once (as the loader stamps _loaded_at), soon after
+# 01:00; its rows are the previous day's activity. Volumes a little noisy, busier at weekends.
 HISTORY = """
-create schema shop;
+create schema raw_marketplace;
 select setseed(0.42);
--- ~300 orders a day, busier at weekends; a stable status mix; log-normal amounts
-create table shop.orders as
-select row_number() over () as order_id, ts as ordered_at,
+create temp table loads as
+select d::date as load_day, extract(isodow from d) >= 6 as weekend
+from generate_series(%(start)s::timestamptz, %(last)s::timestamptz, interval '1 day') as d;
+create function pg_temp.stamp(day date) returns timestamptz language sql volatile as
+    $$ select day + interval '1 hour' + random() * interval '30 minutes' $$;
+create function pg_temp.rows_of(day date, base int, weekend boolean) returns setof int
+    language sql volatile as
+    $$ select generate_series(1, (base * case when weekend then 1.5 else 1 end
+                                  * (0.95 + random() * 0.1))::int) $$;
+create table raw_marketplace.customers as
+select row_number() over () as customer_id,
+       case when random() < 0.02 then null else 'c' || (random() * 1e6)::int || '@x.com' end
+           as email, loaded_at as _loaded_at
+from (select pg_temp.stamp(load_day) as loaded_at, load_day from loads) as l,
+     lateral pg_temp.rows_of(l.load_day, 120, false) as n;
+create table raw_marketplace.products as
+select row_number() over () as product_id, round((5 + random() * 495)::numeric, 2) as price,
+       loaded_at as _loaded_at
+from (select pg_temp.stamp(load_day) as loaded_at, load_day from loads) as l,
+     lateral pg_temp.rows_of(l.load_day, 40, false) as n;
+create table raw_marketplace.orders as
+select row_number() over () as order_id,
        case when r < 0.7 then 'delivered' when r < 0.85 then 'shipped'
             when r < 0.95 then 'cancelled' else 'returned' end as status,
-       round(exp(4 + 0.5 * sqrt(-2 * ln(random())) * cos(2 * pi() * random()))::numeric, 2)
-           as total_amount
-from (
-    select d + random() * interval '1 day' as ts, random() as r
-    from generate_series(%(start)s::timestamptz, %(end)s::timestamptz, interval '1 day') as d,
-         generate_series(1, case when extract(isodow from d) >= 6 then 450 else 300 end)
-) as s;
-create table shop.customers as
-select row_number() over () as customer_id, ts as registered_at,
-       case when random() < 0.02 then null else 'c' || (random() * 1e6)::int || '@x.com' end
-           as email
-from (
-    select d + random() * interval '1 day' as ts
-    from generate_series(%(start)s::timestamptz, %(end)s::timestamptz, interval '1 day') as d,
-         generate_series(1, 120)
-) as s;
--- a bid every 20 minutes or so
-create table shop.bids as
-select row_number() over () as bid_id, ts as placed_at
-from generate_series(%(start)s::timestamptz,
-                     %(end)s::timestamptz + interval '1 day' - interval '20 minutes',
-                     interval '20 minutes') as ts;
+       round((20 + random() * 180)::numeric, 2) as total_amount, loaded_at as _loaded_at
+from (select random() as r, l.loaded_at
+      from (select pg_temp.stamp(load_day) as loaded_at, load_day, weekend from loads) as l,
+           lateral pg_temp.rows_of(l.load_day, 300, l.weekend) as n) as s;
+create table raw_marketplace.order_items as
+select row_number() over () as order_item_id, round((5 + random() * 95)::numeric, 2) as unit_price,
+       loaded_at as _loaded_at
+from (select pg_temp.stamp(load_day) as loaded_at, load_day, weekend from loads) as l,
+     lateral pg_temp.rows_of(l.load_day, 600, l.weekend) as n;
+create table raw_marketplace.payments as
+select row_number() over () as payment_id, round((20 + random() * 180)::numeric, 2) as amount,
+       case when r < 0.6 then 'card' when r < 0.85 then 'paypal' else 'bank_transfer' end
+           as method, loaded_at as _loaded_at
+from (select random() as r, l.loaded_at
+      from (select pg_temp.stamp(load_day) as loaded_at, load_day, weekend from loads) as l,
+           lateral pg_temp.rows_of(l.load_day, 280, l.weekend) as n) as s;
+create table raw_marketplace.bids as
+select row_number() over () as bid_id, round((5 + random() * 95)::numeric, 2) as amount,
+       loaded_at as _loaded_at
+from (select pg_temp.stamp(load_day) as loaded_at, load_day, weekend from loads) as l,
+     lateral pg_temp.rows_of(l.load_day, 72, l.weekend) as n;
 """
 
 FAULTS = """
--- a day with half the orders
-delete from shop.orders
-where ordered_at::date = %(half_day)s and order_id %% 2 = 0;
--- a spike in null emails
-update shop.customers set email = null
-where registered_at::date = %(last)s and customer_id %% 4 = 0;
--- a shifted status mix on the last two days
-update shop.orders set status = 'cancelled'
-where ordered_at::date >= %(last)s::date - 1 and status = 'delivered' and order_id %% 3 = 0;
--- an amount far outside anything seen
-update shop.orders set total_amount = 9999999
-where order_id = (select max(order_id) from shop.orders where ordered_at::date = %(last)s);
--- the bids table stalls two days before the end
-delete from shop.bids where placed_at >= %(last)s::date - 1;
+-- the load of the day before the last brings half the orders
+delete from raw_marketplace.orders
+where _loaded_at::date = %(last)s::date - 1 and order_id %% 2 = 0;
+-- a spike in null emails on the last load
+update raw_marketplace.customers set email = null
+where _loaded_at::date = %(last)s and customer_id %% 4 = 0;
+-- a shifted status mix on the last two loads: a third of the deliveries become cancellations
+update raw_marketplace.orders set status = 'cancelled'
+where _loaded_at::date >= %(last)s::date - 1 and status = 'delivered' and order_id %% 3 = 1;
+-- an amount far outside anything seen, on the last load
+update raw_marketplace.orders set total_amount = 9999999
+where order_id = (select max(order_id) from raw_marketplace.orders
+                  where _loaded_at::date = %(last)s);
+-- the bids stop: no load on the last two days
+delete from raw_marketplace.bids where _loaded_at::date >= %(last)s::date - 1;
 """
 
 
 def build(settings: Settings, name: str, faults: bool) -> Settings:
     create_database(settings, name)
     local = dataclasses.replace(settings, warehouse=settings.warehouse.with_database(name))
-    conn = store.connect(local.warehouse)
+    conn = connect_raw(local.warehouse)
     try:
         with conn.cursor() as cur:
             cur.execute("set time zone 'UTC'")
-            params = {
-                "start": LAST - timedelta(days=DAYS),
-                "end": LAST + timedelta(days=1),
-                "last": LAST,
-                "half_day": LAST - timedelta(days=1),
-            }
+            params = {"start": LAST - timedelta(days=DAYS - 1), "last": LAST}
             cur.execute(HISTORY, params)
             if faults:
                 cur.execute(FAULTS, params)
         conn.commit()
-        store.ensure_schema(conn)
     finally:
         conn.close()
     return local
 
 
-def judge(settings: Settings) -> dict[str, object]:
-    conn = store.connect(settings.warehouse)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("set time zone 'UTC'")
-        conn.commit()
-        return {c.check_id: c for c in monitor_checks(conn, "test-run", CONFIG)}
-    finally:
-        conn.close()
+def monitor(local: Settings, work: Path) -> dict[str, str]:
+    """elementary's tables, then every test on the raw sources (monitors, keys): the newest
+    status of each test, by its short name and table (and column)."""
+    env = {**private_dbt_env(local, work), "TZ": "UTC"}
 
+    def dbt(*args: str) -> None:
+        done = subprocess.run([str(DBT), *args], cwd=PROJECT_ROOT, env=env,
+                              capture_output=True, text=True)
+        assert done.returncode in (0, 1), done.stdout[-4000:]
 
-@pytest.fixture(scope="module")
-def clean(settings: Settings) -> dict:
-    return judge(build(settings, "quality_clean_history", faults=False))
-
-
-@pytest.fixture(scope="module")
-def faulty(settings: Settings) -> tuple[Settings, dict]:
-    local = build(settings, "quality_faulty_history", faults=True)
-    return local, judge(local)
-
-
-def anomalous_days(check) -> set[date]:
-    return {
-        date.fromisoformat(str(p["day"])) if not isinstance(p["day"], date) else p["day"]
-        for p in check.details["points"]
-        if p["is_anomaly"]
-    }
-
-
-def test_the_clean_history_raises_nothing(clean: dict) -> None:
-    assert len(clean) == 9
-    assert {c.check_id: c.status for c in clean.values() if c.status != "pass"} == {}
-
-
-def test_the_data_clock_judges_the_last_complete_day(clean: dict) -> None:
-    volume = clean["anomaly:shop.orders:volume"]
-    judged = [p for p in volume.details["points"] if p["in_detection"]]
-    assert [p["day"] for p in judged] == [LAST - timedelta(days=i) for i in (2, 1, 0)]
-
-
-def test_a_day_with_half_the_orders_is_flagged(faulty) -> None:
-    check = faulty[1]["anomaly:shop.orders:volume"]
-    assert check.status == "warn"
-    assert anomalous_days(check) == {LAST - timedelta(days=1)}
-
-
-def test_a_spike_in_null_emails_is_flagged(faulty) -> None:
-    check = faulty[1]["anomaly:shop.customers.email:null_pct"]
-    assert check.status == "warn" and anomalous_days(check) == {LAST}
-
-
-def test_a_shifted_status_mix_is_flagged(faulty) -> None:
-    check = faulty[1]["anomaly:shop.orders.status:distribution_shift"]
-    assert check.status == "warn"
-    assert anomalous_days(check) == {LAST - timedelta(days=1), LAST}
-    assert (
-        check.details["detection_mix"]["cancelled"] > 2 * check.details["training_mix"]["cancelled"]
-    )
-
-
-def test_a_stalled_table_is_flagged(faulty) -> None:
-    check = faulty[1]["anomaly:shop.bids:freshness_hours"]
-    assert check.status == "warn" and anomalous_days(check) == {LAST - timedelta(days=1), LAST}
-    volume = faulty[1]["anomaly:shop.bids:volume"]
-    assert volume.status == "warn"
-
-
-def test_an_outlying_amount_is_flagged_with_its_row(faulty) -> None:
-    check = faulty[1]["anomaly:shop.orders.total_amount:outliers"]
-    assert check.status == "warn" and check.failing_rows == 1
-    assert float(check.sample[0]["total_amount"]) == 9999999
-
-
-def test_the_metric_history_is_stored_one_value_per_day(faulty) -> None:
-    settings, _ = faulty
+    dbt("run", "--select", "elementary")
+    dbt("test", "--select", "source:marketplace", "--indirect-selection", "cautious",
+        "--vars", json.dumps(CLOCK))
     rows = query(
-        settings.warehouse,
-        "select count(*), count(distinct bucket_date), min(bucket_date), max(bucket_date) "
-        "from quality.metrics where table_name = 'shop.orders' and metric = 'volume'",
-    )[0]
-    assert rows == (59, 59, LAST - timedelta(days=58), LAST)
+        local.warehouse,
+        """select r.test_unique_id, r.test_short_name, r.table_name,
+                  coalesce(r.column_name, ''), r.status
+           from elementary.elementary_test_results as r
+           join (select distinct on (test_unique_id) test_unique_id, invocation_id
+                 from elementary.elementary_test_results
+                 order by test_unique_id, detected_at desc) as newest
+               using (test_unique_id, invocation_id)""",
+    )
+    # a column monitor writes one row per metric: the test's status is the worst of them
+    worst: dict[str, str] = {}
+    for _, test, table, col, status in rows:
+        key = f"{test}:{table}" + (f".{col}" if col else "")
+        worst[key] = status if worst.get(key, "pass") == "pass" else worst[key]
+    return worst
 
 
-def test_the_data_clock_from_the_shared_table_scan_is_the_same_day(faulty) -> None:
-    from loader.quality import metrics
-    from loader.quality.checks import TableScans
+@pytest.fixture(scope="module")
+def clean(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    local = build(settings, "quality_clean_history", faults=False)
+    return monitor(local, tmp_path_factory.mktemp("clean-dbt"))
 
-    settings, _ = faulty
-    conn = store.connect(settings.warehouse)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("set time zone 'UTC'")
-        scans = TableScans(conn)
-        for m in CONFIG.monitors:
-            scans.want(m.table, newest=(m.timestamp,))
-        shared = metrics.data_clock(conn, CONFIG.monitors, scans.newest_value)
-        assert shared == metrics.data_clock(conn, CONFIG.monitors) == LAST
-    finally:
-        conn.close()
+
+@pytest.fixture(scope="module")
+def faulty(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    local = build(settings, "quality_faulty_history", faults=True)
+    return monitor(local, tmp_path_factory.mktemp("faulty-dbt"))
+
+
+def test_the_clean_history_raises_nothing(clean: dict[str, str]) -> None:
+    monitors = {k: s for k, s in clean.items() if k.split(":")[0] in (
+        "volume_anomalies", "freshness_anomalies", "column_anomalies", "dimension_anomalies",
+        "schema_changes")}
+    # six tables: volume, freshness, schema; five amounts and one email; two mixes
+    assert len(monitors) == 6 * 3 + 6 + 2
+    assert {k: s for k, s in clean.items() if s != "pass"} == {}
+
+
+def test_a_load_with_half_the_orders_is_flagged(faulty: dict[str, str]) -> None:
+    assert faulty["volume_anomalies:orders"] == "warn"
+
+
+def test_a_stopped_table_is_flagged(faulty: dict[str, str]) -> None:
+    assert faulty["freshness_anomalies:bids"] == "warn"
+    assert faulty["volume_anomalies:bids"] == "warn"
+
+
+def test_a_shifted_status_mix_is_flagged(faulty: dict[str, str]) -> None:
+    assert faulty["dimension_anomalies:orders"] == "warn"
+
+
+def test_a_spike_in_null_emails_is_flagged(faulty: dict[str, str]) -> None:
+    assert faulty["column_anomalies:customers.email"] == "warn"
+
+
+def test_an_outlying_amount_is_flagged(faulty: dict[str, str]) -> None:
+    assert faulty["column_anomalies:orders.total_amount"] == "warn"
+
+
+def test_the_tables_without_a_fault_stay_quiet(faulty: dict[str, str]) -> None:
+    for table in ("products", "order_items", "payments"):
+        quiet = {k: s for k, s in faulty.items() if k.split(":")[1].split(".")[0] == table}
+        assert quiet and set(quiet.values()) == {"pass"}, quiet
