@@ -328,18 +328,12 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     from loader import warehouse
     from loader.quality import build_report, send_alerts
-    from loader.quality.elementary import ElementaryUnavailable, run_elementary
-    from loader.quality.monitors import MonitorConfigError
 
-    try:
-        if getattr(args, "action", None) == "elementary":
-            return run_elementary(settings, echo=_echo)
-        warehouse.ensure_running(settings)
-        report = build_report(settings, output_dir=args.output_dir, progress=_progress)
-    except (ElementaryUnavailable, MonitorConfigError) as exc:
-        raise CliError(str(exc)) from None
+    warehouse.ensure_running(settings)
+    report = build_report(settings, output_dir=args.output_dir, progress=_progress)
     _echo(f"quality report: {report.summary()}")
-    _echo(f"  html: {report.html_path}\n  json: {report.json_path}")
+    html = report.html_path if not report.html_error else f"not written: {report.html_error}"
+    _echo(f"  html (elementary): {html}\n  json: {report.json_path}")
     if args.alert:
         outcome = send_alerts(settings, report)
         for channel, state in outcome.channels.items():
@@ -496,7 +490,8 @@ def build_parser() -> argparse.ArgumentParser:
     dag.set_defaults(func=cmd_dag)
 
     report = sub.add_parser(
-        "report", help="run the quality checks; write reports/quality.html and quality.json"
+        "report",
+        help="elementary's report (reports/elementary.html, by edr report) and quality.json",
     )
     report.add_argument(
         "--output-dir", type=Path, default=None, help="where to write (default ELT_REPORTS_DIR)"
@@ -507,12 +502,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="send failures and anomalies to the ELT_ALERT_* channels",
     )
     report.set_defaults(func=cmd_report)
-    quality = sub.add_parser("quality", help="optional quality tooling")
-    quality_sub = quality.add_subparsers(dest="action", required=True, metavar="ACTION")
-    quality_sub.add_parser(
-        "elementary", help="elementary's dbt package and report (needs the dbt hub; opt-in)"
-    )
-    quality.set_defaults(func=cmd_report, output_dir=None, alert=False)
     return parser
 
 

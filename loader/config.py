@@ -88,11 +88,10 @@ class Endpoint:
 
 @dataclass(frozen=True)
 class QualitySettings:
-    """The quality layer: results retention, report location, anomaly rules, alert channels."""
+    """The quality layer: results retention, report location, alert channels."""
 
     retention_days: int = 90
     reports_dir: Path = PROJECT_ROOT / "reports"
-    monitors_config: Path = PROJECT_ROOT / "loader" / "quality" / "monitors.yml"
     report_url: str = ""  # link put in alerts; default: file:// URL of the HTML report
     alert_level: str = "fail"  # fail: failures, errors and anomalies; warn: every warning too
     suppress_minutes: int = 60
@@ -105,7 +104,6 @@ class QualitySettings:
     smtp_starttls: bool = False
     email_from: str = ""
     email_to: tuple[str, ...] = ()
-    dbt_hub_url: str = "https://hub.getdbt.com/api/v1/index.json"
 
 
 @dataclass(frozen=True)
@@ -235,7 +233,6 @@ def _quality_settings(env: dict[str, str]) -> QualitySettings:
     return QualitySettings(
         retention_days=_int_env(env, "ELT_QUALITY_RETENTION_DAYS", 90, 1, 36500),
         reports_dir=Path(env.get("ELT_REPORTS_DIR") or defaults.reports_dir).expanduser(),
-        monitors_config=Path(env.get("ELT_QUALITY_CONFIG") or defaults.monitors_config),
         report_url=env.get("ELT_REPORT_URL", "").strip(),
         alert_level=level,
         suppress_minutes=_int_env(env, "ELT_ALERT_SUPPRESS_MINUTES", 60, 0, 525600),
@@ -250,7 +247,6 @@ def _quality_settings(env: dict[str, str]) -> QualitySettings:
         email_to=tuple(
             a.strip() for a in env.get("ELT_ALERT_EMAIL_TO", "").split(",") if a.strip()
         ),
-        dbt_hub_url=env.get("ELT_DBT_HUB_URL", "").strip() or defaults.dbt_hub_url,
     )
 
 

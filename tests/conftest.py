@@ -26,8 +26,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def offline_packages() -> dict[str, str]:
+    """The dbt packages mirror of this machine (.ci/run sets it), for settings built from a
+    dict rather than the environment: without it they would try the dbt hub."""
+    mirror = os.environ.get("ELT_DBT_PACKAGES_MIRROR", "")
+    return {"ELT_DBT_PACKAGES_MIRROR": mirror} if mirror else {}
+
+
 def settings_for(home: Path, port: int, **extra: str) -> Settings:
-    env = {"ELT_HOME": str(home), "ELT_PG_PORT": str(port), "ELT_ENV": "dev", **extra}
+    env = {"ELT_HOME": str(home), "ELT_PG_PORT": str(port), "ELT_ENV": "dev",
+           **offline_packages(), **extra}
     return load_settings(env)
 
 
@@ -38,7 +46,8 @@ def elt_env() -> Iterator[dict[str, str]]:
     Its home is outside pytest's temp root, which another pytest session on the machine may
     lock down (chmod 700) while this server still needs to reach it as its own user."""
     home = Path(tempfile.mkdtemp(prefix="elt-test-"))
-    env = {"ELT_HOME": str(home), "ELT_PG_PORT": str(free_port()), "ELT_ENV": "dev"}
+    env = {"ELT_HOME": str(home), "ELT_PG_PORT": str(free_port()), "ELT_ENV": "dev",
+           **offline_packages()}
     settings = load_settings(env)
     # the tests run dbt themselves: its packages first (from ELT_DBT_PACKAGES_MIRROR offline)
     ensure_packages(PROJECT_ROOT, settings.dbt_packages_mirror, env=dict(os.environ))

@@ -418,7 +418,7 @@ def _alert_run(
         "failed" if status == "failed" else "recovered",
         failed,
         [name for name, o in outcomes.items() if o.status == SKIPPED],
-        settings.quality.report_url or str(settings.quality.reports_dir / "quality.html"),
+        settings.quality.report_url or str(settings.quality.reports_dir / "elementary.html"),
     )
     try:
         sent = send_run_alert(settings, alert)

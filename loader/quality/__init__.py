@@ -1,5 +1,6 @@
-"""The data quality layer: checks, profiles, anomaly detection, one results store, the
-report (`elt report`) and alerts. The runner calls `build_report` and then `send_alerts`."""
+"""The data quality layer over dbt's tests and elementary's monitors: quality.json and
+elementary's report (`elt report`), and alerts. The runner calls `build_report`, then
+`send_alerts`."""
 
 from loader.quality.alerts import AlertOutcome, send_alerts
 from loader.quality.report import QualityReport, build_report

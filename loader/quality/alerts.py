@@ -1,5 +1,6 @@
-"""Alerts for failures and anomalies: Slack-compatible webhook, generic JSON webhook, email;
-each check alerted at most once per channel within the suppression interval."""
+"""Alerts for failures and anomalies. Slack gets elementary's own alerts (`edr monitor`, which
+remembers what it sent); the project sends what edr cannot: e-mail, and a generic JSON
+webhook, each check at most once per channel within the suppression interval."""
 
 from __future__ import annotations
 
@@ -8,20 +9,21 @@ import json
 import smtplib
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+import loader.quality.elementary as elementary
+import loader.quality.store as store
 from loader.config import Settings
-from loader.quality import store
 from loader.quality.results import CheckResult
 
 if TYPE_CHECKING:
     from loader.quality.report import QualityReport
 
 TIMEOUT_S = 10
-MAX_LISTED = 20
 
 
 @dataclass
@@ -84,30 +86,6 @@ def _headline(report: QualityReport, checks: list[CheckResult]) -> str:
         f"Data quality: {failing} failing, {len(checks) - failing} warning or anomalous "
         f"check(s) — {report.summary()}"
     )
-
-
-def slack_payload(report: QualityReport, checks: list[CheckResult], link: str) -> dict:
-    icon = {"fail": ":red_circle:", "error": ":red_circle:", "warn": ":warning:"}
-    lines = [
-        f"{icon.get(c.status, '')} *{c.status}* `{c.name}`: {c.message}"
-        for c in checks[:MAX_LISTED]
-    ]
-    if len(checks) > MAX_LISTED:
-        lines.append(f"… and {len(checks) - MAX_LISTED} more")
-    text = _headline(report, checks)
-    return {
-        "text": text,
-        "blocks": [
-            {"type": "section", "text": {"type": "mrkdwn", "text": f"*{text}*"}},
-            {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}},
-            {
-                "type": "context",
-                "elements": [
-                    {"type": "mrkdwn", "text": f"<{link}|Open the report> · run {report.run_id}"}
-                ],
-            },
-        ],
-    }
 
 
 def webhook_payload(report: QualityReport, checks: list[CheckResult], link: str) -> dict:
@@ -176,22 +154,25 @@ def _recently_sent(conn, channel: str, prints: list[str], minutes: int) -> set[s
         return {r[0] for r in cur.fetchall()}
 
 
-def send_alerts(settings: Settings, report: QualityReport) -> AlertOutcome:
-    """Send the report's failures and anomalies to every configured channel. A check already
+def send_alerts(
+    settings: Settings, report: QualityReport, slack: Callable[[Settings], str] | None = None
+) -> AlertOutcome:
+    """`edr monitor` to Slack (`slack` stands in for it in tests), then the report's failures
+    and anomalies to the webhook and e-mail when configured. A check already
     sent on a channel within ELT_ALERT_SUPPRESS_MINUTES is not sent there again; a channel
     that fails is reported in the outcome, never raised, so alerts cannot fail a run."""
     q = settings.quality
     outcome = AlertOutcome()
+    outcome.channels["slack"] = (slack or elementary.send_slack_alerts)(settings)
     candidates = alertable(report.checks, q.alert_level)
     channels = {
-        "slack": bool(q.slack_webhook_url),
         "webhook": bool(q.webhook_url),
         "email": bool(q.smtp_host and q.email_to),
     }
     if not candidates:
-        outcome.channels = {
-            c: "nothing to alert" if on else "not configured" for c, on in channels.items()
-        }
+        outcome.channels.update(
+            {c: "nothing to alert" if on else "not configured" for c, on in channels.items()}
+        )
         return outcome
     link = report_link(settings, report)
     conn = store.connect(settings.warehouse)
@@ -211,9 +192,7 @@ def send_alerts(settings: Settings, report: QualityReport) -> AlertOutcome:
                 outcome.channels[channel] = "suppressed (all sent recently)"
                 continue
             try:
-                if channel == "slack":
-                    post_json(q.slack_webhook_url, slack_payload(report, fresh, link))
-                elif channel == "webhook":
+                if channel == "webhook":
                     post_json(q.webhook_url, webhook_payload(report, fresh, link))
                 else:
                     send_email(settings, email_message(settings, report, fresh, link))

@@ -1,104 +1,153 @@
-"""`elt quality elementary`: the opt-in elementary report, for machines that reach the dbt hub.
+"""elementary's CLI (`edr`): the HTML report people open, and its alerts to Slack.
 
-Elementary's dbt package comes from hub.getdbt.com. The project itself never depends on it
-(`dbt build` must work offline), so the package is installed into a separate workspace under
-$ELT_HOME/elementary that links the project's models, macros, seeds, snapshots and tests."""
+edr runs dbt on a project inside its wheel (elementary/monitor/dbt_project) that needs
+dbt_utils 0.8.x and elementary's package. Its packages go to $ELT_HOME/edr/dbt_packages
+(edr's DBT_PACKAGES_FOLDER), installed like the project's own (loader/packages.py: from the
+mirror offline, `dbt deps` online), so the shared virtualenv is never written to. edr's
+settings live in $ELT_HOME/edr/.edr/config.yml, with anonymous tracking and the PyPI version
+check off; the Slack webhook, a secret, is written there (mode 600), never on a command line."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
-import urllib.error
-import urllib.request
-from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from loader import children
 from loader.config import PROJECT_ROOT, Settings, UserError, dbt_environment
+from loader.packages import ensure_packages
 
-ELEMENTARY_PACKAGE = {"package": "elementary-data/elementary", "version": [">=0.16.0", "<0.20.0"]}
-LINKED = ("models", "macros", "seeds", "snapshots", "tests", "profiles")
+TIMEOUT_S = 900
 
 
 class ElementaryUnavailable(UserError, RuntimeError):
-    """The dbt hub (or edr) cannot be reached: the message points at the built-in report."""
+    """edr is missing or failed; the message says what to do."""
 
 
-def hub_reachable(url: str, timeout: float = 5.0) -> tuple[bool, str]:
-    """Whether the dbt hub answers; the reason when it does not."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            response.read(256)
-        return True, "reachable"
-    except urllib.error.HTTPError as exc:
-        return False, f"HTTP {exc.code}"
-    except (urllib.error.URLError, OSError) as exc:
-        return False, str(getattr(exc, "reason", exc))
+@dataclass(frozen=True)
+class EdrOutcome:
+    ok: bool
+    message: str
 
 
-def offline_message(url: str, reason: str, report: Path) -> str:
-    return (
-        f"The dbt hub is not reachable from this machine ({url}: {reason}), so the elementary "
-        "dbt package cannot be installed and no elementary report was made.\n"
-        f"The built-in quality report covers the same ground: run `elt report` and open "
-        f"{report} (JSON beside it)."
-    )
-
-
-def prepare_workspace(home: Path) -> Path:
-    """A dbt project under `home` that links this one and adds the elementary package."""
-    work = home / "elementary" / "project"
-    work.mkdir(parents=True, exist_ok=True)
-    for name in LINKED:
-        link = work / name
-        if not link.exists():
-            link.symlink_to(PROJECT_ROOT / name, target_is_directory=True)
-    project = yaml.safe_load((PROJECT_ROOT / "dbt_project.yml").read_text())
-    project.setdefault("models", {})["elementary"] = {"+schema": "elementary"}
-    project["target-path"] = str(home / "elementary" / "target")
-    (work / "dbt_project.yml").write_text(yaml.safe_dump(project, sort_keys=False))
-    (work / "packages.yml").write_text(yaml.safe_dump({"packages": [ELEMENTARY_PACKAGE]}))
-    return work
-
-
-def run_elementary(settings: Settings, *, echo: Callable[[str], None] = print) -> int:
-    """Install elementary and build its report when the hub is reachable; else explain."""
-    report = settings.quality.reports_dir / "quality.html"
-    ok, reason = hub_reachable(settings.quality.dbt_hub_url)
-    if not ok:
-        raise ElementaryUnavailable(offline_message(settings.quality.dbt_hub_url, reason, report))
-    work = prepare_workspace(settings.home)
-    env = {**os.environ, **dbt_environment(settings)}
-    dbt = shutil.which("dbt", path=str(Path(sys.executable).parent)) or "dbt"
-    for args in (["deps"], ["run", "--select", "elementary"], ["test"]):
-        echo(f"dbt {' '.join(args)} (in {work})")
-        done = children.run([dbt, *args], cwd=work, env=env, text=True, capture_output=True)
-        if done.returncode not in (0, 1):  # 1: tests failed, still worth reporting
-            tail = "\n".join(done.stdout.splitlines()[-20:])
-            raise ElementaryUnavailable(f"`dbt {' '.join(args)}` failed:\n{tail}")
-    edr = shutil.which("edr", path=str(Path(sys.executable).parent)) or shutil.which("edr")
-    if edr is None:
+def edr_executable() -> str:
+    found = shutil.which("edr", path=str(Path(sys.executable).parent)) or shutil.which("edr")
+    if found is None:
         raise ElementaryUnavailable(
-            "elementary's dbt models are built, but its CLI `edr` is not installed: "
-            "`pip install 'elementary-data[postgres]'`, then run this command again"
+            "elementary's CLI `edr` is not installed: `pip install elementary-data==0.25.1` "
+            "(a dependency of this project: `make install`)"
         )
-    out = settings.quality.reports_dir / "elementary.html"
-    children.run(
-        [
-            edr,
-            "report",
-            "--project-dir",
-            str(work),
-            "--profiles-dir",
-            str(work / "profiles"),
-            "--file-path",
-            str(out),
-        ],
-        env=env,
-        check=True,
+    return found
+
+
+def internal_project() -> Path:
+    """The dbt project edr runs its queries in, inside the elementary-data wheel."""
+    from elementary.monitor.dbt_project_utils import CLI_DBT_PROJECT_PATH
+
+    return Path(CLI_DBT_PROJECT_PATH)
+
+
+def _config(settings: Settings) -> dict:
+    config: dict = {
+        "anonymous_usage_tracking": False,
+        "disable_elementary_version_check": True,
+        "disable_elementary_logo_print": True,
+        # packages are installed here beforehand (offline: from the mirror)
+        "run_dbt_deps_if_needed": False,
+    }
+    if settings.quality.slack_webhook_url:
+        config["slack"] = {"notification_webhook": settings.quality.slack_webhook_url}
+    return config
+
+
+def edr_environment(settings: Settings) -> dict[str, str]:
+    """edr's environment: its packages installed, its config written, the profile's variables.
+    HOME is edr's own folder: edr reads ~/.edr/config.yml before it parses its flags."""
+    work = settings.home / "edr"
+    env = {
+        # not the project's target and log folders, if set: edr's own dbt project would
+        # overwrite the project's run_results.json and partial parse state there
+        **{k: v for k, v in os.environ.items() if k not in ("DBT_TARGET_PATH", "DBT_LOG_PATH")},
+        **dbt_environment(settings),
+        "HOME": str(work),
+        "DBT_PACKAGES_FOLDER": str(work / "dbt_packages"),
+        "EDR_INTERNAL_TARGET_PATH": str(work / "target"),
+    }
+    ensure_packages(
+        internal_project(), settings.dbt_packages_mirror, work / "dbt_packages", env=env
     )
-    echo(f"elementary report: {out}")
-    return 0
+    config = work / ".edr" / "config.yml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        yaml.safe_dump(_config(settings), out)
+    return env
+
+
+def _edr(settings: Settings, command: str, *args: str) -> EdrOutcome:
+    env = edr_environment(settings)
+    work = settings.home / "edr"
+    done = children.run(
+        [
+            edr_executable(),
+            command,
+            "--project-dir",
+            str(PROJECT_ROOT),
+            "--profiles-dir",
+            str(PROJECT_ROOT / "profiles"),
+            "--profile-target",
+            settings.env,
+            "--target-path",
+            str(work / "edr_target"),
+            "--env",
+            settings.env,
+            *args,
+        ],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+    )
+    tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-12:])
+    return EdrOutcome(done.returncode == 0, tail)
+
+
+def write_report(settings: Settings, path: Path) -> EdrOutcome:
+    """`edr report`: elementary's HTML report (test results, monitors, lineage) at `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    outcome = _edr(
+        settings,
+        "report",
+        "--file-path",
+        str(path.resolve()),
+        "--open-browser",
+        "false",
+        "--project-name",
+        "marketplace",
+    )
+    if outcome.ok and not path.exists():
+        return EdrOutcome(False, f"edr report exited 0 but wrote no {path}")
+    return outcome
+
+
+def send_slack_alerts(settings: Settings) -> str:
+    """`edr monitor`: elementary's alerts (failed tests, anomalies, schema changes, model
+    errors) to the Slack webhook; edr remembers what it sent. A state for AlertOutcome."""
+    if not settings.quality.slack_webhook_url:
+        return "not configured"
+    try:
+        outcome = _edr(settings, "monitor", *(
+            ["--report-url", settings.quality.report_url] if settings.quality.report_url else []
+        ))
+    except (UserError, OSError, subprocess.TimeoutExpired) as exc:  # no edr, no packages
+        return f"failed: {exc}"
+    if outcome.ok:
+        return "sent by edr monitor"
+    last = outcome.message.splitlines()[-1] if outcome.message else "no output"
+    return f"failed: edr monitor: {last}"

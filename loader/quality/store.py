@@ -15,8 +15,7 @@ from loader.db import connect_raw
 from loader.quality.results import jsonable
 
 # quality.dbt_invocations and quality.dbt_results belong to the dbt on-run-end hook
-# (macros/quality/store_run_results.sql); they are created here too so that a report on a
-# warehouse where dbt never ran still finds them.
+# (macros/quality/store_run_results.sql); elementary keeps its own copy of every result.
 DDL = """
 create schema if not exists quality;
 create table if not exists quality.runs (
@@ -44,64 +43,6 @@ create table if not exists quality.check_results (
     details      jsonb,
     primary key (run_id, check_id)
 );
-create table if not exists quality.reconciliation (
-    run_id       text not null references quality.runs (run_id) on delete cascade,
-    load_id      text,
-    table_name   text not null,
-    source_rows  bigint,
-    raw_rows     bigint,
-    matched      boolean,
-    dead_letters bigint,
-    checked_at   timestamptz,
-    primary key (run_id, table_name)
-);
-create table if not exists quality.profiles (
-    run_id         text not null references quality.runs (run_id) on delete cascade,
-    schema_name    text not null,
-    table_name     text not null,
-    column_name    text not null,
-    data_type      text not null,
-    row_count      bigint not null,
-    null_count     bigint,
-    null_pct       double precision,
-    distinct_count bigint,
-    min_value      text,
-    max_value      text,
-    avg_value      double precision,
-    primary key (run_id, schema_name, table_name, column_name)
-);
--- provenance of a profile: a whole-table profile is carried forward from the run that computed
--- it (profiled_run_id, at profiled_at, covering rows loaded through loaded_through, on relation
--- relation_oid after `modifications` rows inserted, updated or deleted since stats_reset)
--- while only the rows loaded since are profiled (recent_*)
-alter table quality.profiles
-    add column if not exists profiled_at           timestamptz,
-    add column if not exists profiled_run_id       text,
-    add column if not exists loaded_through        timestamptz,
-    add column if not exists relation_oid          bigint,
-    add column if not exists modifications         bigint,
-    add column if not exists stats_reset           timestamptz,
-    add column if not exists basis                 text,
-    add column if not exists recent_rows           bigint,
-    add column if not exists recent_null_count     bigint,
-    add column if not exists recent_distinct_count bigint,
-    add column if not exists recent_min_value      text,
-    add column if not exists recent_max_value      text,
-    add column if not exists recent_avg_value      double precision;
-create index if not exists profiles_newest_idx
-    on quality.profiles (schema_name, table_name, profiled_at desc);
--- one value per metric and day: every run re-measures the recent days and overwrites them,
--- so the history is the latest measurement of each day
-create table if not exists quality.metrics (
-    table_name  text not null,
-    column_name text not null,
-    metric      text not null,
-    bucket_date date not null,
-    value       double precision,
-    run_id      text not null,
-    measured_at timestamptz not null default now(),
-    primary key (table_name, column_name, metric, bucket_date)
-);
 create table if not exists quality.alert_log (
     fingerprint text not null,
     channel     text not null,
@@ -110,39 +51,14 @@ create table if not exists quality.alert_log (
 );
 create index if not exists alert_log_fingerprint_idx
     on quality.alert_log (fingerprint, channel, sent_at desc);
-create table if not exists quality.dbt_invocations (
-    invocation_id text primary key,
-    command text,
-    target_name text,
-    started_at timestamptz,
-    finished_at timestamptz not null default clock_timestamp(),
-    nodes integer not null,
-    errors integer not null,
-    warnings integer not null
-);
-create table if not exists quality.dbt_results (
-    invocation_id text not null,
-    unique_id text not null,
-    resource_type text not null,
-    node_name text not null,
-    status text,
-    severity text,
-    execution_seconds double precision,
-    failures bigint,
-    rows_affected bigint,
-    message text,
-    relation_name text,
-    column_name text,
-    started_at timestamptz,
-    completed_at timestamptz,
-    primary key (invocation_id, unique_id)
-);
 """
 
 RETENTION_SQL = """
 delete from quality.runs where started_at < now() - make_interval(days => %(days)s);
-delete from quality.metrics where bucket_date < current_date - %(days)s - %(window)s;
 delete from quality.alert_log where sent_at < now() - make_interval(days => %(days)s);
+"""
+# the hook's tables, once dbt has created them
+HOOK_RETENTION_SQL = """
 delete from quality.dbt_results as r using quality.dbt_invocations as i
 where r.invocation_id = i.invocation_id
   and i.finished_at < now() - make_interval(days => %(days)s);
@@ -160,10 +76,13 @@ def ensure_schema(conn: psycopg2.extensions.connection) -> None:
     conn.commit()
 
 
-def apply_retention(conn: psycopg2.extensions.connection, days: int, window_days: int) -> None:
-    """Drop results older than `days`; metric days also keep the anomaly window behind them."""
+def apply_retention(conn: psycopg2.extensions.connection, days: int) -> None:
+    """Drop results older than `days` (elementary keeps its own tables: its var days_back
+    bounds what its monitors read)."""
     with conn.cursor() as cur:
-        cur.execute(RETENTION_SQL, {"days": days, "window": window_days})
+        cur.execute("select to_regclass('quality.dbt_invocations') is not null")
+        hook_tables = cur.fetchone()[0]
+        cur.execute(RETENTION_SQL + (HOOK_RETENTION_SQL if hook_tables else ""), {"days": days})
     conn.commit()
 
 

@@ -19,7 +19,7 @@ from loader.extract.pipeline import LoadError, make_pipeline, run_load, table_st
 from loader.extract.tables import TableConfigError, load_config
 from loader.source import simulator
 from loader.source.simulator import SimConfig
-from tests.conftest import SIM_END, create_database, query
+from tests.conftest import SIM_END, create_database, offline_packages, query
 
 TABLES = simulator.TABLES
 
@@ -30,6 +30,7 @@ def make_env(elt_env: dict[str, str], home: Path, name: str, **extra: str) -> di
         "ELT_HOME": str(home),
         "ELT_SOURCE_URL": f"postgresql://postgres@127.0.0.1:{port}/{name}_src",
         "ELT_WAREHOUSE_URL": f"postgresql://postgres@127.0.0.1:{port}/{name}_wh",
+        **offline_packages(),
         **extra,
     }
 

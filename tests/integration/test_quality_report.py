@@ -1,43 +1,36 @@
-"""`elt report` end to end: a small source loaded by the real loader, dbt build with the
-results hook, the report's JSON and HTML (rendered in headless chromium)."""
+"""`elt report` end to end: a small source loaded by the real loader, `dbt build` with
+elementary's package, then quality.json and elementary's HTML report (`edr report`, rendered
+in headless chromium), and elementary's Slack alerts (`edr monitor`) to a local webhook."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import re
 import shutil
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-from loader.config import PROJECT_ROOT, Settings, dbt_environment
+from loader.config import PROJECT_ROOT, Settings
 from loader.extract.pipeline import run_load
 from loader.extract.tables import load_config
 from loader.quality import QualityReport, build_report
-from loader.quality.elementary import ElementaryUnavailable, run_elementary
+from loader.quality.elementary import internal_project, send_slack_alerts
 from loader.source import simulator
 from loader.source.simulator import SimConfig
-from tests.conftest import SIM_END, create_database, free_port, query
+from tests.conftest import SIM_END, create_database, query
+from tests.integration.test_dbt_project import private_dbt_env
 
 pytestmark = pytest.mark.slow
 
 DBT = Path(sys.executable).parent / "dbt"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CATEGORIES = {
-    "schema",
-    "referential integrity",
-    "business rules",
-    "duplicates",
-    "reconciliation",
-    "completeness",
-    "freshness",
-    "profiling",
-    "anomaly",
-}
 
 
 @dataclasses.dataclass
@@ -60,178 +53,145 @@ def built(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Built
     )
     simulator.init(local.source, SimConfig(scale=0.003, seed=5, end_date=SIM_END))
     run_load(local, load_config(local.tables_config))
-    target = home / "target"
-    env = {
-        **os.environ,
-        **dbt_environment(local),
-        "DBT_TARGET_PATH": str(target),
-        "DBT_LOG_PATH": str(home / "logs"),
-        "ELT_DBT_THREADS": "2",
-    }
+    env = private_dbt_env(local, home)
     done = subprocess.run(
         [str(DBT), "build"], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stdout[-4000:]
     report = build_report(local, output_dir=home / "reports")
-    return Built(local, report, json.loads((target / "run_results.json").read_text()))
+    return Built(local, report, json.loads((home / "target" / "run_results.json").read_text()))
 
 
-def test_the_hook_stores_every_result_of_the_build_quickly(built: Built) -> None:
-    results = built.run_results["results"]
-    nodes = [r for r in results if not r["unique_id"].startswith("operation.")]
-    stored = query(
-        built.settings.warehouse,
-        "select count(*), count(distinct invocation_id) from quality.dbt_results",
-    )[0]
-    assert stored == (len(nodes), 1)
-    statuses = dict(
-        query(built.settings.warehouse, "select unique_id, status from quality.dbt_results")
-    )
-    assert all(statuses[r["unique_id"]] == r["status"] for r in nodes)
-    # the hook itself is the last operation of the build: it must cost well under a second
-    hooks = [r for r in results if r["unique_id"].startswith("operation.")]
-    assert hooks and max(h["execution_time"] for h in hooks) < 1.0
-
-
-def test_the_json_has_a_status_for_every_check_of_every_kind(built: Built) -> None:
+def test_the_json_has_a_status_for_every_dbt_test_monitor_and_table(built: Built) -> None:
     payload = json.loads(built.report.json_path.read_text())
     assert payload["status"] in ("pass", "warn", "fail", "error")
-    assert {c["category"] for c in payload["checks"]} == CATEGORIES
+    assert payload["html_error"] is None
     assert all(c["status"] in ("pass", "warn", "fail", "error", "skip") for c in payload["checks"])
     assert payload["summary"] == built.report.counts
     dbt_tests = [r for r in built.run_results["results"] if r["unique_id"].startswith("test.")]
     dbt_checks = {c["check_id"] for c in payload["checks"] if c["check_id"].startswith("dbt:test")}
     assert dbt_checks == {f"dbt:{r['unique_id']}" for r in dbt_tests}
-    # the loader reconciled every table: source = raw
+    categories = {c["category"] for c in payload["checks"]}
+    assert {"anomaly", "schema changes", "reconciliation", "schema", "duplicates",
+            "referential integrity", "business rules"} <= categories
+    # elementary's monitors are among them, by kind
+    kinds = {c["details"].get("test") for c in payload["checks"] if c["category"] == "anomaly"}
+    assert {"volume_anomalies", "freshness_anomalies", "column_anomalies",
+            "dimension_anomalies"} <= kinds
+    # the loader reconciled every table (source = raw), and so says the dbt test on ops
     recon = [c for c in payload["checks"] if c["check_id"].endswith(":source_vs_raw")]
     assert len(recon) == 6 and all(c["status"] == "pass" for c in recon)
+    on_ops = [c for c in payload["checks"] if "source_equals_raw" in c["name"]]
+    assert [c["status"] for c in on_ops] == ["pass"]
 
 
 def test_failing_dbt_tests_carry_a_sample_of_their_rows(built: Built) -> None:
-    warned = [
-        c
-        for c in built.report.checks
-        if c.check_id.startswith("dbt:")
-        and c.status == "warn"
-        and c.details.get("failures_relation")
-    ]
+    warned = [c for c in built.report.checks if c.check_id.startswith("dbt:test")
+              and c.status == "warn" and c.failing_rows]
     assert warned, "the dirty source should make some staging tests warn"
-    for c in warned:
-        assert 0 < len(c.sample) <= 5
+    assert any(0 < len(c.sample) <= 5 for c in warned)
 
 
-def test_profiles_and_runs_are_stored_by_run(built: Built) -> None:
-    wh, run_id = built.settings.warehouse, built.report.run_id
-    profiled = query(
-        wh,
-        "select count(distinct schema_name || '.' || table_name) "
-        "from quality.profiles where run_id = %s",
-        (run_id,),
-    )[0][0]
-    assert profiled == 13
-    orders_id = query(
-        wh,
-        "select null_count, distinct_count, row_count from quality.profiles "
-        "where run_id = %s and table_name = 'orders' and column_name = 'order_id'",
-        (run_id,),
-    )[0]
-    assert orders_id[0] == 0 and orders_id[1] == orders_id[2]
-    checks = query(wh, "select count(*) from quality.check_results where run_id = %s", (run_id,))[
-        0
-    ][0]
-    assert checks == len(built.report.checks)
-
-
-def test_retention_drops_old_runs(built: Built) -> None:
+def test_checks_are_stored_by_run_and_old_runs_dropped(built: Built) -> None:
     from loader.quality import store
 
-    wh = built.settings.warehouse
+    wh, run_id = built.settings.warehouse, built.report.run_id
+    stored = query(wh, "select count(*) from quality.check_results where run_id = %s", (run_id,))
+    kept = [c for c in built.report.checks if c.check_id != "report:elementary"]
+    assert stored[0][0] == len(kept)
     conn = store.connect(wh)
     try:
         with conn.cursor() as cur:
-            cur.execute(
-                "insert into quality.runs (run_id, started_at) "
-                "values ('ancient', now() - interval '400 days')"
-            )
+            cur.execute("insert into quality.runs (run_id, started_at) "
+                        "values ('ancient', now() - interval '400 days')")
         conn.commit()
-        store.apply_retention(conn, days=90, window_days=59)
+        store.apply_retention(conn, days=90)
     finally:
         conn.close()
     assert query(wh, "select count(*) from quality.runs where run_id = 'ancient'")[0][0] == 0
-    assert (
-        query(wh, "select count(*) from quality.runs where run_id = %s", (built.report.run_id,))[0][
-            0
-        ]
-        == 1
-    )
+    assert query(wh, "select count(*) from quality.runs where run_id = %s", (run_id,))[0][0] == 1
+
+
+def test_edr_runs_offline_from_its_own_package_folder(built: Built) -> None:
+    packages = built.settings.home / "edr" / "dbt_packages"
+    assert {p.name for p in packages.iterdir() if p.is_dir()} == {"dbt_utils", "elementary"}
+    config = (built.settings.home / "edr" / ".edr" / "config.yml").read_text()
+    assert "anonymous_usage_tracking: false" in config
+    # nothing is written into the elementary-data wheel (a shared virtualenv)
+    assert not (internal_project() / "target").exists()
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
-def test_the_html_renders_offline_with_no_console_errors_and_every_check(
+def test_elementarys_report_lists_the_dbt_tests_and_monitors_with_their_statuses(
     built: Built, tmp_path: Path
 ) -> None:
     html = built.report.html_path
-    dom, log = render(html, tmp_path / "profile")
-    assert console_errors(log) == []
-    shown = set(re.findall(r'data-check-id="([^"]+)"', dom))
-    assert {c.check_id for c in built.report.checks} <= {
-        s.replace("&gt;", ">").replace("&lt;", "<").replace("&amp;", "&") for s in shown
-    }
-    assert "<svg" in dom and "Run history" in dom
-    assert not re.search(r'(src|href)="https?://', html.read_text())  # nothing fetched
+    assert html.name == "elementary.html" and html.stat().st_size > 100_000
+    text = rendered_text(html, "#/report/test-results", tmp_path / "profile")
+    assert "Test Results" in text and "marketplace (dev)" in text
+    counts = re.search(r"All \((\d+)\) Passed \((\d+)\) Warnings \((\d+)\) Errors \((\d+)\)", text)
+    assert counts, text[:2000]
+    dbt_tests = [r for r in built.run_results["results"] if r["unique_id"].startswith("test.")]
+    assert int(counts[1]) == len(dbt_tests)
+    assert int(counts[3]) == sum(r["status"] == "warn" for r in dbt_tests)
+    # the project's own tests and elementary's monitors, each with a status
+    for name in ("not_null", "relationships", "valid_email", "assert_cleaning_macros_behave",
+                 "volume_anomalies", "freshness_anomalies", "dimension_anomalies",
+                 "column_anomalies", "schema_changes"):
+        assert re.search(rf"{name} (generic|singular|anomaly_detection|schema_change)?.*?"
+                         r"(Passed|Warning|Failed|Error)", text), name
+    assert re.search(r"Warning", text) and re.search(r"Passed", text)
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
-def test_the_console_check_would_see_an_error(tmp_path: Path) -> None:
-    """The negative control: a page that throws is caught by the same console check."""
-    page = tmp_path / "broken.html"
-    page.write_text("<html><body><script>undefinedFunction();</script></body></html>")
-    _, log = render(page, tmp_path / "profile")
-    assert console_errors(log)
+def rendered_text(page: Path, fragment: str, profile: Path) -> str:
+    """The page's visible text once its scripts ran, as headless chromium renders it."""
+    from bs4 import BeautifulSoup
 
-
-def render(page: Path, profile: Path) -> tuple[str, str]:
     done = subprocess.run(
-        [
-            CHROMIUM,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            f"--user-data-dir={profile}",
-            "--enable-logging=stderr",
-            "--v=0",
-            "--virtual-time-budget=5000",
-            "--dump-dom",
-            page.resolve().as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=90,
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--no-first-run", f"--user-data-dir={profile}", "--virtual-time-budget=15000",
+         "--window-size=1600,20000", "--dump-dom", page.resolve().as_uri() + fragment],
+        capture_output=True, text=True, timeout=180,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout, done.stderr
+    soup = BeautifulSoup(done.stdout, "lxml")
+    for tag in soup(["script", "style"]):
+        tag.decompose()
+    return soup.get_text(" ", strip=True)
 
 
-def console_errors(log: str) -> list[str]:
-    """Every console message (chromium logs them all at INFO, errors included): the report
-    writes none, so any message is a script error or a blocked resource (CSP)."""
-    return [line for line in log.splitlines() if ":CONSOLE" in line]
+@pytest.fixture
+def webhook() -> Iterator[tuple[list[dict], int]]:
+    posts: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            posts.append(json.loads(body))
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args) -> None:
+            pass
+
+    http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=http.serve_forever, daemon=True).start()
+    yield posts, http.server_address[1]
+    http.shutdown()
 
 
-def test_elementary_says_plainly_when_the_hub_is_unreachable(built: Built) -> None:
-    offline = dataclasses.replace(
-        built.settings,
-        quality=dataclasses.replace(
-            built.settings.quality, dbt_hub_url=f"http://127.0.0.1:{free_port()}/api"
-        ),
-    )
-    with pytest.raises(ElementaryUnavailable) as err:
-        run_elementary(offline, echo=lambda _: None)
-    message = str(err.value)
-    assert "not reachable" in message and "elt report" in message
-    assert str(offline.quality.reports_dir / "quality.html") in message
-    assert not (offline.home / "elementary").exists()  # nothing half-installed
+def test_edr_monitor_sends_elementarys_alerts_to_the_slack_webhook(built: Built, webhook) -> None:
+    posts, port = webhook
+    s = dataclasses.replace(built.settings, quality=dataclasses.replace(
+        built.settings.quality, slack_webhook_url=f"http://127.0.0.1:{port}/services/T/B/secret"))
+    state = send_slack_alerts(s)
+    assert state == "sent by edr monitor", state
+    sent = json.dumps(posts)
+    # the dirty source's warnings, one alert each, with their table and status
+    assert len(posts) >= 3 and "stg_marketplace__" in sent and "warn" in sent, sent[:3000]
+    # edr remembers what it sent: the next call has nothing new to say
+    before = len(posts)
+    assert send_slack_alerts(s) == "sent by edr monitor" and len(posts) == before
+    assert "secret" not in (s.home / "edr" / "edr_target" / "edr.log").read_text()

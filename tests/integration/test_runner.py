@@ -20,7 +20,7 @@ from loader.extract.tables import load_config
 from loader.orchestrate import history, job
 from loader.orchestrate.dbt import target_path
 from loader.orchestrate.history import RunLock, RunLocked
-from tests.conftest import create_database, query
+from tests.conftest import create_database, offline_packages, query
 
 pytestmark = pytest.mark.slow
 SECRET = "s3cret-Run-Pw"
@@ -36,6 +36,7 @@ def env(settings, elt_env, tmp_path_factory):
         "ELT_SOURCE_URL": f"postgresql://postgres@127.0.0.1:{port}/run_src",
         # the embedded server trusts local users: any password works, and none may leak
         "ELT_WAREHOUSE_URL": f"postgresql://postgres:{SECRET}@127.0.0.1:{port}/run_wh",
+        **offline_packages(),
     }
 
 

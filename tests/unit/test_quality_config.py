@@ -1,13 +1,10 @@
-"""Quality settings from the environment and the monitors file."""
+"""Quality settings from the environment."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 
 from loader.config import ConfigError, load_settings
-from loader.quality.monitors import MonitorConfigError, for_environment, load_quality_config
 
 
 def test_quality_settings_come_from_the_environment() -> None:
@@ -42,51 +39,3 @@ def test_defaults() -> None:
 def test_bad_values_are_refused_with_the_variable_named(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):
         load_settings({name: value})
-
-
-def test_the_shipped_monitors_file_loads() -> None:
-    config = load_quality_config(load_settings({}).quality.monitors_config)
-    assert config.monitors and config.profiles and config.completeness
-
-
-def test_an_unknown_column_metric_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "m.yml"
-    path.write_text("monitors:\n  - {table: a.b, timestamp: t, columns: {x: [median]}}\n")
-    with pytest.raises(MonitorConfigError, match="median"):
-        load_quality_config(path)
-
-
-def test_profiling_refresh_and_stamped_tables_come_from_the_monitors_file(tmp_path: Path) -> None:
-    path = tmp_path / "m.yml"
-    path.write_text("profiling: {refresh_days: 3, stamped: [raw, marts.fct_orders]}\n")
-    profiling = load_quality_config(path).profiling
-    assert profiling.refresh_days == 3 and profiling.refresh_changed_pct == 10
-    assert profiling.is_stamped("raw.orders") and profiling.is_stamped("marts.fct_orders")
-    assert not profiling.is_stamped("marts.dim_customers")
-
-
-def test_the_shipped_file_does_not_trust_the_dimensions_loaded_at() -> None:
-    profiling = load_quality_config(load_settings({}).quality.monitors_config).profiling
-    assert profiling.is_stamped("raw_marketplace.orders")
-    assert profiling.is_stamped("marts.fct_orders")
-    assert not profiling.is_stamped("marts.dim_customers")
-
-
-def test_the_report_reads_the_marts_of_its_own_environment() -> None:
-    """monitors.yml names prod's schemas; under ELT_ENV=staging the report profiles and
-    watches staging_marts, and the loader's shared raw dataset keeps its name."""
-    shipped = load_quality_config(load_settings({}).quality.monitors_config)
-    for env in ("dev", "prod"):
-        assert for_environment(shipped, env) == shipped
-    staging = for_environment(shipped, "staging")
-    assert "staging_marts.fct_orders" in staging.profiles
-    assert not [t for t in staging.profiles if t.startswith("marts.")]
-    assert "raw_marketplace.orders" in staging.profiles
-    assert staging.completeness.keys() == shipped.completeness.keys()  # raw only
-    assert [m.table for m in staging.monitors] == [
-        t.replace("marts.", "staging_marts.", 1) if t.startswith("marts.") else t
-        for t in (m.table for m in shipped.monitors)
-    ]
-    assert staging.profiling.is_stamped("staging_marts.fct_orders")
-    assert staging.profiling.is_stamped("raw_marketplace.orders")
-    assert not staging.profiling.is_stamped("staging_marts.dim_customers")
