@@ -24,8 +24,10 @@ cases (macro_case, actual, expected) as (
     ),
     (
         'surrogate_key keeps null apart from empty',
-        ({{ dbt_utils.generate_surrogate_key(["null::text", "'a'"]) }}
-            = {{ dbt_utils.generate_surrogate_key(["''", "'a'"]) }})::text,
+        (
+            {{ dbt_utils.generate_surrogate_key(["null::text", "'a'"]) }}
+            = {{ dbt_utils.generate_surrogate_key(["''", "'a'"]) }}
+        )::text,
         'false'
     ),
     (
