@@ -13,6 +13,7 @@ import fcntl
 import hashlib
 import json
 import shutil
+import stat
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -85,11 +86,18 @@ def _copy_from_mirror(project_dir: Path, install_dir: Path, mirror: Path) -> lis
             continue
         folder = _mirrored(mirror, package, version)
         shutil.copytree(folder, staging / _dbt_name(folder))
+        _make_writable(staging / _dbt_name(folder))
         installed[short] = f"{package} {folder.name}"
         wanted += [(r["package"], r["version"]) for r in _requirements(folder) if "package" in r]
     shutil.rmtree(install_dir, ignore_errors=True)
     staging.rename(install_dir)
     return sorted(installed.values())
+
+
+def _make_writable(folder: Path) -> None:
+    """A read-only mirror copies read-only: let the next install (or `dbt clean`) remove it."""
+    for path in [folder, *folder.rglob("*")]:
+        path.chmod(path.stat().st_mode | stat.S_IWUSR)
 
 
 def _dbt_deps(project_dir: Path, env: dict[str, str]) -> list[str]:

@@ -57,6 +57,18 @@ def test_a_second_call_installs_nothing_until_packages_yml_changes(tmp_path, mir
     assert ensure_packages(p, mirror) == ["dbt-labs/dbt_utils 1.3.3"]
 
 
+def test_a_read_only_mirror_gives_a_copy_the_next_install_can_replace(tmp_path, mirror):
+    for path in [*mirror.rglob("*")]:
+        path.chmod(0o555 if path.is_dir() else 0o444)
+    p = project(tmp_path, [{"package": "dbt-labs/dbt_utils", "version": "0.8.6"}])
+    ensure_packages(p, mirror)
+    installed = p / "dbt_packages" / "dbt_utils"
+    assert installed.stat().st_mode & 0o200
+    assert (installed / "dbt_project.yml").stat().st_mode & 0o200
+    project(tmp_path, [{"package": "dbt-labs/dbt_utils", "version": "1.3.3"}])
+    assert ensure_packages(p, mirror) == ["dbt-labs/dbt_utils 1.3.3"]
+
+
 def test_a_dependency_of_a_package_is_installed_too(tmp_path, mirror):
     p = project(tmp_path, [{"package": "elementary-data/elementary", "version": "0.25.1"}])
     assert ensure_packages(p, mirror, tmp_path / "elsewhere") == [
