@@ -9,8 +9,13 @@ import sys
 from pathlib import Path
 
 from loader import children
-from loader.config import PROJECT_ROOT, Settings, UserError, dbt_environment
+from loader.config import PROJECT_ROOT, Settings, UserError, dbt_environment, dbt_schema
+from loader.db import connect_raw
 from loader.packages import ensure_packages
+
+# elementary's tables its monitors read and write while they run: a monitor started before
+# they exist fails ("relation none"), and dbt does not order the package's models first
+ELEMENTARY_TABLES = ("data_monitoring_metrics", "schema_columns_snapshot")
 
 
 class DbtFailed(UserError, RuntimeError):
@@ -40,6 +45,25 @@ def run_dbt(
         tail = "\n".join(result.stdout.splitlines()[-30:])
         raise DbtFailed(f"`dbt {' '.join(args)}` failed (exit {result.returncode}):\n{tail}")
     return result
+
+
+def ensure_elementary_models(settings: Settings) -> bool:
+    """On a warehouse elementary has not set up yet, `dbt run --select elementary` first, as
+    its docs ask after installing the package. True when it had to."""
+    schema = dbt_schema(settings.env, "elementary")
+    conn = connect_raw(settings.warehouse)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "select count(*) from unnest(%s::text[]) as t where to_regclass(t) is null",
+                ([f'"{schema}"."{table}"' for table in ELEMENTARY_TABLES],),
+            )
+            missing = cur.fetchone()[0]
+    finally:
+        conn.close()
+    if missing:
+        run_dbt(settings, "run", "--select", "elementary")
+    return bool(missing)
 
 
 def run_results(target: Path | None = None) -> dict[str, int]:

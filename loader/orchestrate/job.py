@@ -24,7 +24,7 @@ from loader.extract.reconcile import reconciled_label
 from loader.extract.settle import settle
 from loader.extract.tables import LoaderConfig, load_config
 from loader.orchestrate import history
-from loader.orchestrate.dbt import run_dbt, target_path, test_results
+from loader.orchestrate.dbt import ensure_elementary_models, run_dbt, target_path, test_results
 from loader.orchestrate.graph import foreign_keys, load_waves, table_graph
 from loader.orchestrate.logs import RunLog
 from loader.orchestrate.notify import RunAlert, send_run_alert
@@ -177,6 +177,7 @@ def pipeline_tasks(
                 and not state.failed_build_run):
             state.tests_since = built_at
         try:
+            ensure_elementary_models(settings)
             run_dbt(settings, "build", "--vars", DBT_VARS,
                     env={"ELT_TEST_SINCE": state.tests_since or ""})
             state.build_invocation = build_invocation()
