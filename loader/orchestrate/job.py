@@ -191,14 +191,14 @@ def pipeline_tasks(
         # reporters keep the marts of the last good build. A build that left publishing to
         # later (var publish_on_build: false; or `elt run --retry-failed` after a failed
         # publish) is published here by the same macro, which refuses an incomplete copy.
-        state.publication = last_publication(settings.warehouse)
+        state.publication = last_publication(settings.warehouse, settings.env)
         if state.dbt_skipped:
             return 0  # nothing was built: the published marts are current
         # (under --retry-failed no build ran here: the last one is the build in target/)
         built_by = state.build_invocation or build_invocation()
         if state.publication is None or state.publication.built_by != built_by:
             run_dbt(settings, "run-operation", "publish_marts", "--vars", DBT_VARS)
-            state.publication = last_publication(settings.warehouse)
+            state.publication = last_publication(settings.warehouse, settings.env)
             if state.publication is None or (
                 state.build_invocation and state.publication.built_by != state.build_invocation
             ):

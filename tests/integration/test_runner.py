@@ -52,10 +52,10 @@ def first_run(env):
 def marts_digest(s) -> list[tuple]:
     return query(s.warehouse, """
         select 'fct_orders', count(*), md5(string_agg(t::text, '|' order by order_id))
-        from marts.fct_orders t
+        from dev_marts.fct_orders t
         union all
         select 'daily_revenue', count(*), md5(string_agg(t::text, '|' order by revenue_date))
-        from marts.daily_revenue t""")
+        from dev_marts.daily_revenue t""")
 
 
 def test_a_fresh_run_builds_everything_and_records_its_history(first_run):
@@ -82,7 +82,7 @@ def test_a_fresh_run_builds_everything_and_records_its_history(first_run):
     waves = dict(query(s.warehouse, "select task, table_names from ops.task_runs "
                                     "where task like 'load_wave_%'"))
     assert waves["load_wave_1"] == ["customers"]
-    assert query(s.warehouse, "select count(*) from marts.fct_orders")[0][0] > 0
+    assert query(s.warehouse, "select count(*) from dev_marts.fct_orders")[0][0] > 0
     log_text = (s.logs_dir / "elt-runs.jsonl").read_text()
     assert SECRET not in log_text, "the run log never holds a password"
     lines = log_text.splitlines()
