@@ -227,7 +227,7 @@ def test_a_failed_mart_test_publishes_nothing_and_the_next_good_run_publishes_ev
     assert run[1]["tasks"]["publish"]["status"] == "skipped"
     assert any("marts: not published" in line for line in printed), printed
     # the build wrote its marts, bad order included, into the copy nobody reads ...
-    assert query(s.warehouse, "select order_status from marts_build.fct_orders "
+    assert query(s.warehouse, "select order_status from dev_marts_build.fct_orders "
                               "where order_id = %s", (BAD_ORDER,)) == [("teleported",)]
     assert copy_state(s, "dev_marts_build") == "failed"
     # ... and every mart the reporter reads returns exactly what it returned before
@@ -271,12 +271,13 @@ def test_a_build_killed_mid_way_publishes_nothing_and_the_next_run_publishes_eve
     count = publications(s)
     reporter.keep()
     simulator.advance(s.source, 1)
-    live_built = query(s.warehouse, "select max(_validated_at) from marts_live.fct_orders")[0][0]
+    live_built = query(s.warehouse,
+                       "select max(_validated_at) from dev_marts_live.fct_orders")[0][0]
 
     # daily_revenue (after fct_orders and its tests) cannot be swapped in while this
     # transaction holds it: the build stops there, half-way through the marts
     holder = connect_raw(s.warehouse)
-    holder.cursor().execute("lock table marts_build.daily_revenue in access exclusive mode")
+    holder.cursor().execute("lock table dev_marts_build.daily_revenue in access exclusive mode")
     watching = Observer(reporter)
     watching.start()
     run = subprocess.Popen([sys.executable, "-m", "loader.cli", "run"],
@@ -284,14 +285,14 @@ def test_a_build_killed_mid_way_publishes_nothing_and_the_next_run_publishes_eve
                            stderr=subprocess.PIPE, text=True)
     try:
         wait_for(lambda: query(s.warehouse, "select count(*) from pg_locks where not granted "
-                               "and relation = 'marts_build.daily_revenue'::regclass")[0][0],
+                               "and relation = 'dev_marts_build.daily_revenue'::regclass")[0][0],
                  "the build to reach daily_revenue")
         builds = [p for p in psutil.Process(run.pid).children(recursive=True)
                   if "build" in p.cmdline() and "freshness" not in p.cmdline()]
         assert len(builds) == 1, [p.cmdline() for p in builds]
         # the build already wrote the new day's facts into the build copy
-        assert query(s.warehouse, "select max(_validated_at) from marts_build.fct_orders")[0][0] \
-            > live_built
+        assert query(s.warehouse,
+                     "select max(_validated_at) from dev_marts_build.fct_orders")[0][0] > live_built
         builds[0].send_signal(signal.SIGKILL)
     finally:
         holder.rollback()
@@ -300,7 +301,7 @@ def test_a_build_killed_mid_way_publishes_nothing_and_the_next_run_publishes_eve
     seen = watching.stop()
     assert run.returncode == 1, err[-3000:]
     wait_for(lambda: query(s.warehouse, "select count(*) from pg_locks where relation = "
-                           "'marts_build.daily_revenue'::regclass")[0][0] == 0,
+                           "'dev_marts_build.daily_revenue'::regclass")[0][0] == 0,
              "the killed build's sessions to end", timeout=60)
 
     assert reporter.changed() == {}
@@ -336,7 +337,7 @@ def test_copies_that_take_turns_equal_a_full_refresh(warehouse):
     _execute(s.source, "delete from marketplace.bids where bid_id in "
                        f"({', '.join(str(b[0]) for b in bids)})")
     assert job.run_job(s, echo=lambda _: None, base_delay=0.01) == 0  # copy A catches up
-    lagging = query(s.warehouse, "select count(*) from marts_build.fct_orders "
+    lagging = query(s.warehouse, "select count(*) from dev_marts_build.fct_orders "
                                  "where customer_id = %s", (customer,))[0][0]
     assert lagging > 0, "the copy now being built has not seen the change yet"
     simulator.advance(s.source, 1)
