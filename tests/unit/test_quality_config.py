@@ -72,21 +72,22 @@ def test_the_shipped_file_does_not_trust_the_dimensions_loaded_at() -> None:
     assert not profiling.is_stamped("marts.dim_customers")
 
 
-def test_the_report_reads_the_marts_of_its_own_environment() -> None:
-    """monitors.yml names prod's schemas; under ELT_ENV=staging the report profiles and
-    watches staging_marts, and the loader's shared raw dataset keeps its name."""
+@pytest.mark.parametrize("env", ["dev", "staging"])
+def test_the_report_reads_the_marts_of_its_own_environment(env: str) -> None:
+    """monitors.yml names prod's schemas; under ELT_ENV=dev (or staging) the report profiles
+    and watches dev_marts (staging_marts), and the loader's shared raw dataset keeps its
+    name."""
     shipped = load_quality_config(load_settings({}).quality.monitors_config)
-    for env in ("dev", "prod"):
-        assert for_environment(shipped, env) == shipped
-    staging = for_environment(shipped, "staging")
-    assert "staging_marts.fct_orders" in staging.profiles
-    assert not [t for t in staging.profiles if t.startswith("marts.")]
-    assert "raw_marketplace.orders" in staging.profiles
-    assert staging.completeness.keys() == shipped.completeness.keys()  # raw only
-    assert [m.table for m in staging.monitors] == [
-        t.replace("marts.", "staging_marts.", 1) if t.startswith("marts.") else t
+    assert for_environment(shipped, "prod") == shipped
+    other = for_environment(shipped, env)
+    assert f"{env}_marts.fct_orders" in other.profiles
+    assert not [t for t in other.profiles if t.startswith("marts.")]
+    assert "raw_marketplace.orders" in other.profiles
+    assert other.completeness.keys() == shipped.completeness.keys()  # raw only
+    assert [m.table for m in other.monitors] == [
+        t.replace("marts.", f"{env}_marts.", 1) if t.startswith("marts.") else t
         for t in (m.table for m in shipped.monitors)
     ]
-    assert staging.profiling.is_stamped("staging_marts.fct_orders")
-    assert staging.profiling.is_stamped("raw_marketplace.orders")
-    assert not staging.profiling.is_stamped("staging_marts.dim_customers")
+    assert other.profiling.is_stamped(f"{env}_marts.fct_orders")
+    assert other.profiling.is_stamped("raw_marketplace.orders")
+    assert not other.profiling.is_stamped(f"{env}_marts.dim_customers")
