@@ -25,7 +25,7 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 from psycopg2 import sql
 from psycopg2.extensions import ISOLATION_LEVEL_REPEATABLE_READ
 
-from loader import children, warehouse
+from loader import children, credentials, warehouse
 from loader.config import Settings, UserError
 from loader.db import connect_raw, qualified
 from loader.errors import causes, first_cause
@@ -162,7 +162,7 @@ def make_pipeline(settings: Settings, config: LoaderConfig) -> dlt.Pipeline:
     configure_dlt()
     return dlt.pipeline(
         PIPELINE_NAME,
-        destination=postgres_binary_copy(credentials=settings.warehouse.dsn),
+        destination=postgres_binary_copy(credentials=credentials.live(settings.warehouse).dsn),
         dataset_name=config.dataset,
         pipelines_dir=str(pipelines_dir(settings)),
     )
@@ -573,8 +573,10 @@ def _copy_out_psql(psql: Path, endpoint, snapshot: str, select: str, path: Path)
         f"\\copy ({select}) to {target} with (format binary)\n"
         "commit;\n"
     )
+    endpoint = credentials.live(endpoint)
     env = {
         **os.environ,
+        **endpoint.libpq_env(),  # the URL's sslmode, sslrootcert, options
         "PGPASSWORD": endpoint.password,
         "PGCONNECT_TIMEOUT": "10",
         "PGAPPNAME": "marketplace-elt",

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from loader import children
+from loader import children, credentials
 from loader.config import PROJECT_ROOT, Settings, UserError, dbt_environment
 
 
@@ -29,7 +29,9 @@ def target_path() -> Path:
 def run_dbt(
     settings: Settings, *args: str, check: bool = True, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:
-    env = {**os.environ, **dbt_environment(settings), **(env or {})}
+    # a secret or a fresh IAM token, read now: dbt gets it in its environment, never a file
+    live = credentials.live(settings.warehouse)
+    env = {**os.environ, **dbt_environment(settings, live), **(env or {})}
     result = children.run(
         [dbt_executable(), *args], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True
     )

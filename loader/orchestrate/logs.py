@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
+from loader import credentials
+
 REDACTED = "***"
 
 # What a task's count is (the number its function returns, `rows` in the JSON lines): the
@@ -45,7 +47,7 @@ class RunLog:
         self._lock = threading.Lock()
 
     def redact(self, text: str) -> str:
-        for secret in self.secrets:
+        for secret in [*self.secrets, *credentials.passwords_seen()]:
             text = text.replace(secret, REDACTED)
         return text
 
