@@ -12,7 +12,9 @@ from loader.config import dbt_environment, load_settings
 from loader.db import connect_raw
 from loader.orchestrate.dbt import run_dbt
 
-RDS_QUERY = "sslmode=require&sslrootcert=/etc/ssl/rds-global-bundle.pem&options=-c%20search_path%3Dops"
+RDS_QUERY = (
+    "sslmode=require&sslrootcert=/etc/ssl/rds-global-bundle.pem&options=-c%20search_path%3Dops"
+)
 
 
 def test_query_string_reaches_the_psycopg2_dsn_unchanged(tmp_path):
