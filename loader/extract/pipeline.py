@@ -1081,6 +1081,8 @@ def _run_load(
         _catch_up(settings, config, pipeline, cut, catalog, results, missed, progress)
     shutil.rmtree(export_dir, ignore_errors=True)
     reconcile.record_counts(settings, config, load_id, list(results.values()))
+    if settings.aws.s3_url and load_id:
+        _land(settings, config, load_id, loaded_at, results, progress)
     skipped = [r for r in results.values() if r.action == "skipped"]
     if skipped:
         raise LoadError(
@@ -1088,6 +1090,30 @@ def _run_load(
             + "; ".join(f"{r.table}: {' '.join(r.drift)}" for r in skipped)
         )
     return LoadResult(load_id, results, time.monotonic() - t0)
+
+
+def _land(
+    settings: Settings,
+    config: LoaderConfig,
+    load_id: str,
+    loaded_at: datetime,
+    results: dict[str, TableResult],
+    progress: Callable[[str], None],
+) -> None:
+    """ELT_S3_URL: the rows this load wrote (its `_loaded_at` stamp, catch-up included) go to
+    the S3 landing zone as Parquet (loader/aws/landing.py; boto3 is imported only here)."""
+    from loader.aws.landing import LandedTable, land
+
+    landed = [
+        LandedTable(r.table, load_id, r.action, loaded_at)
+        for r in results.values()
+        if r.action in ("initial", "full")
+        or (r.action != "skipped" and (r.rows_extracted or r.caught_up))
+    ]
+    if landed:
+        rows = land(settings, config, landed)
+        progress(f"landed {sum(rows.values()):,} row(s) of {len(rows)} table(s) in "
+                 f"{settings.aws.s3_url} (load_id={load_id})")
 
 
 def _catch_up(
