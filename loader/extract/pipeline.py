@@ -160,6 +160,8 @@ def pipelines_dir(settings: Settings) -> Path:
 
 def make_pipeline(settings: Settings, config: LoaderConfig) -> dlt.Pipeline:
     configure_dlt()
+    # a secret read anew and a whole IAM token's lifetime (15 minutes) for every load
+    credentials.forget(settings.warehouse)
     return dlt.pipeline(
         PIPELINE_NAME,
         destination=postgres_binary_copy(credentials=credentials.live(settings.warehouse).dsn),
@@ -1110,8 +1112,18 @@ def _land(
         if r.action in ("initial", "full")
         or (r.action != "skipped" and (r.rows_extracted or r.caught_up))
     ]
-    if landed:
+    if not landed:
+        return
+    try:
         rows = land(settings, config, landed)
+    except Exception as exc:
+        raise LoadError(
+            f"load {load_id} is committed to raw, but landing it in {settings.aws.s3_url} "
+            f"failed: {exc}. The landing zone lacks this load (a replay from S3 would miss "
+            "it): fix the access to S3, then `elt load --full-refresh "
+            f"{' '.join(t.table for t in landed)}` lands those tables whole again"
+        ) from exc
+    if rows:
         progress(f"landed {sum(rows.values()):,} row(s) of {len(rows)} table(s) in "
                  f"{settings.aws.s3_url} (load_id={load_id})")
 

@@ -92,7 +92,6 @@ def test_export_streams_tables_to_s3_as_parquet(landed, boto, monkeypatch, capsy
     s, env, config, _, _ = landed
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    monkeypatch.setattr("loader.aws.s3.PART_SIZE", 5 << 20)
     assert main(["export", "raw_marketplace.bids", "raw_marketplace.customers",
                  "--to", f"s3://{BUCKET}/exports"]) == 0
     bids = read_object(boto("s3"), "exports/raw_marketplace/bids.parquet")
@@ -109,3 +108,34 @@ def query_commit(endpoint, statement: str) -> None:
             cur.execute(statement)
     finally:
         conn.close()
+
+
+def test_multipart_writer_uploads_in_parts_and_aborts_cleanly(boto):
+    from loader.aws.s3 import MultipartWriter
+
+    s3 = boto("s3")
+    s3.create_bucket(Bucket="elt-parts")
+    payload = bytes(range(256)) * (11 * 4096)  # 11 MiB: two full parts of 5 MiB and a tail
+    with MultipartWriter(s3, "elt-parts", "parts/object.bin", part_size=5 << 20) as sink:
+        for start in range(0, len(payload), 1 << 20):
+            sink.write(payload[start:start + (1 << 20)])
+        assert len(sink.parts) == 2 and sink.tell() == len(payload)
+    assert len(sink.parts) == 3
+    assert s3.get_object(Bucket="elt-parts", Key="parts/object.bin")["Body"].read() == payload
+    with pytest.raises(RuntimeError), MultipartWriter(s3, "elt-parts", "parts/failed.bin") as sink:
+        sink.write(b"half a file")
+        raise RuntimeError("the export failed")
+    assert "Contents" not in s3.list_objects_v2(Bucket="elt-parts", Prefix="parts/failed")
+    assert not s3.list_multipart_uploads(Bucket="elt-parts").get("Uploads")
+
+
+def test_a_failed_landing_fails_the_load_and_says_how_to_repair(settings, elt_env, aws,
+                                                                 tmp_path):
+    from loader.extract.pipeline import LoadError
+
+    s, _ = fresh(settings, elt_env, tmp_path, "landing_fail", scale=0.002,
+                 ELT_S3_URL="s3://no-such-bucket/zone")
+    with pytest.raises(LoadError, match="committed to raw, but landing it") as failed:
+        run_load(s, load_config(s.tables_config), tables=["customers"])
+    assert "elt load --full-refresh customers" in str(failed.value)
+    assert query(s.warehouse, "select count(*) > 0 from raw_marketplace.customers") == [(True,)]
