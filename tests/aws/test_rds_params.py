@@ -72,3 +72,23 @@ def test_sslmode_and_options_reach_a_real_connection_and_dbt(settings, tmp_path)
                     "--target-path", own["DBT_TARGET_PATH"], env=own)
     assert "4321ms" in shown.stdout, shown.stdout[-2000:]
     assert os.environ.get("PGOPTIONS") is None  # nothing leaked into this process
+
+
+def test_sslmode_require_reaches_the_connections_of_the_loader_and_dbt(settings, tmp_path):
+    """The embedded server is built without SSL: with sslmode=require both the loader's
+    psycopg2 and dbt's are refused for want of SSL, which only the parameter can cause."""
+    import pytest
+
+    from loader.db import ConnectFailed
+
+    wh = settings.warehouse
+    url = f"postgresql://{wh.user}@{wh.host}:{wh.port}/{wh.database}?sslmode=require"
+    s = load_settings({"ELT_HOME": str(tmp_path), "ELT_PG_PORT": str(settings.port),
+                       "ELT_WAREHOUSE_URL": url})
+    with pytest.raises(ConnectFailed, match="does not support SSL"):
+        connect_raw(s.warehouse)
+    own = {"DBT_TARGET_PATH": str(tmp_path / "target"), "DBT_LOG_PATH": str(tmp_path / "logs")}
+    debug = run_dbt(s, "debug", check=False, env=own)
+    assert debug.returncode != 0
+    assert "sslmode: require" in debug.stdout
+    assert "does not support SSL" in debug.stdout, debug.stdout[-2000:]
