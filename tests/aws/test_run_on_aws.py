@@ -18,6 +18,7 @@ from tests.conftest import create_database, query
 
 pytestmark = pytest.mark.slow
 PASSWORD = "Leak-Canary-7f3a9"
+SOURCE_PASSWORD = "Source-Canary-42b1"  # the server trusts postgres: any password works
 GROUP = "/elt/test-runs"
 NAMESPACE = "elt-test"
 BUCKET = "elt-run-landing"
@@ -34,8 +35,13 @@ def aws_run(settings, password_role, aws, tmp_path_factory):
     create_database(settings, "aws_run_wh")
     create_database(settings, "aws_run_src")
     set_password(settings, PASSWORD)
-    secret_id = session.client("secretsmanager").create_secret(
+    sm = session.client("secretsmanager")
+    secret_id = sm.create_secret(
         Name="elt/warehouse-run", SecretString=rds_secret(settings, "aws_run_wh", PASSWORD)
+    )["ARN"]
+    source_secret = json.loads(rds_secret(settings, "aws_run_src", SOURCE_PASSWORD))
+    source_id = sm.create_secret(
+        Name="elt/source-run", SecretString=json.dumps({**source_secret, "username": "postgres"})
     )["ARN"]
     work = tmp_path_factory.mktemp("aws-run")
     dirs = {d: work / d for d in ("home", "target", "logs", "reports")}
@@ -45,7 +51,7 @@ def aws_run(settings, password_role, aws, tmp_path_factory):
     s = load_settings({
         "ELT_HOME": str(dirs["home"]),
         "ELT_PG_PORT": str(settings.port),
-        "ELT_SOURCE_URL": f"postgresql://postgres@127.0.0.1:{settings.port}/aws_run_src",
+        "ELT_SOURCE_SECRET_ID": source_id,  # where the source is, too
         "ELT_WAREHOUSE_SECRET_ID": secret_id,
         "ELT_REPORTS_DIR": str(dirs["reports"]),
         "ELT_DBT_THREADS": "2",
@@ -63,16 +69,18 @@ def aws_run(settings, password_role, aws, tmp_path_factory):
 
 
 def test_the_secret_password_is_written_nowhere(aws_run):
-    s, dirs, printed, _, _ = aws_run
+    s, dirs, printed, _, summary = aws_run
+    assert summary["tables"]["orders"]["reconciled"] is True  # loaded from the secret's source
     # the secret alone names that database, and its role signs in by password only
     assert query(s.warehouse, "select current_database(), session_user") == [
         ("aws_run_wh", "elt_secret")
     ]
     assert (dirs["target"] / "run_results.json").exists() and any(dirs["reports"].iterdir())
-    found = subprocess.run(["grep", "-rlaF", PASSWORD, *map(str, dirs.values())],
-                           capture_output=True, text=True)
-    assert found.returncode == 1, f"the password was written to {found.stdout}"
-    assert not any(PASSWORD in line for line in printed)
+    for password in (PASSWORD, SOURCE_PASSWORD):
+        found = subprocess.run(["grep", "-rlaF", password, *map(str, dirs.values())],
+                               capture_output=True, text=True)
+        assert found.returncode == 1, f"a password was written to {found.stdout}"
+        assert not any(password in line for line in printed)
 
 
 def test_the_run_log_is_in_cloudwatch_logs(aws_run, boto):
