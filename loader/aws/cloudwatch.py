@@ -31,7 +31,7 @@ class LogShipper:
 
     def __init__(self, group: str, stream: str, logs: Any = None) -> None:
         self.group, self.stream = group, stream
-        self.logs = logs or client("logs")
+        self.logs = logs or client("logs", bounded=True)
         self.queue: queue.Queue[tuple[int, str] | None] = queue.Queue(QUEUE_SIZE)
         self.dropped = 0
         self.sent = 0
@@ -137,7 +137,7 @@ def run_metrics(status: str, summary: dict, lags: dict[str, float]) -> list[dict
 
 def publish_metrics(namespace: str, data: list[dict], metrics: Any = None) -> int:
     """put_metric_data in calls of at most 1,000 data; returns how many were sent."""
-    cw = metrics or client("cloudwatch")
+    cw = metrics or client("cloudwatch", bounded=True)
     for start in range(0, len(data), 1000):
         cw.put_metric_data(Namespace=namespace, MetricData=data[start:start + 1000])
     return len(data)

@@ -153,3 +153,22 @@ def test_cloudwatch_logs_never_block_the_run(monkeypatch):
     t0 = time.monotonic()
     shipper.close(timeout=1.0)
     assert time.monotonic() - t0 < 1.5  # close waits at most its timeout
+
+
+def test_an_unreachable_cloudwatch_delays_the_end_of_a_run_by_seconds_only(aws, monkeypatch):
+    """Nothing listens on port 9: every call is refused. finish_run warns and returns."""
+    import dataclasses
+
+    from loader.aws import cloudwatch
+    from loader.config import AwsSettings, load_settings
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    monkeypatch.setattr(cloudwatch, "freshness_lags", lambda settings: {"orders": 1.0})
+    s = dataclasses.replace(load_settings({}), aws=AwsSettings(log_group="g"))
+    t0 = time.monotonic()
+    shipper = cloudwatch.start_shipper(s, "run-1")
+    shipper.emit('{"message": "run started"}')
+    summary = {"seconds": 1.0, "tables": {"orders": {"extracted": 5, "reconciled": True}},
+               "tasks": {"load_wave_1": {"status": "success", "seconds": 1.0}}}
+    cloudwatch.finish_run(s, "success", summary, shipper)
+    assert time.monotonic() - t0 < 30
