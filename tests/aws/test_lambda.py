@@ -83,3 +83,20 @@ def test_the_handler_stops_within_the_remaining_time(unpacked, settings, elt_env
     result = invoke(unpacked, env, {"command": "load"}, remaining_ms=11_500)
     assert result["status"] == "timeout" and result["seconds"] < 1.5 + 3.5
     assert invoke(unpacked, env, {"command": "drop"}, 60_000)["status"] == "rejected"
+
+
+@pytest.mark.slow
+def test_the_handler_runs_the_whole_job_from_the_unpacked_zip(unpacked, settings, elt_env,
+                                                             tmp_path):
+    """`elt run` from the unpacked task: dbt builds the project the zip carries, with its
+    target and logs under ELT_HOME (Lambda's /tmp), nothing written into the task."""
+    s, env = fresh(settings, elt_env, tmp_path, "lambda_run", scale=0.002)
+    before = sorted(p for p in unpacked.rglob("*") if "__pycache__" not in p.parts)
+    result = invoke(unpacked, {**env, "ELT_DBT_THREADS": "2"}, {"command": "run"},
+                    remaining_ms=280_000)
+    assert result["status"] == "success", result
+    assert any("SUCCESS" in line for line in result["output"])
+    assert query(s.warehouse, "select status from ops.pipeline_runs") == [("success",)]
+    assert (tmp_path / "lambda_run" / "target" / "run_results.json").exists()
+    after = sorted(p for p in unpacked.rglob("*") if "__pycache__" not in p.parts)
+    assert after == before  # Lambda's /var/task is read-only
