@@ -1109,7 +1109,7 @@ def _land(
     landed = [
         LandedTable(r.table, load_id, r.action, loaded_at)
         for r in results.values()
-        if r.action in ("initial", "full")
+        if r.action in ("initial", "full", "repair")  # a repair may only have deleted
         or (r.action != "skipped" and (r.rows_extracted or r.caught_up))
     ]
     if not landed:
@@ -1228,7 +1228,10 @@ def reload_keys(
     if len(spec.primary_key) != 1:
         raise LoadError(f"{spec.name}: a replay needs a single-column key; run "
                         f"`elt load --full-refresh {spec.name}` instead")
+    since = datetime.now(UTC)
     load_id, result = _reextract(settings, config, spec, "replay", keys, progress)
+    if settings.aws.s3_url and load_id:
+        _land(settings, config, load_id, since, {spec.name: result}, progress)
     return load_id, result.rows_extracted
 
 
@@ -1240,7 +1243,10 @@ def repair_ranges(
     progress: Callable[[str], None] = lambda _: None,
 ) -> int:
     """Re-extract the key ranges from the source and delete raw rows the source no longer has."""
-    _, result = _reextract(settings, config, spec, "repair", ranges, progress)
+    since = datetime.now(UTC)
+    load_id, result = _reextract(settings, config, spec, "repair", ranges, progress)
+    # the landing zone gets the repair as a load of its own: its rows and its deletes
+    load_id = load_id or f"{datetime.now(UTC).timestamp():.6f}"
     key = spec.primary_key[0]
     multirange = "{" + ",".join(f"[{lo},{hi}]" for lo, hi in ranges) + "}"
     src = connect_raw(settings.source)
@@ -1265,14 +1271,16 @@ def repair_ranges(
                 sql.SQL(
                     "with gone as (delete from {t} where %s::int8multirange @> {k} "
                     "and not ({k} = any(%s)) returning {k}) "
-                    "insert into ops.raw_deletes (table_name, row_key, reason, deleted_at) "
-                    "select %s, {k}, 'reconcile repair', now() from gone"
+                    "insert into ops.raw_deletes (table_name, row_key, load_id, reason, "
+                    "deleted_at) select %s, {k}, %s, 'reconcile repair', now() from gone"
                 ).format(k=sql.Identifier(key), t=qualified(config.dataset, spec.name)),
-                (multirange, keys, spec.name),
+                (multirange, keys, spec.name, load_id),
             )
             deleted = cur.rowcount
     finally:
         conn.close()
+    if settings.aws.s3_url and (result.rows_extracted or deleted):
+        _land(settings, config, load_id, since, {spec.name: result}, progress)
     progress(
         f"{spec.name}: repaired {len(ranges)} key range(s): {result.rows_extracted} rows "
         f"re-extracted, {deleted} rows deleted from raw"
