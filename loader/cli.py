@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -328,17 +329,19 @@ def cmd_dag(args: argparse.Namespace, settings: Settings) -> int:
     from pathlib import Path
 
     from loader import warehouse
-    from loader.config import PROJECT_ROOT
-    from loader.orchestrate.dbt import run_dbt
+    from loader.orchestrate.dbt import run_dbt, target_path
     from loader.orchestrate.job import source_foreign_keys, waves_for
     from loader.orchestrate.picture import draw
 
     warehouse.ensure_running(settings)
-    manifest = PROJECT_ROOT / "target" / "manifest.json"
+    _progress("parsing the dbt project for its lineage (dbt parse, up to a minute)")
+    started = time.monotonic()
     run_dbt(settings, "parse")  # the lineage as the project stands now
+    _progress(f"parsed in {time.monotonic() - started:.0f} s; reading the source's foreign keys")
     config = _loader_config(settings)
-    out = draw(waves_for(settings, config), manifest, Path(args.output),
-               source_foreign_keys(settings, config))
+    waves, fks = waves_for(settings, config), source_foreign_keys(settings, config)
+    _progress(f"drawing {len(config.tables)} tables in {len(waves)} load waves and the dbt nodes")
+    out = draw(waves, target_path() / "manifest.json", Path(args.output), fks)
     _echo(f"wrote {out}")
     return 0
 

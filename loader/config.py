@@ -328,9 +328,12 @@ def _quality_settings(env: dict[str, str]) -> QualitySettings:
 # The dbt project's schemas (dbt_project.yml) and the environments that build them under these
 # names; any other environment prefixes them with its name (macros/generate_schema_name.sql).
 DBT_SCHEMAS = (
-    "staging", "intermediate", "quarantine", "marts", "snapshots", "reference", "test_failures"
+    "staging", "intermediate", "quarantine", "marts", "snapshots", "reference", "test_failures",
+    "marts_build", "marts_live",  # the two copies behind the views of marts (macros/publish.sql)
 )
-UNPREFIXED_ENVIRONMENTS = ("prod", "dev")
+# made by the publish macros, not by a dbt node: what a manifest's nodes name is the rest
+PUBLISHED_SCHEMAS = ("marts", "marts_live")
+UNPREFIXED_ENVIRONMENTS = ("prod",)
 
 
 def dbt_schema(env: str, schema: str) -> str:

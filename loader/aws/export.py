@@ -13,7 +13,7 @@ from psycopg2.extensions import ISOLATION_LEVEL_REPEATABLE_READ
 from loader.aws.arrow_io import arrow_schema, read_batches, table_columns
 from loader.aws.landing import write_parquet
 from loader.aws.s3 import S3Location, s3_client
-from loader.config import Settings, UserError
+from loader.config import Settings, UserError, dbt_relation
 from loader.db import connect_raw
 
 
@@ -32,7 +32,9 @@ def export_tables(
     progress: Callable[[str], None] = lambda _: None,
 ) -> list[Exported]:
     """Write each `schema.table` (a bare name: `default_schema`) to
-    <to>/<schema>/<table>.parquet, all from one snapshot of the warehouse."""
+    <to>/<schema>/<table>.parquet, all from one snapshot of the warehouse. dbt's schemas are
+    named as dbt_project.yml names them and read where this environment builds them
+    (`marts.fct_orders` is dev_marts.fct_orders in dev); the object keeps the plain name."""
     where = S3Location.parse(to)
     s3 = s3_client()
     conn = connect_raw(settings.warehouse)
@@ -42,14 +44,15 @@ def export_tables(
         for relation in relations:
             schema, _, table = relation.rpartition(".")
             schema = schema or default_schema
-            columns = table_columns(conn, schema, table)
+            built, _, _ = dbt_relation(settings.env, f"{schema}.{table}").partition(".")
+            columns = table_columns(conn, built, table)
             if not columns:
-                raise UserError(f"{schema}.{table} does not exist in the warehouse: name a "
+                raise UserError(f"{built}.{table} does not exist in the warehouse: name a "
                                 "table or view as schema.table (marts.fct_orders)")
             key = where.key(schema, f"{table}.parquet")
             rows = write_parquet(s3, where.bucket, key,
-                                 arrow_schema(columns, {"elt.relation": f"{schema}.{table}"}),
-                                 read_batches(conn, schema, table, columns))
+                                 arrow_schema(columns, {"elt.relation": f"{built}.{table}"}),
+                                 read_batches(conn, built, table, columns))
             done.append(Exported(f"{schema}.{table}", f"s3://{where.bucket}/{key}", rows))
             progress(f"{schema}.{table}: {rows:,} rows to s3://{where.bucket}/{key}")
     finally:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from loader import children, credentials
@@ -26,15 +29,53 @@ def target_path() -> Path:
     return PROJECT_ROOT / os.environ.get("DBT_TARGET_PATH", "target")
 
 
+# dbt's line for a node that ended: "12:00:01  57 of 190 OK created sql table model ..."
+# (OK, PASS, WARN, FAIL, ERROR, SKIP, NO-OP, ...: any status word but START)
+_NODE_LINE = re.compile(r"\b(\d+) of (\d+) ([A-Z][A-Z-]+)\b")
+
+
+class DbtProgress:
+    """Turns the lines of a running dbt command into a progress line every `every` seconds
+    (and at the last node): `57/190 nodes done (2 failed)`, handed to `say`."""
+
+    def __init__(self, say: Callable[[str], None], every: float = 5.0,
+                 clock: Callable[[], float] = time.monotonic):
+        self.say, self.every, self.clock = say, every, clock
+        self.done = self.total = self.failed = 0
+        self._last = clock()
+
+    def __call__(self, line: str) -> None:
+        match = _NODE_LINE.search(line)
+        if not match or match.group(3) == "START" or "hook: " in line:
+            return  # on-run-start/end hooks count "1 of 3" among themselves
+        self.done, self.total = self.done + 1, int(match.group(2))
+        self.failed += match.group(3) in ("FAIL", "ERROR")
+        now = self.clock()
+        if now - self._last >= self.every or self.done == self.total:
+            self._last = now
+            failed = f" ({self.failed} failed)" if self.failed else ""
+            self.say(f"{self.done}/{self.total} nodes done{failed}")
+
+
 def run_dbt(
-    settings: Settings, *args: str, check: bool = True, env: dict[str, str] | None = None
+    settings: Settings,
+    *args: str,
+    check: bool = True,
+    env: dict[str, str] | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> subprocess.CompletedProcess:
+    """dbt `args` in the project; with `progress`, its output is read as it comes and a
+    line of progress is handed to `progress` every few seconds (DbtProgress)."""
     # a secret or a fresh IAM token, read now: dbt gets it in its environment, never a file
     live = credentials.live(settings.warehouse)
     env = {**os.environ, **dbt_environment(settings, live), **(env or {})}
-    result = children.run(
-        [dbt_executable(), *args], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True
-    )
+    command = [dbt_executable(), *args]
+    if progress is None:
+        result = children.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True,
+                              text=True)
+    else:
+        env["PYTHONUNBUFFERED"] = "1"  # each line as dbt writes it, not when a buffer fills
+        result = children.stream(command, DbtProgress(progress), cwd=PROJECT_ROOT, env=env)
     if check and result.returncode != 0:
         tail = "\n".join(result.stdout.splitlines()[-30:])
         raise DbtFailed(f"`dbt {' '.join(args)}` failed (exit {result.returncode}):\n{tail}")

@@ -67,6 +67,7 @@ class RunState:
     failed_build_run: str | None = None  # a run whose dbt build failed since the last success
     build_invocation: str | None = None  # the dbt invocation id of this run's build
     publication: Publication | None = None  # what reporters read after this run
+    progress: Callable[[str], None] | None = None  # where the dbt build's progress goes
 
 
 def source_tasks(settings: Settings, simulate_days: int, scale: float) -> list[Task]:
@@ -178,7 +179,7 @@ def pipeline_tasks(
             state.tests_since = built_at
         try:
             run_dbt(settings, "build", "--vars", DBT_VARS,
-                    env={"ELT_TEST_SINCE": state.tests_since or ""})
+                    env={"ELT_TEST_SINCE": state.tests_since or ""}, progress=state.progress)
             state.build_invocation = build_invocation()
         finally:
             state.tests = test_results()
@@ -191,14 +192,14 @@ def pipeline_tasks(
         # reporters keep the marts of the last good build. A build that left publishing to
         # later (var publish_on_build: false; or `elt run --retry-failed` after a failed
         # publish) is published here by the same macro, which refuses an incomplete copy.
-        state.publication = last_publication(settings.warehouse)
+        state.publication = last_publication(settings.warehouse, settings.env)
         if state.dbt_skipped:
             return 0  # nothing was built: the published marts are current
         # (under --retry-failed no build ran here: the last one is the build in target/)
         built_by = state.build_invocation or build_invocation()
         if state.publication is None or state.publication.built_by != built_by:
             run_dbt(settings, "run-operation", "publish_marts", "--vars", DBT_VARS)
-            state.publication = last_publication(settings.warehouse)
+            state.publication = last_publication(settings.warehouse, settings.env)
             if state.publication is None or (
                 state.build_invocation and state.publication.built_by != state.build_invocation
             ):
@@ -319,6 +320,7 @@ def run_job(
             "full_tests": full_tests}
     state = RunState(dbt_project_hash=dbt_project_hash(settings.env), full_tests=full_tests,
                      run_id=run_id)
+    state.progress = lambda message: log.event(message, task="dbt_build", status="running")
     every = settings.deep_reconcile_every if deep_every is None else deep_every
     outcomes: dict[str, TaskOutcome] = {}
     error = None

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from loader.config import Endpoint
+from loader.config import Endpoint, dbt_schema
 from loader.db import connect_raw
 from loader.orchestrate.dbt import target_path
 
@@ -28,8 +28,10 @@ class MartsNotPublished(RuntimeError):
     """The build succeeded but its marts were not published."""
 
 
-def last_publication(endpoint: Endpoint) -> Publication | None:
-    """The newest publication, or None when the marts were never published."""
+def last_publication(endpoint: Endpoint, env: str) -> Publication | None:
+    """The newest publication of environment `env`'s marts, or None when they were never
+    published (environments that share a warehouse share quality.mart_publications; each
+    publishes its own copies, dev_marts_live, marts_live, ...)."""
     conn = connect_raw(endpoint)
     try:
         with conn.cursor() as cur:
@@ -38,7 +40,9 @@ def last_publication(endpoint: Endpoint) -> Publication | None:
                 return None
             cur.execute(
                 "select built_by, built_at, published_at, tested, marts "
-                "from quality.mart_publications order by published_at desc limit 1"
+                "from quality.mart_publications where live_schema = %s "
+                "order by published_at desc limit 1",
+                (dbt_schema(env, "marts_live"),),
             )
             row = cur.fetchone()
     finally:

@@ -44,16 +44,21 @@ def _dbt_status(status: str | None) -> str:
     }.get((status or "").lower(), "error")
 
 
-def latest_test_results(conn: psycopg2.extensions.connection) -> list[dict[str, Any]]:
-    """The newest result of every dbt test and node stored (a `dbt build --select x` updates
-    only x's rows); each row says which invocation produced it and when."""
+def latest_test_results(
+    conn: psycopg2.extensions.connection, target: str
+) -> list[dict[str, Any]]:
+    """The newest result of every dbt test and node stored by dbt target (environment)
+    `target` (a `dbt build --select x` updates only x's rows); each row says which
+    invocation produced it and when. Environments sharing a warehouse share the table."""
     return fetch_dicts(
         conn,
         """select distinct on (r.unique_id) r.*, i.command, i.finished_at
            from quality.dbt_results as r
            join quality.dbt_invocations as i on i.invocation_id = r.invocation_id
            where i.command in ('build', 'test', 'run', 'seed', 'snapshot')
+             and i.target_name = %s
            order by r.unique_id, i.finished_at desc""",
+        (target,),
     )
 
 
@@ -79,9 +84,10 @@ def failing_sample(
         return []
 
 
-def dbt_checks(conn: psycopg2.extensions.connection) -> list[CheckResult]:
-    """One check per dbt data test (its newest result), plus one for models and snapshots."""
-    results = latest_test_results(conn)
+def dbt_checks(conn: psycopg2.extensions.connection, target: str) -> list[CheckResult]:
+    """One check per dbt data test (its newest result in environment `target`), plus one for
+    models and snapshots."""
+    results = latest_test_results(conn, target)
     if not any(r["resource_type"] == "test" for r in results):
         return [
             CheckResult(

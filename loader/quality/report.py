@@ -199,7 +199,7 @@ def build_report(
         store.ensure_schema(conn)
         store.start_run(conn, run_id, started)
         progress("quality: dbt test results")
-        checks = warehouse_checks.dbt_checks(conn)
+        checks = warehouse_checks.dbt_checks(conn, settings.env)
         progress("quality: reconciliation")
         recon, recon_rows = warehouse_checks.reconciliation_checks(conn, run_id)
         checks += recon

@@ -172,3 +172,21 @@ def test_an_unreachable_cloudwatch_delays_the_end_of_a_run_by_seconds_only(aws, 
                "tasks": {"load_wave_1": {"status": "success", "seconds": 1.0}}}
     cloudwatch.finish_run(s, "success", summary, shipper)
     assert time.monotonic() - t0 < 30
+
+
+def test_a_mart_exports_to_s3_from_where_this_environment_built_it(aws_run, boto):
+    import io
+
+    import pyarrow.parquet as pq
+
+    from loader.aws.export import export_tables
+    from loader.config import dbt_relation
+
+    s, _, _, _, _ = aws_run
+    done = export_tables(s, ["fct_orders"], f"s3://{BUCKET}/exports")
+    assert done[0].url == f"s3://{BUCKET}/exports/marts/fct_orders.parquet"
+    body = boto("s3").get_object(Bucket=BUCKET, Key="exports/marts/fct_orders.parquet")
+    exported = pq.read_table(io.BytesIO(body["Body"].read()))
+    built = dbt_relation(s.env, "marts.fct_orders")
+    assert exported.num_rows == query(s.warehouse, f"select count(*) from {built}")[0][0] > 0
+    dispose_engines()
