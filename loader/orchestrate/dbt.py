@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from loader import children
+from loader import children, credentials
 from loader.config import PROJECT_ROOT, Settings, UserError, dbt_environment
 
 
@@ -66,7 +66,9 @@ def run_dbt(
 ) -> subprocess.CompletedProcess:
     """dbt `args` in the project; with `progress`, its output is read as it comes and a
     line of progress is handed to `progress` every few seconds (DbtProgress)."""
-    env = {**os.environ, **dbt_environment(settings), **(env or {})}
+    # a secret or a fresh IAM token, read now: dbt gets it in its environment, never a file
+    live = credentials.live(settings.warehouse)
+    env = {**os.environ, **dbt_environment(settings, live), **(env or {})}
     command = [dbt_executable(), *args]
     if progress is None:
         result = children.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True,

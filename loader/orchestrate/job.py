@@ -304,11 +304,17 @@ def run_job(
         lock = history.RunLock(settings.warehouse)
         lock.acquire()
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
+    shipper = None
+    if settings.aws.log_group:  # ELT_CLOUDWATCH_LOG_GROUP: boto3 is imported only then
+        from loader.aws.cloudwatch import start_shipper
+
+        shipper = start_shipper(settings, run_id)
     log = RunLog(
         settings.logs_dir / "elt-runs.jsonl",
         run_id,
         [settings.warehouse.password, settings.source.password],
         stream or sys.stderr,
+        sink=shipper.emit if shipper is not None else None,
     )
     args = {"simulate_days": simulate_days, "scale": scale, "retry_failed": retry_failed,
             "full_tests": full_tests}
@@ -394,6 +400,10 @@ def run_job(
         finally:
             lock.release()
             _alert_run(settings, run_id, status, error, outcomes, previous_status, log)
+            if settings.aws.log_group:
+                from loader.aws.cloudwatch import finish_run
+
+                finish_run(settings, status, summary, shipper)
     print_summary(run_id, status, summary, settings, echo)
     return exit_code(outcomes)
 
@@ -449,6 +459,7 @@ def summarise(state: RunState, outcomes: dict[str, TaskOutcome], seconds: float)
                 "extracted": r.rows_extracted,
                 "raw_rows": r.raw_rows,
                 "reconciled": r.reconciled,
+                "source_rows": r.source_rows,
                 "dead_letters": r.dead_letters,
                 "future_keys": r.future_keys,
                 "caught_up": r.caught_up,
@@ -457,7 +468,8 @@ def summarise(state: RunState, outcomes: dict[str, TaskOutcome], seconds: float)
     return {
         "seconds": round(seconds, 1),
         "tasks": {
-            n: {"status": o.status, "attempts": o.attempts, "error": o.error}
+            n: {"status": o.status, "attempts": o.attempts, "error": o.error,
+                "seconds": round(o.seconds, 3)}
             for n, o in outcomes.items()
         },
         "tables": tables,
