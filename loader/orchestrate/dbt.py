@@ -11,6 +11,10 @@ from pathlib import Path
 from loader import children
 from loader.config import PROJECT_ROOT, Settings, UserError, dbt_environment
 
+# under the run lock every load has committed before dbt reads raw (`elt load` and the Dagster
+# load take the same lock), so the incremental models need no lookback window here
+DBT_VARS = '{"incremental_lookback": "0 seconds"}'
+
 
 class DbtFailed(UserError, RuntimeError):
     """A dbt command exited non-zero; the message holds the end of its output."""
@@ -60,3 +64,20 @@ def test_results(target: Path | None = None) -> dict[str, int]:
         if result["unique_id"].startswith(("test.", "unit_test.")):
             counts[result["status"]] = counts.get(result["status"], 0) + 1
     return counts
+
+
+def source_freshness(settings: Settings, target: Path) -> dict[str, str]:
+    """`dbt source freshness` into its own target and log folder (two dbt processes must not
+    share them; the same --vars as the build keep its partial parse valid): the status of
+    every source table (pass, warn, error, runtime error) by table name. Raises when dbt
+    itself failed (exit 2); a stale source (exit 1) is a status, not an error."""
+    result = run_dbt(
+        settings, "source", "freshness", "--vars", DBT_VARS,
+        "--target-path", str(target), "--log-path", str(target), check=False,
+    )
+    if result.returncode not in (0, 1):  # 1: a source is stale (reported), 2: dbt error
+        raise DbtFailed(f"`dbt source freshness` failed (exit {result.returncode}):\n"
+                        + result.stdout[-2000:])
+    path = target / "sources.json"
+    found = json.loads(path.read_text()).get("results", []) if path.exists() else []
+    return {r["unique_id"].rsplit(".", 1)[-1]: r["status"] for r in found}
