@@ -30,7 +30,7 @@ DAGSTER_PORT ?= 3000
 dagster: $(STAMP)
 	$(BIN)/elt warehouse start
 	$(BIN)/python -c 'import sys; from loader.config import load_settings; from loader.source import simulator; sys.exit(0 if simulator.is_initialised(load_settings().source) else 1)' || $(BIN)/elt source init
-	mkdir -p .elt/dagster-home
+	mkdir -p .elt/dagster-home && cp loader/dagster/dagster.yaml .elt/dagster-home/dagster.yaml
 	DAGSTER_HOME=$(CURDIR)/.elt/dagster-home $(BIN)/dagster dev -m loader.dagster.definitions -p $(DAGSTER_PORT)
 
 lint: $(STAMP)
