@@ -24,7 +24,7 @@ from loader.dagster.resources import (
     environment,
     retried_if_transient,
 )
-from loader.orchestrate.dbt import DBT_VARS, dbt_executable, run_dbt
+from loader.orchestrate.dbt import DBT_VARS, dbt_executable, dbt_project_hash, run_dbt
 from loader.orchestrate.publish import build_invocation, ensure_published
 
 # the dbt resource types named after the schema they build into, not the model folders
@@ -39,8 +39,6 @@ def dbt_target(settings: Settings) -> Path:
 def prepare_manifest(settings: Settings) -> Path:
     """`dbt parse` into dbt_target when the project changed since the last parse, so that
     models added to the project (a package, a new mart) become assets by themselves."""
-    from loader.orchestrate.job import dbt_project_hash
-
     target = dbt_target(settings)
     manifest, stamp = target / "manifest.json", target / "project.sha256"
     digest = dbt_project_hash(settings.env)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -81,3 +82,17 @@ def source_freshness(settings: Settings, target: Path) -> dict[str, str]:
     path = target / "sources.json"
     found = json.loads(path.read_text()).get("results", []) if path.exists() else []
     return {r["unique_id"].rsplit(".", 1)[-1]: r["status"] for r in found}
+
+
+def dbt_project_hash(env: str = "dev") -> str:
+    """A digest of the dbt project's files and the environment (dbt target) it builds: a
+    changed model must be built even with no new data, and a build of another environment
+    on the same warehouse is not this one's."""
+    digest = hashlib.sha256(f"target={env}\n".encode())
+    for folder in ("models", "macros", "snapshots", "seeds", "tests/dbt"):
+        for path in sorted((PROJECT_ROOT / folder).rglob("*")):
+            if path.is_file():
+                digest.update(str(path.relative_to(PROJECT_ROOT)).encode())
+                digest.update(path.read_bytes())
+    digest.update((PROJECT_ROOT / "dbt_project.yml").read_bytes())
+    return digest.hexdigest()
