@@ -13,6 +13,7 @@ from loader.dagster.raw import (
     foreign_keys_or_none,
     source_specs,
 )
+from loader.dagster.report import build_report_asset
 from loader.dagster.resources import EltResource
 from loader.dagster.transform import build_dbt_assets, dbt_resource, prepare_manifest
 from loader.extract.tables import load_config
@@ -35,11 +36,13 @@ def build_definitions(
         description="every raw table in one source snapshot, then dbt build and publish, "
         "with the raw tables' reconciliation and freshness checks and the dbt tests",
     )
+    dbt = build_dbt_assets(prepare_manifest(settings))
     return dg.Definitions(
         assets=[
             *source_specs(config),
             build_load_assets(config, fks),
-            build_dbt_assets(prepare_manifest(settings)),
+            dbt,
+            build_report_asset([key for key in dbt.keys if key.path[0] == "marts"]),
         ],
         asset_checks=[build_freshness_checks(config)],
         jobs=[daily],

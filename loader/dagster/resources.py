@@ -43,14 +43,14 @@ class EltResource(dg.ConfigurableResource):
         return load_settings({**os.environ, **self.environ})
 
     @contextmanager
-    def exclusive(self, context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext,
+    def exclusive(self, context: dg.AssetExecutionContext,
                   what: str) -> Iterator[Settings]:
         """The settings, with the warehouse lock of `elt run` held (history.RunLock): a
         Dagster step and an `elt run` never overlap. The step names itself as the holder, so
         a refused `elt run` says which Dagster run has the warehouse."""
         settings = self.settings()
         warehouse.ensure_running(settings)
-        holder = f"dagster run {context.run_id[:8]} ({what})"
+        holder = f"dagster run {context.run.run_id[:8]} ({what})"
         context.log.info(f"{holder}: taking the warehouse lock (waits up to "
                          f"{self.lock_wait_seconds:g}s for `elt run` or another step)")
         with history.exclusive(settings.warehouse, holder=holder,

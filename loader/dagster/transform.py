@@ -87,7 +87,7 @@ def build_dbt_assets(manifest: Path) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext, dbt: DbtCliResource, elt: EltResource
     ) -> Iterator[Any]:
         with retried_if_transient(), elt.exclusive(context, "dbt build") as settings:
-            target = dbt_target(settings) / "runs" / context.run_id
+            target = dbt_target(settings) / "runs" / context.run.run_id
             _reuse_parse(dbt_target(settings), target)
             with environment(dbt_environment(settings)):  # the profile reads the warehouse
                 invocation = dbt.cli(["build", "--vars", DBT_VARS], context=context,
