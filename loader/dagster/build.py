@@ -7,6 +7,7 @@ import logging
 
 import dagster as dg
 
+from loader.dagster.alerts import alert_on_failed_run
 from loader.dagster.raw import (
     build_freshness_checks,
     build_load_assets,
@@ -50,5 +51,6 @@ def build_definitions(
             dg.ScheduleDefinition(name="marketplace_daily_schedule", job=daily,
                                   cron_schedule=DAILY_CRON, execution_timezone="UTC")
         ],
+        sensors=[alert_on_failed_run],
         resources={"elt": elt, "dbt": dbt_resource()},
     )

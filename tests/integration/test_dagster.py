@@ -4,19 +4,12 @@ that stops dbt, retries, and the warehouse lock shared with `elt run`."""
 
 from __future__ import annotations
 
-import os
-import re
-import shutil
-import signal
+import json
 import subprocess
 import sys
 import threading
 import time
-import urllib.parse
-import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import dagster as dg
 import psycopg2
@@ -24,15 +17,18 @@ import pytest
 
 from loader.config import PROJECT_ROOT, Endpoint, load_settings
 from loader.dagster import raw
+from loader.dagster.alerts import alert_on_failed_run
 from loader.dagster.build import build_definitions
 from loader.dagster.report import REPORT_KEY
+from loader.dagster.resources import EltResource
 from loader.db import connect_raw
 from loader.orchestrate import job
 from loader.orchestrate.history import RunLock
 from loader.orchestrate.publish import last_publication
 from loader.source import simulator
 from loader.source.simulator import SimConfig
-from tests.conftest import SIM_END, create_database, free_port, query
+from tests.conftest import SIM_END, create_database, query
+from tests.integration.test_quality_alerts import inbox  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.slow
 SCALE = 0.002
@@ -203,10 +199,10 @@ IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
 
 
 def test_a_failed_load_stops_dbt_and_fails_the_run_and_its_retry_completes(
-    pipelines: Pipelines, monkeypatch, tmp_path
+    pipelines: Pipelines, monkeypatch, tmp_path, inbox  # noqa: F811
 ) -> None:
-    """A load that fails (a cursor column gone from the source) fails the run before dbt;
-    once the column is back, Dagster's re-execution from the failure completes it."""
+    """A load that fails (a cursor column gone from the source) fails the run before dbt and
+    alerts; once the column is back, Dagster's re-execution from the failure completes it."""
     p = pipelines
     for name, value in p.dagster_env.items():
         monkeypatch.setenv(name, value)
@@ -232,6 +228,8 @@ def test_a_failed_load_stops_dbt_and_fails_the_run_and_its_retry_completes(
             "a configuration error is not retried"
         assert last_publication(p.warehouse) == published, "the marts keep their last build"
 
+        assert_failure_alerted(p, instance, failed.run_id, inbox)
+
         retry = dg.ReexecutionOptions.from_failure(failed.run_id, instance)
         with dg.execute_job(job_def, instance, run_config=IN_PROCESS, raise_on_error=False,
                             reexecution_options=retry) as retried:
@@ -241,6 +239,25 @@ def test_a_failed_load_stops_dbt_and_fails_the_run_and_its_retry_completes(
     now = last_publication(p.warehouse)
     assert now is not None and now != published, "the retry's build was published"
     assert_raw_equals_source(p)
+
+
+def assert_failure_alerted(p: Pipelines, instance, run_id: str, inbox) -> None:  # noqa: F811
+    """The run-failure sensor sends elt run's alert for the failed run to the channels."""
+    box, http_port, _ = inbox
+    run = instance.get_run_by_id(run_id)
+    failure = next(e.dagster_event for e in instance.all_logs(run_id)
+                   if e.dagster_event and e.dagster_event.event_type_value == "PIPELINE_FAILURE")
+    elt = EltResource(environ={**p.dagster_env, "ELT_ALERT_SUPPRESS_MINUTES": "0",
+                               "ELT_ALERT_WEBHOOK_URL": f"http://127.0.0.1:{http_port}/hook"})
+    context = dg.build_run_status_sensor_context(
+        sensor_name="alert_on_failed_run", dagster_event=failure, dagster_instance=instance,
+        dagster_run=run, resources={"elt": elt},
+    ).for_run_failure()
+    alert_on_failed_run(context)
+    sent = [body for path, body in box.posts if path == "/hook"]
+    assert len(sent) == 1 and sent[0]["event"] == "run_failed", sent
+    assert "load_raw" in sent[0]["failed_tasks"]
+    assert "updated_at not in source table" in json.dumps(sent[0])
 
 
 def test_a_transient_failure_is_retried_with_backoff(pipelines, monkeypatch) -> None:
@@ -320,68 +337,3 @@ def test_a_dagster_step_waits_for_elt_run_and_gives_up_with_a_clear_message(
     assert waited.success, failure_messages(waited)
     assert started and released and started[0] >= released[0], "the load began after elt run"
 
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-# the groups of the asset graph shown expanded (the UI collapses every group by default)
-SHOWN = ("source", "raw", "marts")
-
-
-def graph_url(port: int) -> str:
-    groups = ",".join(f"global@global:{group}" for group in SHOWN)
-    return f"http://127.0.0.1:{port}/asset-groups?expanded={urllib.parse.quote(groups)}"
-
-
-@pytest.fixture()
-def dagster_dev(pipelines: Pipelines, tmp_path) -> Iterator[int]:
-    """`dagster dev` on the code location, on a free port, over the test warehouse."""
-    port = free_port()
-    home = tmp_path / "dagster-home"
-    home.mkdir()
-    shutil.copy(PROJECT_ROOT / "loader" / "dagster" / "dagster.yaml", home / "dagster.yaml")
-    env = {**os.environ, **pipelines.dagster_env, "DAGSTER_HOME": str(home)}
-    dev = subprocess.Popen(
-        [str(Path(sys.executable).with_name("dagster")), "dev", "-m",
-         "loader.dagster.definitions", "-h", "127.0.0.1", "-p", str(port)],
-        cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True,  # its webserver, daemon and code server end with it below
-    )
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=5)
-                break
-            except OSError:
-                assert dev.poll() is None and time.monotonic() < deadline, "dagster dev died"
-                time.sleep(2)
-        yield port
-    finally:
-        os.killpg(dev.pid, signal.SIGTERM)
-        try:
-            dev.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(dev.pid, signal.SIGKILL)
-
-
-def chromium(url: str, *args: str) -> str:
-    return subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-         "--virtual-time-budget=30000", "--window-size=2600,1700", *args, url],
-        capture_output=True, text=True, timeout=180, check=True,
-    ).stdout
-
-
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
-def test_the_dagster_ui_shows_the_asset_graph_from_source_tables_to_marts(dagster_dev) -> None:
-    url = graph_url(dagster_dev)
-    dom = re.sub(r"<(script|style)\b.*?</\1>", " ", chromium(url, "--dump-dom"), flags=re.S)
-    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", dom))
-    assert "Global asset lineage" in text
-    for group in ("source", "raw", "staging", "intermediate", "marts", "snapshots"):
-        assert f" {group} " in text, group
-    for asset in ("customers", "orders", "order_items", "fct_orders", "daily_revenue",
-                  "dim_customers", "fct_bids"):
-        assert f" {asset} " in text, f"{asset} is not in the rendered asset graph"
-    shot = PROJECT_ROOT / "docs" / "dagster-asset-graph.png"
-    chromium(url, f"--screenshot={shot}")
-    assert shot.stat().st_size > 50_000
