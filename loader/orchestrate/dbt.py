@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -13,6 +14,10 @@ from pathlib import Path
 
 from loader import children, credentials
 from loader.config import PROJECT_ROOT, Settings, UserError, dbt_environment
+
+# under the run lock every load has committed before dbt reads raw (`elt load` and the Dagster
+# load take the same lock), so the incremental models need no lookback window here
+DBT_VARS = '{"incremental_lookback": "0 seconds"}'
 
 
 class DbtFailed(UserError, RuntimeError):
@@ -103,3 +108,34 @@ def test_results(target: Path | None = None) -> dict[str, int]:
         if result["unique_id"].startswith(("test.", "unit_test.")):
             counts[result["status"]] = counts.get(result["status"], 0) + 1
     return counts
+
+
+def source_freshness(settings: Settings, target: Path) -> dict[str, str]:
+    """`dbt source freshness` into its own target and log folder (two dbt processes must not
+    share them; the same --vars as the build keep its partial parse valid): the status of
+    every source table (pass, warn, error, runtime error) by table name. Raises when dbt
+    itself failed (exit 2); a stale source (exit 1) is a status, not an error."""
+    result = run_dbt(
+        settings, "source", "freshness", "--vars", DBT_VARS,
+        "--target-path", str(target), "--log-path", str(target), check=False,
+    )
+    if result.returncode not in (0, 1):  # 1: a source is stale (reported), 2: dbt error
+        raise DbtFailed(f"`dbt source freshness` failed (exit {result.returncode}):\n"
+                        + result.stdout[-2000:])
+    path = target / "sources.json"
+    found = json.loads(path.read_text()).get("results", []) if path.exists() else []
+    return {r["unique_id"].rsplit(".", 1)[-1]: r["status"] for r in found}
+
+
+def dbt_project_hash(env: str = "dev") -> str:
+    """A digest of the dbt project's files and the environment (dbt target) it builds: a
+    changed model must be built even with no new data, and a build of another environment
+    on the same warehouse is not this one's."""
+    digest = hashlib.sha256(f"target={env}\n".encode())
+    for folder in ("models", "macros", "snapshots", "seeds", "tests/dbt"):
+        for path in sorted((PROJECT_ROOT / folder).rglob("*")):
+            if path.is_file():
+                digest.update(str(path.relative_to(PROJECT_ROOT)).encode())
+                digest.update(path.read_bytes())
+    digest.update((PROJECT_ROOT / "dbt_project.yml").read_bytes())
+    return digest.hexdigest()

@@ -20,7 +20,7 @@ import pytest
 
 from loader.config import Settings
 from loader.db import connect_raw
-from loader.orchestrate import job
+from loader.orchestrate import dbt, job
 from loader.orchestrate.dbt import run_dbt
 from loader.orchestrate.publish import Publication, build_invocation, last_publication
 from loader.source import simulator
@@ -367,7 +367,8 @@ def test_a_build_that_leaves_publishing_to_later_is_published_by_the_run(warehou
         commands.append(args[0])
         return real(settings, *args, **kwargs)
 
-    monkeypatch.setattr(job, "run_dbt", recorded)
+    monkeypatch.setattr(job, "run_dbt", recorded)  # the build
+    monkeypatch.setattr(dbt, "run_dbt", recorded)  # the publish and the freshness
     assert job.run_job(s, echo=lambda _: None, base_delay=0.01) == 0
     assert sorted(commands) == ["build", "run-operation", "source"]
     built = query(s.warehouse, "select invocation_id from quality.dbt_invocations "
