@@ -75,7 +75,9 @@ def chromium(url: str, *args: str) -> str:
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
-def test_the_dagster_ui_shows_the_asset_graph_from_source_tables_to_marts(dagster_dev) -> None:
+def test_the_dagster_ui_shows_the_asset_graph_from_source_tables_to_marts(
+    dagster_dev, tmp_path
+) -> None:
     url = graph_url(dagster_dev)
     dom = re.sub(r"<(script|style)\b.*?</\1>", " ", chromium(url, "--dump-dom"), flags=re.S)
     text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", dom))
@@ -85,6 +87,9 @@ def test_the_dagster_ui_shows_the_asset_graph_from_source_tables_to_marts(dagste
     for asset in ("customers", "orders", "order_items", "fct_orders", "daily_revenue",
                   "dim_customers", "fct_bids"):
         assert f" {asset} " in text, f"{asset} is not in the rendered asset graph"
-    shot = PROJECT_ROOT / "docs" / "dagster-asset-graph.png"
+    # the screenshot in docs/ is refreshed on demand (ELT_REFRESH_DOCS=1), never by a plain
+    # test run: `make test` leaves the checkout as it found it
+    refresh = os.environ.get("ELT_REFRESH_DOCS") == "1"
+    shot = (PROJECT_ROOT / "docs" if refresh else tmp_path) / "dagster-asset-graph.png"
     chromium(url, f"--screenshot={shot}")
     assert shot.stat().st_size > 50_000
