@@ -165,6 +165,17 @@ def connect_raw(endpoint: Endpoint, *, autocommit: bool = False) -> psycopg2.ext
         ) from None
 
 
+def execute(endpoint: Endpoint, *statements: str | sql.Composable) -> None:
+    """Run `statements` one after the other, each committed on its own (autocommit)."""
+    conn = connect_raw(endpoint, autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            for statement in statements:
+                cur.execute(statement)
+    finally:
+        conn.close()
+
+
 def _first_line(exc: BaseException) -> str:
     lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
     return lines[0].rstrip(".") if lines else type(exc).__name__

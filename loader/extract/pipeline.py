@@ -28,6 +28,7 @@ from psycopg2.extensions import ISOLATION_LEVEL_REPEATABLE_READ
 from loader import children, credentials, warehouse
 from loader.config import Settings, UserError
 from loader.db import connect_raw, qualified
+from loader.db import execute as db_execute
 from loader.errors import causes, first_cause
 from loader.extract import binary_copy, dead_letters, reconcile, row_counts
 from loader.extract.binary_copy import postgres_binary_copy, write_footer
@@ -790,15 +791,8 @@ def detect_drift(stored: dict[str, dict], columns: list[Column]) -> tuple[list[s
 
 
 def _warehouse_exec(settings: Settings, statements: list[sql.Composable]) -> None:
-    if not statements:
-        return
-    conn = connect_raw(settings.warehouse, autocommit=True)
-    try:
-        with conn.cursor() as cur:
-            for statement in statements:
-                cur.execute(statement)
-    finally:
-        conn.close()
+    if statements:
+        db_execute(settings.warehouse, *statements)
 
 
 def _index_name(table: str) -> str:

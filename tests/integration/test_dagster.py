@@ -21,7 +21,7 @@ from loader.dagster.alerts import alert_on_failed_run
 from loader.dagster.build import build_definitions
 from loader.dagster.report import REPORT_KEY
 from loader.dagster.resources import EltResource
-from loader.db import connect_raw
+from loader.db import execute
 from loader.orchestrate import job
 from loader.orchestrate.history import RunLock
 from loader.orchestrate.publish import last_publication
@@ -95,14 +95,6 @@ def failure_messages(result: dg.ExecuteInProcessResult) -> str:
                      for e in result.get_step_failure_events())
 
 
-def execute(endpoint: Endpoint, *statements: str) -> None:
-    conn = connect_raw(endpoint, autocommit=True)
-    try:
-        with conn.cursor() as cur:
-            for statement in statements:
-                cur.execute(statement)
-    finally:
-        conn.close()
 
 
 def attach(p: Pipelines, local: str, database: str, schema: str) -> None:
