@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install lint bench docs clean stop
+.PHONY: run test install lint bench docs clean stop dagster
 
 run: $(STAMP)
 	$(BIN)/elt run
@@ -21,8 +21,17 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "marketplace-elt needs Python 3.11 or newer: set PYTHON=python3.11 (or newer)")'
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,aws,dagster]'  # make test runs the AWS and Dagster tests too
 	touch $(STAMP)
+
+# Dagster's UI on http://127.0.0.1:3000 over the embedded warehouse (a fresh one gets the
+# simulated source first); Dagster's own storage in .elt/dagster-home
+DAGSTER_PORT ?= 3000
+dagster: $(STAMP)
+	$(BIN)/elt warehouse start
+	$(BIN)/python -c 'import sys; from loader.config import load_settings; from loader.source import simulator; sys.exit(0 if simulator.is_initialised(load_settings().source) else 1)' || $(BIN)/elt source init
+	mkdir -p .elt/dagster-home && cp loader/dagster/dagster.yaml .elt/dagster-home/dagster.yaml
+	DAGSTER_HOME=$(CURDIR)/.elt/dagster-home $(BIN)/dagster dev -m loader.dagster.definitions -p $(DAGSTER_PORT)
 
 lint: $(STAMP)
 	$(BIN)/ruff check loader tests benchmarks

@@ -24,7 +24,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from loader.config import Endpoint, Settings, load_settings  # noqa: E402
-from loader.db import connect_raw  # noqa: E402
+from loader.db import connect_raw, execute  # noqa: E402
 from loader.source import simulator  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -64,13 +64,7 @@ def endpoint(name: str) -> Endpoint:
 
 
 def admin_exec(*statements: str) -> None:
-    conn = connect_raw(endpoint("postgres"), autocommit=True)
-    try:
-        with conn.cursor() as cur:
-            for statement in statements:
-                cur.execute(statement)
-    finally:
-        conn.close()
+    execute(endpoint("postgres"), *statements)
 
 
 def recreate(name: str, template: str | None = None) -> Endpoint:

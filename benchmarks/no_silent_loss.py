@@ -84,7 +84,7 @@ def _mart_sets(endpoint) -> dict[str, set]:
         with conn.cursor() as cur:
             for mart in MARTS:
                 drop = " - ".join(f"'{c}'" for c in BOOKKEEPING)
-                cur.execute(f"select (to_jsonb(m) - {drop})::text from marts.{mart} m")
+                cur.execute(f"select (to_jsonb(m) - {drop})::text from dev_marts.{mart} m")
                 out[mart] = {r[0] for r in cur.fetchall()}
     finally:
         conn.close()

@@ -38,13 +38,14 @@ from benchmarks import (  # noqa: E402
     indexes,
     insert_methods,
     parallelism,
+    s3_export,
 )
 
 ROOT = harness.ROOT
 DOC = ROOT / "docs" / "benchmarks.md"
 PLOT = ROOT / "docs" / "benchmarks.png"
 STEPS = ["load_throughput", "insert_methods", "chunking", "indexes", "parallelism",
-         "end_to_end", "increment_cost", "publish_cost"]
+         "end_to_end", "increment_cost", "publish_cost", "s3_export"]
 
 
 def run_script(name: str, *args: str) -> None:
@@ -64,6 +65,8 @@ def run_steps(scale: float, steps: list[str]) -> dict[str, float]:
                        "--matrix-table", "orders")
         elif step in ("increment_cost", "publish_cost"):
             run_script(step, "--scale", s)
+        elif step == "s3_export":
+            run_script(step, "--rows", "1000000")  # the bar: 1M rows under 300 MB
         else:
             {"insert_methods": insert_methods, "chunking": chunking, "indexes": indexes,
              "parallelism": parallelism, "end_to_end": end_to_end}[step].run(scale)
@@ -699,6 +702,9 @@ def write_doc(scale: float | None, seconds: dict[str, float] | None) -> None:
             parts.append(section(res[name]) + _note(res[name]))
     if res.get("fault_injection"):
         parts.append(section_faults(res["fault_injection"], res.get("consecutive_runs")))
+    exported = harness.load("s3_export")
+    if exported:
+        parts.append(s3_export.section(exported) + _note(exported))
     parts.append(MERGE)
     DOC.write_text("\n\n".join(parts) + "\n")
     print(f"\nwrote {DOC.relative_to(ROOT)} and {PLOT.relative_to(ROOT)}")

@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from typing import Any
 
 PR_SET_PDEATHSIG = 1
@@ -26,9 +27,32 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def run(args: list[str], **kwargs: Any) -> subprocess.CompletedProcess:
-    """subprocess.run, with a child that is killed when this process dies."""
+def _tie_to_this_process(kwargs: dict[str, Any]) -> dict[str, Any]:
     if sys.platform.startswith("linux"):
         parent = os.getpid()
         kwargs["preexec_fn"] = lambda: _die_with_parent(parent)
-    return subprocess.run(args, **kwargs)
+    return kwargs
+
+
+def run(args: list[str], **kwargs: Any) -> subprocess.CompletedProcess:
+    """subprocess.run, with a child that is killed when this process dies."""
+    return subprocess.run(args, **_tie_to_this_process(kwargs))
+
+
+def stream(
+    args: list[str], on_line: Callable[[str], None], **kwargs: Any
+) -> subprocess.CompletedProcess:
+    """Like run(..., capture_output=True, text=True), with stderr merged into stdout, and
+    every line of output handed to `on_line` as the child writes it (progress of a long
+    command). The child is waited for on this thread, so it dies with this process too."""
+    kwargs = _tie_to_this_process(
+        {**kwargs, "stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True}
+    )
+    lines: list[str] = []
+    with subprocess.Popen(args, **kwargs) as child:
+        assert child.stdout is not None
+        for line in child.stdout:
+            lines.append(line)
+            on_line(line.rstrip("\n"))
+        returncode = child.wait()
+    return subprocess.CompletedProcess(args, returncode, "".join(lines), "")

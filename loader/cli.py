@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -164,8 +165,13 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
     from loader.extract.pipeline import run_load
     from loader.orchestrate.history import exclusive
 
-    if args.start >= args.end:
+    if args.start and args.end and args.start >= args.end:
         raise CliError(f"--start {args.start} must be before --end {args.end}")
+    if args.from_s3:
+        return _backfill_from_s3(args, settings)
+    if not (args.start and args.end):
+        raise CliError("a backfill from the source needs --start and --end "
+                       "(only --from-s3 replays every landed load)")
     warehouse.ensure_running(settings)
     with exclusive(settings.warehouse):
         result = run_load(
@@ -177,6 +183,41 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
         )
     _print_load(result)
     return 0
+
+
+def _backfill_from_s3(args: argparse.Namespace, settings: Settings) -> int:
+    from loader import warehouse
+    from loader.aws.landing import backfill_from_s3
+    from loader.orchestrate.history import exclusive
+
+    if not settings.aws.s3_url:
+        raise CliError("--from-s3 reads the landing zone: set ELT_S3_URL=s3://bucket/prefix")
+    warehouse.ensure_running(settings)
+    with exclusive(settings.warehouse):
+        replay = backfill_from_s3(settings, _loader_config(settings), args.table,
+                                  (args.start, args.end), progress=_progress)
+    _echo(f"{replay.table}: {len(replay.loads)} landed load(s) replayed from "
+          f"{settings.aws.s3_url}: {replay.rows:,} row(s) written, {replay.deleted:,} deleted")
+    return ExitCode.SUCCESS
+
+
+def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
+    from loader import warehouse
+    from loader.aws.export import export_tables
+
+    warehouse.ensure_running(settings)
+    for item in export_tables(settings, args.tables, args.to, progress=_progress):
+        _echo(f"  {item.relation:<32} {item.rows:>12,} rows  {item.url}")
+    return ExitCode.SUCCESS
+
+
+def cmd_package(args: argparse.Namespace, settings: Settings) -> int:
+    from loader.aws.package import build_lambda_zip
+
+    built = build_lambda_zip(Path(args.output), include_dependencies=args.with_dependencies,
+                             progress=_progress)
+    _echo(built.summary())
+    return ExitCode.SUCCESS
 
 
 def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
@@ -288,17 +329,19 @@ def cmd_dag(args: argparse.Namespace, settings: Settings) -> int:
     from pathlib import Path
 
     from loader import warehouse
-    from loader.config import PROJECT_ROOT
-    from loader.orchestrate.dbt import run_dbt
+    from loader.orchestrate.dbt import run_dbt, target_path
     from loader.orchestrate.job import source_foreign_keys, waves_for
     from loader.orchestrate.picture import draw
 
     warehouse.ensure_running(settings)
-    manifest = PROJECT_ROOT / "target" / "manifest.json"
+    _progress("parsing the dbt project for its lineage (dbt parse, up to a minute)")
+    started = time.monotonic()
     run_dbt(settings, "parse")  # the lineage as the project stands now
+    _progress(f"parsed in {time.monotonic() - started:.0f} s; reading the source's foreign keys")
     config = _loader_config(settings)
-    out = draw(waves_for(settings, config), manifest, Path(args.output),
-               source_foreign_keys(settings, config))
+    waves, fks = waves_for(settings, config), source_foreign_keys(settings, config)
+    _progress(f"drawing {len(config.tables)} tables in {len(waves)} load waves and the dbt nodes")
+    out = draw(waves, target_path() / "manifest.json", Path(args.output), fks)
     _echo(f"wrote {out}")
     return 0
 
@@ -421,9 +464,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     bf = sub.add_parser("backfill", help="re-extract a time window without moving watermarks")
     bf.add_argument("table")
-    bf.add_argument("--start", required=True, type=_timestamp, help="inclusive, ISO timestamp")
-    bf.add_argument("--end", required=True, type=_timestamp, help="exclusive, ISO timestamp")
+    bf.add_argument("--start", type=_timestamp, help="inclusive, ISO timestamp")
+    bf.add_argument("--end", type=_timestamp, help="exclusive, ISO timestamp")
+    bf.add_argument(
+        "--from-s3",
+        action="store_true",
+        help="replay the loads landed in ELT_S3_URL (in the window of their load time, or "
+        "all) instead of reading the source",
+    )
     bf.set_defaults(func=cmd_backfill)
+
+    ex = sub.add_parser("export", help="write warehouse tables to S3 as Parquet (aws extra)")
+    ex.add_argument("tables", nargs="+", help="schema.table (a bare name: marts.<name>)")
+    ex.add_argument("--to", required=True, help="s3://bucket/prefix")
+    ex.set_defaults(func=cmd_export)
+
+    pkg = sub.add_parser("package", help="build a deployment package (aws extra)")
+    pkg.add_argument("kind", choices=["lambda"])
+    pkg.add_argument("--output", default="dist/elt-lambda.zip", help="the zip to write")
+    pkg.add_argument(
+        "--with-dependencies",
+        action="store_true",
+        help="put the runtime dependencies in the zip too, when they fit Lambda's 250 MB",
+    )
+    pkg.set_defaults(func=cmd_package)
 
     rec = sub.add_parser("reconcile", help="compare source and raw")
     rec.add_argument("tables", nargs="*")

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 ENVIRONMENTS = ("dev", "staging", "prod")
 DEFAULT_PORT = 55432
@@ -13,6 +13,22 @@ DEFAULT_HOST = "127.0.0.1"
 SOURCE_DB = "source"
 WAREHOUSE_DB = "warehouse"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# libpq connection parameters a URL's query string may carry (RDS: sslmode, sslrootcert), and
+# the environment variable libpq reads for each: programs we do not hand a DSN (psql, dbt for
+# the ones its profile has no field for) get them that way
+LIBPQ_ENV = {
+    "sslmode": "PGSSLMODE",
+    "sslrootcert": "PGSSLROOTCERT",
+    "sslcert": "PGSSLCERT",
+    "sslkey": "PGSSLKEY",
+    "sslcrl": "PGSSLCRL",
+    "options": "PGOPTIONS",
+    "target_session_attrs": "PGTARGETSESSIONATTRS",
+    "gssencmode": "PGGSSENCMODE",
+    "channel_binding": "PGCHANNELBINDING",
+    "connect_timeout": "PGCONNECT_TIMEOUT",
+    "keepalives_idle": "PGKEEPALIVESIDLE",
+}
 
 
 class UserError(Exception):
@@ -43,6 +59,12 @@ class Endpoint:
     database: str
     password: str = field(default="", repr=False)
     socket_dir: str | None = None
+    # the URL's query string (sslmode, sslrootcert, options...), in order, passed on unchanged
+    params: tuple[tuple[str, str], ...] = ()
+    # where the credentials come from at connection time (loader/credentials.py): an AWS
+    # Secrets Manager secret in the RDS format, or an RDS IAM authentication token
+    secret_id: str = ""
+    iam_auth: bool = False
 
     @classmethod
     def from_url(cls, url: str, password: str | None = None) -> Endpoint:
@@ -61,29 +83,55 @@ class Endpoint:
             user=unquote(parts.username or "postgres"),
             database=database,
             password=password if password is not None else unquote(parts.password or ""),
+            params=tuple(parse_qsl(parts.query, keep_blank_values=True)),
         )
+
+    @property
+    def query(self) -> str:
+        """`?sslmode=require&...` as the URL gave it, or an empty string."""
+        return "?" + urlencode(self.params, quote_via=quote) if self.params else ""
 
     @property
     def display(self) -> str:
         """A connection URL without the password: what `elt warehouse url` prints."""
-        return f"postgresql://{quote(self.user)}@{self.host}:{self.port}/{self.database}"
+        if not self.host and self.secret_id:
+            return f"postgresql://(from secret {self.secret_id})"
+        return (
+            f"postgresql://{quote(self.user)}@{self.host}:{self.port}/{self.database}{self.query}"
+        )
 
     @property
     def sqlalchemy_url(self) -> str:
         auth = quote(self.user, safe="")
         if self.password:
             auth += ":" + quote(self.password, safe="")
-        return f"postgresql+psycopg2://{auth}@{self.host}:{self.port}/{self.database}"
+        return (
+            f"postgresql+psycopg2://{auth}@{self.host}:{self.port}/{self.database}{self.query}"
+        )
 
     @property
     def dsn(self) -> str:
         """A libpq DSN for psycopg2 / dlt credentials (password included: never print it)."""
         auth = quote(self.user, safe="")
         auth += ":" + quote(self.password, safe="")
-        return f"postgresql://{auth}@{self.host}:{self.port}/{self.database}"
+        return f"postgresql://{auth}@{self.host}:{self.port}/{self.database}{self.query}"
+
+    def param(self, name: str) -> str | None:
+        """The last value the URL gave for a libpq parameter, or None."""
+        values = [v for k, v in self.params if k == name]
+        return values[-1] if values else None
+
+    def with_param(self, name: str, value: str) -> Endpoint:
+        """This endpoint with one libpq parameter set (replacing what the URL gave)."""
+        kept = tuple((k, v) for k, v in self.params if k != name)
+        return replace(self, params=(*kept, (name, value)))
+
+    def libpq_env(self) -> dict[str, str]:
+        """The query parameters as the environment variables libpq reads (PGSSLMODE...)."""
+        return {LIBPQ_ENV[k]: v for k, v in self.params if k in LIBPQ_ENV}
 
     def with_database(self, database: str) -> Endpoint:
-        return Endpoint(self.host, self.port, self.user, database, self.password, self.socket_dir)
+        return replace(self, database=database)
 
 
 @dataclass(frozen=True)
@@ -107,6 +155,20 @@ class QualitySettings:
 
 
 @dataclass(frozen=True)
+class AwsSettings:
+    """The optional AWS features (loader/aws/); boto3 finds its endpoint, region and
+    credentials itself (AWS_ENDPOINT_URL, AWS_REGION, AWS_PROFILE or a role)."""
+
+    s3_url: str = ""  # ELT_S3_URL: s3://bucket/prefix, the landing zone of every load
+    log_group: str = ""  # ELT_CLOUDWATCH_LOG_GROUP: the run's JSON log lines go there
+    metrics_namespace: str = "marketplace-elt"  # ELT_CLOUDWATCH_NAMESPACE
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.s3_url or self.log_group)
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything the pipeline needs to know about where it runs."""
 
@@ -126,6 +188,7 @@ class Settings:
     # a local mirror of the dbt hub (<namespace>/<package>/<version>/) for machines that
     # cannot reach it (ELT_DBT_PACKAGES_MIRROR); None: `dbt deps` from the hub
     dbt_packages_mirror: Path | None = None
+    aws: AwsSettings = field(default_factory=AwsSettings)
 
     @property
     def embedded(self) -> bool:
@@ -172,23 +235,19 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     home = Path(env.get("ELT_HOME") or PROJECT_ROOT / ".elt").expanduser().resolve()
     port = _int_env(env, "ELT_PG_PORT", DEFAULT_PORT, 1024, 65535)
 
-    wh_url = env.get("ELT_WAREHOUSE_URL", "").strip()
-    src_url = env.get("ELT_SOURCE_URL", "").strip()
+    wh_url = env.get("ELT_WAREHOUSE_URL", "").strip() or env.get("ELT_WAREHOUSE_SECRET_ID", "")
+    src_url = env.get("ELT_SOURCE_URL", "").strip() or env.get("ELT_SOURCE_SECRET_ID", "")
     if name != "dev" and not (wh_url and src_url):
         missing = [
             n for n, v in (("ELT_WAREHOUSE_URL", wh_url), ("ELT_SOURCE_URL", src_url)) if not v
         ]
         raise ConfigError(
             f"ELT_ENV={name} needs external servers: set {' and '.join(missing)} "
-            "(the embedded server is for dev only)"
+            "(or the _SECRET_ID of each; the embedded server is for dev only)"
         )
     embedded = Endpoint(DEFAULT_HOST, port, "postgres", WAREHOUSE_DB)
-    warehouse = Endpoint.from_url(wh_url, env.get("ELT_WAREHOUSE_PASSWORD")) if wh_url else embedded
-    source = (
-        Endpoint.from_url(src_url, env.get("ELT_SOURCE_PASSWORD"))
-        if src_url
-        else embedded.with_database(SOURCE_DB)
-    )
+    warehouse = _endpoint(env, "WAREHOUSE", embedded)
+    source = _endpoint(env, "SOURCE", embedded.with_database(SOURCE_DB))
     tables = Path(
         env.get("ELT_TABLES_CONFIG") or PROJECT_ROOT / "loader" / "extract" / "tables.yml"
     )
@@ -205,6 +264,12 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         deep_reconcile_every=_int_env(env, "ELT_DEEP_RECONCILE_EVERY", 7, 0, 10_000),
         quality=_quality_settings(env),
         dbt_packages_mirror=_mirror(env),
+        aws=AwsSettings(
+            s3_url=env.get("ELT_S3_URL", "").strip().rstrip("/"),
+            log_group=env.get("ELT_CLOUDWATCH_LOG_GROUP", "").strip(),
+            metrics_namespace=env.get("ELT_CLOUDWATCH_NAMESPACE", "").strip()
+            or AwsSettings.metrics_namespace,
+        ),
     )
 
 
@@ -219,6 +284,29 @@ def _mirror(env: dict[str, str]) -> Path | None:
             "hub (<namespace>/<package>/<version>/), or unset it to install from the hub"
         )
     return path
+
+
+TRUE_WORDS = ("1", "true", "yes", "on")
+
+
+def _endpoint(env: dict[str, str], role: str, default: Endpoint) -> Endpoint:
+    """ELT_<role>_URL (its query string kept), _PASSWORD, _SSLMODE, _SECRET_ID, _IAM_AUTH.
+
+    With a secret and no URL, the whole location comes from the secret, read at connection
+    time (loader/credentials.py); with both, the URL says where and the secret who."""
+    url = env.get(f"ELT_{role}_URL", "").strip()
+    secret_id = env.get(f"ELT_{role}_SECRET_ID", "").strip()
+    if url:
+        endpoint = Endpoint.from_url(url, env.get(f"ELT_{role}_PASSWORD"))
+    elif secret_id:
+        endpoint = Endpoint("", 5432, "", "")
+    else:
+        endpoint = default
+    sslmode = env.get(f"ELT_{role}_SSLMODE", "").strip()
+    if sslmode:
+        endpoint = endpoint.with_param("sslmode", sslmode)
+    iam = env.get(f"ELT_{role}_IAM_AUTH", "").strip().lower() in TRUE_WORDS
+    return replace(endpoint, secret_id=secret_id, iam_auth=iam)
 
 
 def _quality_settings(env: dict[str, str]) -> QualitySettings:
@@ -254,9 +342,12 @@ def _quality_settings(env: dict[str, str]) -> QualitySettings:
 # names; any other environment prefixes them with its name (macros/generate_schema_name.sql).
 DBT_SCHEMAS = (
     "staging", "intermediate", "quarantine", "marts", "snapshots", "reference", "test_failures",
+    "marts_build", "marts_live",  # the two copies behind the views of marts (macros/publish.sql)
     "elementary",
 )
-UNPREFIXED_ENVIRONMENTS = ("prod", "dev")
+# made by the publish macros, not by a dbt node: what a manifest's nodes name is the rest
+PUBLISHED_SCHEMAS = ("marts", "marts_live")
+UNPREFIXED_ENVIRONMENTS = ("prod",)
 
 
 def dbt_schema(env: str, schema: str) -> str:
@@ -271,9 +362,17 @@ def dbt_relation(env: str, relation: str) -> str:
     return f"{dbt_schema(env, schema)}{dot}{table}" if schema in DBT_SCHEMAS else relation
 
 
-def dbt_environment(settings: Settings) -> dict[str, str]:
-    """Variables that profiles/profiles.yml reads, derived from the resolved warehouse."""
-    wh = settings.warehouse
+
+
+def dbt_environment(settings: Settings, warehouse: Endpoint | None = None) -> dict[str, str]:
+    """Variables that profiles/profiles.yml reads, derived from the resolved warehouse
+    (`warehouse`: the endpoint with its live credentials, loader.credentials.live).
+
+    The password goes in DBT_ENV_SECRET_ELT_WAREHOUSE_PASSWORD: dbt scrubs the values of
+    DBT_ENV_SECRET_* variables from its logs and never writes them to its artifacts. The
+    URL's query parameters reach dbt's psycopg2 as the variables libpq reads (PGSSLMODE,
+    PGOPTIONS...), sslmode also as the profile's field, where `dbt debug` shows it."""
+    wh = warehouse or settings.warehouse
     out = {
         "ELT_ENV": settings.env,
         "ELT_WAREHOUSE_HOST": wh.host,
@@ -285,6 +384,8 @@ def dbt_environment(settings: Settings) -> dict[str, str]:
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
         "DO_NOT_TRACK": "1",
     }
+    out["ELT_WAREHOUSE_SSLMODE"] = wh.param("sslmode") or ""  # a field of the profile
+    out.update(wh.libpq_env())
     if wh.password:
-        out["ELT_WAREHOUSE_PASSWORD"] = wh.password
+        out["DBT_ENV_SECRET_ELT_WAREHOUSE_PASSWORD"] = wh.password
     return out

@@ -15,6 +15,7 @@ from psycopg2 import sql
 if TYPE_CHECKING:  # SQLAlchemy loads on first use: `elt run` must refuse a locked run fast
     from sqlalchemy.engine import Connection, Engine
 
+from loader import credentials
 from loader.config import Endpoint, UserError
 
 log = logging.getLogger(__name__)
@@ -113,13 +114,19 @@ def engine(endpoint: Endpoint) -> Engine:
     import sqlalchemy as sa
 
     if endpoint not in _ENGINES:
+        connect_args = {"connect_timeout": 10, "application_name": "marketplace-elt"}
+        extra: dict[str, Any] = {}
+        if credentials.managed(endpoint):
+            # each new pooled connection reads the live secret or token (never the URL)
+            extra["creator"] = lambda: credentials.connect(endpoint, **connect_args)
         _ENGINES[endpoint] = sa.create_engine(
-            endpoint.sqlalchemy_url,
+            endpoint.sqlalchemy_url if not extra else "postgresql+psycopg2://",
             pool_size=5,
             max_overflow=5,
             pool_pre_ping=True,
-            connect_args={"connect_timeout": 10, "application_name": "marketplace-elt"},
+            connect_args=connect_args,
             hide_parameters=True,
+            **extra,
         )
     return _ENGINES[endpoint]
 
@@ -141,8 +148,8 @@ def connect_raw(endpoint: Endpoint, *, autocommit: bool = False) -> psycopg2.ext
     """A plain psycopg2 connection, for COPY; retried while the server is unreachable."""
 
     def _connect() -> psycopg2.extensions.connection:
-        conn = psycopg2.connect(
-            endpoint.dsn, connect_timeout=10, application_name="marketplace-elt"
+        conn = credentials.connect(
+            endpoint, connect_timeout=10, application_name="marketplace-elt"
         )
         conn.autocommit = autocommit
         return conn
@@ -153,8 +160,20 @@ def connect_raw(endpoint: Endpoint, *, autocommit: bool = False) -> psycopg2.ext
         raise ConnectFailed(
             f"cannot connect to {endpoint.display}: {_first_line(exc)}. Check the host, "
             "database and user in ELT_SOURCE_URL / ELT_WAREHOUSE_URL and the password in "
-            "ELT_SOURCE_PASSWORD / ELT_WAREHOUSE_PASSWORD (`elt warehouse url` shows them)"
+            "ELT_SOURCE_PASSWORD / ELT_WAREHOUSE_PASSWORD, or the secret of ELT_*_SECRET_ID "
+            "(`elt warehouse url` shows them)"
         ) from None
+
+
+def execute(endpoint: Endpoint, *statements: str | sql.Composable) -> None:
+    """Run `statements` one after the other, each committed on its own (autocommit)."""
+    conn = connect_raw(endpoint, autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            for statement in statements:
+                cur.execute(statement)
+    finally:
+        conn.close()
 
 
 def _first_line(exc: BaseException) -> str:

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from loader import credentials
 from loader.config import SOURCE_DB, WAREHOUSE_DB, Endpoint, Settings, UserError
 
 BUNDLED_MAJOR = "18"
@@ -346,7 +347,7 @@ def _server_version(endpoint: Endpoint) -> str | None:
     import psycopg2
 
     try:
-        conn = psycopg2.connect(endpoint.dsn, connect_timeout=3)
+        conn = credentials.connect(endpoint, connect_timeout=3)
     except psycopg2.OperationalError:
         return None
     try:

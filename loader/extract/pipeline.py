@@ -25,9 +25,10 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 from psycopg2 import sql
 from psycopg2.extensions import ISOLATION_LEVEL_REPEATABLE_READ
 
-from loader import children, warehouse
+from loader import children, credentials, warehouse
 from loader.config import Settings, UserError
 from loader.db import connect_raw, qualified
+from loader.db import execute as db_execute
 from loader.errors import causes, first_cause
 from loader.extract import binary_copy, dead_letters, reconcile, row_counts
 from loader.extract.binary_copy import postgres_binary_copy, write_footer
@@ -160,9 +161,11 @@ def pipelines_dir(settings: Settings) -> Path:
 
 def make_pipeline(settings: Settings, config: LoaderConfig) -> dlt.Pipeline:
     configure_dlt()
+    # a secret read anew and a whole IAM token's lifetime (15 minutes) for every load
+    credentials.forget(settings.warehouse)
     return dlt.pipeline(
         PIPELINE_NAME,
-        destination=postgres_binary_copy(credentials=settings.warehouse.dsn),
+        destination=postgres_binary_copy(credentials=credentials.live(settings.warehouse).dsn),
         dataset_name=config.dataset,
         pipelines_dir=str(pipelines_dir(settings)),
     )
@@ -573,8 +576,10 @@ def _copy_out_psql(psql: Path, endpoint, snapshot: str, select: str, path: Path)
         f"\\copy ({select}) to {target} with (format binary)\n"
         "commit;\n"
     )
+    endpoint = credentials.live(endpoint)
     env = {
         **os.environ,
+        **endpoint.libpq_env(),  # the URL's sslmode, sslrootcert, options
         "PGPASSWORD": endpoint.password,
         "PGCONNECT_TIMEOUT": "10",
         "PGAPPNAME": "marketplace-elt",
@@ -786,15 +791,8 @@ def detect_drift(stored: dict[str, dict], columns: list[Column]) -> tuple[list[s
 
 
 def _warehouse_exec(settings: Settings, statements: list[sql.Composable]) -> None:
-    if not statements:
-        return
-    conn = connect_raw(settings.warehouse, autocommit=True)
-    try:
-        with conn.cursor() as cur:
-            for statement in statements:
-                cur.execute(statement)
-    finally:
-        conn.close()
+    if statements:
+        db_execute(settings.warehouse, *statements)
 
 
 def _index_name(table: str) -> str:
@@ -1079,6 +1077,8 @@ def _run_load(
         _catch_up(settings, config, pipeline, cut, catalog, results, missed, progress)
     shutil.rmtree(export_dir, ignore_errors=True)
     reconcile.record_counts(settings, config, load_id, list(results.values()))
+    if settings.aws.s3_url and load_id:
+        _land(settings, config, load_id, loaded_at, results, progress)
     skipped = [r for r in results.values() if r.action == "skipped"]
     if skipped:
         raise LoadError(
@@ -1086,6 +1086,40 @@ def _run_load(
             + "; ".join(f"{r.table}: {' '.join(r.drift)}" for r in skipped)
         )
     return LoadResult(load_id, results, time.monotonic() - t0)
+
+
+def _land(
+    settings: Settings,
+    config: LoaderConfig,
+    load_id: str,
+    loaded_at: datetime,
+    results: dict[str, TableResult],
+    progress: Callable[[str], None],
+) -> None:
+    """ELT_S3_URL: the rows this load wrote (its `_loaded_at` stamp, catch-up included) go to
+    the S3 landing zone as Parquet (loader/aws/landing.py; boto3 is imported only here)."""
+    from loader.aws.landing import LandedTable, land
+
+    landed = [
+        LandedTable(r.table, load_id, r.action, loaded_at)
+        for r in results.values()
+        if r.action in ("initial", "full", "repair")  # a repair may only have deleted
+        or (r.action != "skipped" and (r.rows_extracted or r.caught_up))
+    ]
+    if not landed:
+        return
+    try:
+        rows = land(settings, config, landed)
+    except Exception as exc:
+        raise LoadError(
+            f"load {load_id} is committed to raw, but landing it in {settings.aws.s3_url} "
+            f"failed: {exc}. The landing zone lacks this load (a replay from S3 would miss "
+            "it): fix the access to S3, then `elt load --full-refresh "
+            f"{' '.join(t.table for t in landed)}` lands those tables whole again"
+        ) from exc
+    if rows:
+        progress(f"landed {sum(rows.values()):,} row(s) of {len(rows)} table(s) in "
+                 f"{settings.aws.s3_url} (load_id={load_id})")
 
 
 def _catch_up(
@@ -1188,7 +1222,10 @@ def reload_keys(
     if len(spec.primary_key) != 1:
         raise LoadError(f"{spec.name}: a replay needs a single-column key; run "
                         f"`elt load --full-refresh {spec.name}` instead")
+    since = datetime.now(UTC)
     load_id, result = _reextract(settings, config, spec, "replay", keys, progress)
+    if settings.aws.s3_url and load_id:
+        _land(settings, config, load_id, since, {spec.name: result}, progress)
     return load_id, result.rows_extracted
 
 
@@ -1200,7 +1237,10 @@ def repair_ranges(
     progress: Callable[[str], None] = lambda _: None,
 ) -> int:
     """Re-extract the key ranges from the source and delete raw rows the source no longer has."""
-    _, result = _reextract(settings, config, spec, "repair", ranges, progress)
+    since = datetime.now(UTC)
+    load_id, result = _reextract(settings, config, spec, "repair", ranges, progress)
+    # the landing zone gets the repair as a load of its own: its rows and its deletes
+    load_id = load_id or f"{datetime.now(UTC).timestamp():.6f}"
     key = spec.primary_key[0]
     multirange = "{" + ",".join(f"[{lo},{hi}]" for lo, hi in ranges) + "}"
     src = connect_raw(settings.source)
@@ -1225,14 +1265,16 @@ def repair_ranges(
                 sql.SQL(
                     "with gone as (delete from {t} where %s::int8multirange @> {k} "
                     "and not ({k} = any(%s)) returning {k}) "
-                    "insert into ops.raw_deletes (table_name, row_key, reason, deleted_at) "
-                    "select %s, {k}, 'reconcile repair', now() from gone"
+                    "insert into ops.raw_deletes (table_name, row_key, load_id, reason, "
+                    "deleted_at) select %s, {k}, %s, 'reconcile repair', now() from gone"
                 ).format(k=sql.Identifier(key), t=qualified(config.dataset, spec.name)),
-                (multirange, keys, spec.name),
+                (multirange, keys, spec.name, load_id),
             )
             deleted = cur.rowcount
     finally:
         conn.close()
+    if settings.aws.s3_url and (result.rows_extracted or deleted):
+        _land(settings, config, load_id, since, {spec.name: result}, progress)
     progress(
         f"{spec.name}: repaired {len(ranges)} key range(s): {result.rows_extracted} rows "
         f"re-extracted, {deleted} rows deleted from raw"

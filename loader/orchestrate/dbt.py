@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
-from loader import children
+from loader import children, credentials
 from loader.config import PROJECT_ROOT, Settings, UserError, dbt_environment, dbt_schema
 from loader.db import connect_raw
 from loader.packages import ensure_packages
@@ -16,6 +20,10 @@ from loader.packages import ensure_packages
 # elementary's tables its monitors read and write while they run: a monitor started before
 # they exist fails ("relation none"), and dbt does not order the package's models first
 ELEMENTARY_TABLES = ("data_monitoring_metrics", "schema_columns_snapshot")
+
+# under the run lock every load has committed before dbt reads raw (`elt load` and the Dagster
+# load take the same lock), so the incremental models need no lookback window here
+DBT_VARS = '{"incremental_lookback": "0 seconds"}'
 
 
 class DbtFailed(UserError, RuntimeError):
@@ -32,15 +40,55 @@ def target_path() -> Path:
     return PROJECT_ROOT / os.environ.get("DBT_TARGET_PATH", "target")
 
 
+# dbt's line for a node that ended: "12:00:01  57 of 190 OK created sql table model ..."
+# (OK, PASS, WARN, FAIL, ERROR, SKIP, NO-OP, ...: any status word but START)
+_NODE_LINE = re.compile(r"\b(\d+) of (\d+) ([A-Z][A-Z-]+)\b")
+
+
+class DbtProgress:
+    """Turns the lines of a running dbt command into a progress line every `every` seconds
+    (and at the last node): `57/190 nodes done (2 failed)`, handed to `say`."""
+
+    def __init__(self, say: Callable[[str], None], every: float = 5.0,
+                 clock: Callable[[], float] = time.monotonic):
+        self.say, self.every, self.clock = say, every, clock
+        self.done = self.total = self.failed = 0
+        self._last = clock()
+
+    def __call__(self, line: str) -> None:
+        match = _NODE_LINE.search(line)
+        if not match or match.group(3) == "START" or "hook: " in line:
+            return  # on-run-start/end hooks count "1 of 3" among themselves
+        self.done, self.total = self.done + 1, int(match.group(2))
+        self.failed += match.group(3) in ("FAIL", "ERROR")
+        now = self.clock()
+        if now - self._last >= self.every or self.done == self.total:
+            self._last = now
+            failed = f" ({self.failed} failed)" if self.failed else ""
+            self.say(f"{self.done}/{self.total} nodes done{failed}")
+
+
 def run_dbt(
-    settings: Settings, *args: str, check: bool = True, env: dict[str, str] | None = None
+    settings: Settings,
+    *args: str,
+    check: bool = True,
+    env: dict[str, str] | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> subprocess.CompletedProcess:
-    env = {**os.environ, **dbt_environment(settings), **(env or {})}
+    """dbt `args` in the project; with `progress`, its output is read as it comes and a
+    line of progress is handed to `progress` every few seconds (DbtProgress)."""
+    # a secret or a fresh IAM token, read now: dbt gets it in its environment, never a file
+    live = credentials.live(settings.warehouse)
+    env = {**os.environ, **dbt_environment(settings, live), **(env or {})}
     if args and args[0] not in ("deps", "clean", "debug"):
         ensure_packages(PROJECT_ROOT, settings.dbt_packages_mirror, env=env)
-    result = children.run(
-        [dbt_executable(), *args], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True
-    )
+    command = [dbt_executable(), *args]
+    if progress is None:
+        result = children.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True,
+                              text=True)
+    else:
+        env["PYTHONUNBUFFERED"] = "1"  # each line as dbt writes it, not when a buffer fills
+        result = children.stream(command, DbtProgress(progress), cwd=PROJECT_ROOT, env=env)
     if check and result.returncode != 0:
         tail = "\n".join(result.stdout.splitlines()[-30:])
         raise DbtFailed(f"`dbt {' '.join(args)}` failed (exit {result.returncode}):\n{tail}")
@@ -87,3 +135,34 @@ def test_results(target: Path | None = None) -> dict[str, int]:
         if result["unique_id"].startswith(("test.", "unit_test.")):
             counts[result["status"]] = counts.get(result["status"], 0) + 1
     return counts
+
+
+def source_freshness(settings: Settings, target: Path) -> dict[str, str]:
+    """`dbt source freshness` into its own target and log folder (two dbt processes must not
+    share them; the same --vars as the build keep its partial parse valid): the status of
+    every source table (pass, warn, error, runtime error) by table name. Raises when dbt
+    itself failed (exit 2); a stale source (exit 1) is a status, not an error."""
+    result = run_dbt(
+        settings, "source", "freshness", "--vars", DBT_VARS,
+        "--target-path", str(target), "--log-path", str(target), check=False,
+    )
+    if result.returncode not in (0, 1):  # 1: a source is stale (reported), 2: dbt error
+        raise DbtFailed(f"`dbt source freshness` failed (exit {result.returncode}):\n"
+                        + result.stdout[-2000:])
+    path = target / "sources.json"
+    found = json.loads(path.read_text()).get("results", []) if path.exists() else []
+    return {r["unique_id"].rsplit(".", 1)[-1]: r["status"] for r in found}
+
+
+def dbt_project_hash(env: str = "dev") -> str:
+    """A digest of the dbt project's files and the environment (dbt target) it builds: a
+    changed model must be built even with no new data, and a build of another environment
+    on the same warehouse is not this one's."""
+    digest = hashlib.sha256(f"target={env}\n".encode())
+    for folder in ("models", "macros", "snapshots", "seeds", "tests/dbt"):
+        for path in sorted((PROJECT_ROOT / folder).rglob("*")):
+            if path.is_file():
+                digest.update(str(path.relative_to(PROJECT_ROOT)).encode())
+                digest.update(path.read_bytes())
+    digest.update((PROJECT_ROOT / "dbt_project.yml").read_bytes())
+    return digest.hexdigest()

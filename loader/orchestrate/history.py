@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from loader.config import Endpoint, UserError
 from loader.db import connect_raw, with_retry
 
 LOCK_KEY = 7_432_001  # pg_advisory_lock key of `elt run`
+LOCK_POLL_S = 0.5  # how often a waiting RunLock asks again
 
 DDL = """
 create schema if not exists ops;
@@ -84,33 +86,34 @@ def ensure_schema(endpoint: Endpoint) -> None:
 @dataclass
 class RunLock:
     """pg_try_advisory_lock on a connection held for the whole run; a crashed run's session
-    ends with it, so no stale lock can remain."""
+    ends with it, so no stale lock can remain. Every writer of the warehouse takes it: `elt
+    run`, `elt load` & co., and the Dagster assets (loader/dagster), which name themselves in
+    `holder` (the session's application_name) so that whoever is refused is told who holds it.
+    `wait_s` > 0 waits that long for the lock (Dagster's steps queue); 0 refuses at once."""
 
     endpoint: Endpoint
     conn: psycopg2.extensions.connection | None = None
+    holder: str = "elt run"
+    wait_s: float = 0.0
 
     def acquire(self) -> None:
         self.conn = connect_raw(self.endpoint, autocommit=True)
+        deadline = time.monotonic() + self.wait_s
         with self.conn.cursor() as cur:
-            cur.execute("select pg_try_advisory_lock(%s)", (LOCK_KEY,))
-            if cur.fetchone()[0]:
-                return
+            while True:
+                cur.execute("select pg_try_advisory_lock(%s)", (LOCK_KEY,))
+                if cur.fetchone()[0]:
+                    cur.execute("select set_config('application_name', %s, false)",
+                                (self.holder[:63],))
+                    return
+                if time.monotonic() >= deadline:
+                    break
+                time.sleep(min(LOCK_POLL_S, max(deadline - time.monotonic(), 0.01)))
         self.conn.close()
         self.conn = None
-        holder = _execute(
-            self.endpoint,
-            "select run_id, started_at, host, pid from ops.pipeline_runs "
-            "where status = 'running' order by started_at desc limit 1",
-        )
-        who = (
-            f" (run {holder[0][0]} started {holder[0][1]:%Y-%m-%d %H:%M:%S %Z} by pid "
-            f"{holder[0][3]} on {holder[0][2]})"
-            if holder
-            else ""
-        )
-        raise RunLocked(
-            f"another elt run is in progress{who}; wait for it to finish or see `elt status`"
-        )
+        waited = f" (waited {self.wait_s:g}s)" if self.wait_s else ""
+        raise RunLocked(f"{lock_holder(self.endpoint)}{waited}; wait for it to finish or see "
+                        "`elt status`")
 
     def release(self) -> None:
         if self.conn is None:
@@ -123,6 +126,33 @@ class RunLock:
         finally:
             self.conn.close()
             self.conn = None
+
+
+def lock_holder(endpoint: Endpoint) -> str:
+    """Who holds the run lock, in words: a Dagster step names itself in its session's
+    application_name; an `elt run` is found in the run history."""
+    held = _execute(
+        endpoint,
+        "select a.application_name, a.backend_start from pg_locks as l "
+        "join pg_stat_activity as a on a.pid = l.pid where l.locktype = 'advisory' "
+        "and l.granted and l.classid = 0 and l.objid = %s and l.objsubid = 1",
+        (LOCK_KEY,),
+    )
+    if held and held[0][0].startswith("dagster"):
+        return (f"the warehouse is locked by {held[0][0]} (since "
+                f"{held[0][1]:%Y-%m-%d %H:%M:%S %Z})")
+    holder = _execute(
+        endpoint,
+        "select run_id, started_at, host, pid from ops.pipeline_runs "
+        "where status = 'running' order by started_at desc limit 1",
+    )
+    who = (
+        f" (run {holder[0][0]} started {holder[0][1]:%Y-%m-%d %H:%M:%S %Z} by pid "
+        f"{holder[0][3]} on {holder[0][2]})"
+        if holder
+        else ""
+    )
+    return f"another elt run is in progress{who}"
 
 
 def mark_crashed(endpoint: Endpoint) -> None:
@@ -313,11 +343,14 @@ def raw_changed_since(endpoint: Endpoint, since: str) -> bool:
 
 
 @contextmanager
-def exclusive(endpoint: Endpoint) -> Iterator[RunLock]:
+def exclusive(
+    endpoint: Endpoint, holder: str = "elt run", wait_s: float = 0.0
+) -> Iterator[RunLock]:
     """Hold the run lock for a command that writes raw (`elt load`, `backfill`, `reconcile
-    --deep`): it never overlaps an `elt run`, so dbt never reads a half-committed load."""
+    --deep`) or a Dagster step: it never overlaps an `elt run`, so dbt never reads a
+    half-committed load."""
     ensure_schema(endpoint)
-    lock = RunLock(endpoint)
+    lock = RunLock(endpoint, holder=holder, wait_s=wait_s)
     lock.acquire()
     try:
         yield lock

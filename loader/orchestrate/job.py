@@ -3,7 +3,6 @@ summary."""
 
 from __future__ import annotations
 
-import hashlib
 import sys
 import time
 import uuid
@@ -15,23 +14,30 @@ from typing import TextIO
 import networkx as nx
 
 from loader import warehouse
-from loader.config import PROJECT_ROOT, Settings
+from loader.config import Settings
 from loader.db import connect_raw
 from loader.errors import ExitCode
 from loader.extract.cut import SnapshotHolder
 from loader.extract.pipeline import LoadResult, run_load
-from loader.extract.reconcile import reconciled_label
 from loader.extract.settle import settle
 from loader.extract.tables import LoaderConfig, load_config
 from loader.orchestrate import history
-from loader.orchestrate.dbt import ensure_elementary_models, run_dbt, target_path, test_results
+from loader.orchestrate.dbt import (
+    DBT_VARS,
+    dbt_project_hash,
+    ensure_elementary_models,
+    run_dbt,
+    source_freshness,
+    target_path,
+    test_results,
+)
 from loader.orchestrate.graph import foreign_keys, load_waves, table_graph
 from loader.orchestrate.logs import RunLog
 from loader.orchestrate.notify import RunAlert, send_run_alert
 from loader.orchestrate.publish import (
-    MartsNotPublished,
     Publication,
     build_invocation,
+    ensure_published,
     last_publication,
 )
 from loader.orchestrate.runner import (
@@ -43,6 +49,7 @@ from loader.orchestrate.runner import (
     run_dag,
     task_graph,
 )
+from loader.orchestrate.summary import print_summary, summarise
 from loader.source import simulator
 
 
@@ -67,6 +74,7 @@ class RunState:
     failed_build_run: str | None = None  # a run whose dbt build failed since the last success
     build_invocation: str | None = None  # the dbt invocation id of this run's build
     publication: Publication | None = None  # what reporters read after this run
+    progress: Callable[[str], None] | None = None  # where the dbt build's progress goes
 
 
 def source_tasks(settings: Settings, simulate_days: int, scale: float) -> list[Task]:
@@ -106,11 +114,6 @@ def source_foreign_keys(settings: Settings, config: LoaderConfig) -> list[tuple[
 def waves_for(settings: Settings, config: LoaderConfig) -> list[list[str]]:
     fks = source_foreign_keys(settings, config)
     return load_waves(table_graph(list(config.tables), fks))
-
-
-# under the run lock every load has committed before dbt reads raw (`elt load` takes the same
-# lock), so the incremental models need no lookback window here
-DBT_VARS = '{"incremental_lookback": "0 seconds"}'
 
 
 def pipeline_tasks(
@@ -179,56 +182,30 @@ def pipeline_tasks(
         try:
             ensure_elementary_models(settings)
             run_dbt(settings, "build", "--vars", DBT_VARS,
-                    env={"ELT_TEST_SINCE": state.tests_since or ""})
+                    env={"ELT_TEST_SINCE": state.tests_since or ""}, progress=state.progress)
             state.build_invocation = build_invocation()
         finally:
             state.tests = test_results()
         return sum(state.tests.values())
 
     def publish() -> int:
-        # write-audit-publish (macros/publish.sql): dbt built the marts into marts_build and,
-        # every mart built and every error-severity test on them passed, published them at
-        # its end, all in one transaction; a failed or killed build never gets here, so
-        # reporters keep the marts of the last good build. A build that left publishing to
-        # later (var publish_on_build: false; or `elt run --retry-failed` after a failed
-        # publish) is published here by the same macro, which refuses an incomplete copy.
-        state.publication = last_publication(settings.warehouse)
+        # write-audit-publish: a failed or killed build never gets here, so reporters keep
+        # the marts of the last good build (loader/orchestrate/publish.py)
         if state.dbt_skipped:
+            state.publication = last_publication(settings.warehouse, settings.env)
             return 0  # nothing was built: the published marts are current
         # (under --retry-failed no build ran here: the last one is the build in target/)
         built_by = state.build_invocation or build_invocation()
-        if state.publication is None or state.publication.built_by != built_by:
-            run_dbt(settings, "run-operation", "publish_marts", "--vars", DBT_VARS)
-            state.publication = last_publication(settings.warehouse)
-            if state.publication is None or (
-                state.build_invocation and state.publication.built_by != state.build_invocation
-            ):
-                raise MartsNotPublished(
-                    "the build succeeded but its marts were not published: see "
-                    "`dbt run-operation publish_marts` (macros/publish.sql)"
-                )
+        state.publication = ensure_published(
+            settings, built_by, strict=bool(state.build_invocation)
+        )
         return len(state.publication.marts)
 
     def freshness() -> int:
-        # it reads raw alone, so it runs beside the build, in its own target and log folder
-        # (two dbt processes must not share them); the same --vars as the build keep its
-        # partial parse valid from one run to the next
-        own = str(target_path() / "freshness")
-        result = run_dbt(
-            settings,
-            "source",
-            "freshness",
-            "--vars",
-            DBT_VARS,
-            "--target-path",
-            own,
-            "--log-path",
-            own,
-            check=False,
-        )
-        state.freshness_ok = result.returncode == 0
-        if result.returncode not in (0, 1):  # 1: a source is stale (reported), 2: dbt error
-            raise RuntimeError(result.stdout[-2000:])
+        # it reads raw alone, so it runs beside the build
+        statuses = source_freshness(settings, target_path() / "freshness")
+        # warn is fresh enough (dbt exits 0 on it); error and runtime error are not
+        state.freshness_ok = all(s in ("pass", "warn") for s in statuses.values())
         return 0
 
     def report() -> int:
@@ -249,20 +226,6 @@ def pipeline_tasks(
     tasks.append(Task("report", report, deps=("publish",), retries=1))
     tasks.append(Task("alerts", alerts, deps=("report",), retries=0))
     return tasks
-
-
-def dbt_project_hash(env: str = "dev") -> str:
-    """A digest of the dbt project's files and the environment (dbt target) it builds: a
-    changed model must be built even with no new data, and a build of another environment
-    on the same warehouse is not this one's."""
-    digest = hashlib.sha256(f"target={env}\n".encode())
-    for folder in ("models", "macros", "snapshots", "seeds", "tests/dbt"):
-        for path in sorted((PROJECT_ROOT / folder).rglob("*")):
-            if path.is_file():
-                digest.update(str(path.relative_to(PROJECT_ROOT)).encode())
-                digest.update(path.read_bytes())
-    digest.update((PROJECT_ROOT / "dbt_project.yml").read_bytes())
-    return digest.hexdigest()
 
 
 def select_for_retry(tasks: list[Task], failed: set[str]) -> list[Task]:
@@ -304,16 +267,23 @@ def run_job(
         lock = history.RunLock(settings.warehouse)
         lock.acquire()
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
+    shipper = None
+    if settings.aws.log_group:  # ELT_CLOUDWATCH_LOG_GROUP: boto3 is imported only then
+        from loader.aws.cloudwatch import start_shipper
+
+        shipper = start_shipper(settings, run_id)
     log = RunLog(
         settings.logs_dir / "elt-runs.jsonl",
         run_id,
         [settings.warehouse.password, settings.source.password],
         stream or sys.stderr,
+        sink=shipper.emit if shipper is not None else None,
     )
     args = {"simulate_days": simulate_days, "scale": scale, "retry_failed": retry_failed,
             "full_tests": full_tests}
     state = RunState(dbt_project_hash=dbt_project_hash(settings.env), full_tests=full_tests,
                      run_id=run_id)
+    state.progress = lambda message: log.event(message, task="dbt_build", status="running")
     every = settings.deep_reconcile_every if deep_every is None else deep_every
     outcomes: dict[str, TaskOutcome] = {}
     error = None
@@ -393,6 +363,10 @@ def run_job(
         finally:
             lock.release()
             _alert_run(settings, run_id, status, error, outcomes, previous_status, log)
+            if settings.aws.log_group:
+                from loader.aws.cloudwatch import finish_run
+
+                finish_run(settings, status, summary, shipper)
     print_summary(run_id, status, summary, settings, echo)
     return exit_code(outcomes)
 
@@ -438,96 +412,3 @@ def exit_code(outcomes: dict[str, TaskOutcome]) -> ExitCode:
     if not failed:
         return ExitCode.SUCCESS
     return ExitCode.UNAVAILABLE if any(o.unavailable for o in failed) else ExitCode.FAILED
-
-
-def summarise(state: RunState, outcomes: dict[str, TaskOutcome], seconds: float) -> dict:
-    tables: dict[str, dict] = {}
-    for load in state.loads:
-        for name, r in load.tables.items():
-            tables[name] = {
-                "extracted": r.rows_extracted,
-                "raw_rows": r.raw_rows,
-                "reconciled": r.reconciled,
-                "dead_letters": r.dead_letters,
-                "future_keys": r.future_keys,
-                "caught_up": r.caught_up,
-                "repaired": r.repaired,
-            }
-    return {
-        "seconds": round(seconds, 1),
-        "tasks": {
-            n: {"status": o.status, "attempts": o.attempts, "error": o.error}
-            for n, o in outcomes.items()
-        },
-        "tables": tables,
-        "tests": state.tests,
-        "dbt_project_hash": state.dbt_project_hash,
-        "dbt_skipped": state.dbt_skipped,
-        "dbt_built_at": state.dbt_built_at,
-        "tests_since": state.tests_since,
-        "after_interrupted_build": state.interrupted_run,
-        "after_failed_build": state.failed_build_run,
-        "deep_reconciled": state.deep_reconcile,
-        "freshness_ok": state.freshness_ok,
-        "published": {
-            "built_by": state.publication.built_by,
-            "built_at": state.publication.built_at,
-            "published_at": state.publication.published_at,
-        } if state.publication is not None else None,
-        "quality": state.report.summary() if state.report is not None else None,
-        "report": str(state.report.html_path) if state.report is not None else None,
-        "alerts": dict(state.alerts.channels) if state.alerts is not None else None,
-    }
-
-
-def print_summary(
-    run_id: str, status: str, summary: dict, settings: Settings, echo: Callable[[str], None]
-) -> None:
-    echo(f"elt run {run_id}: {status.upper()} in {summary['seconds']}s")
-    if summary["tables"]:
-        echo(f"  {'table':<12} {'extracted':>10} {'raw rows':>10}  reconciled")
-        for name, t in summary["tables"].items():
-            ok = reconciled_label(t["reconciled"])
-            echo(f"  {name:<12} {t['extracted']:>10,} {t['raw_rows'] or 0:>10,}  {ok}")
-        for name, t in summary["tables"].items():
-            if t.get("caught_up") or t.get("repaired"):
-                echo(f"  {name}: {t.get('caught_up', 0)} row(s) caught up behind the window, "
-                     f"{t.get('repaired', 0)} repaired after the load")
-            if t.get("future_keys"):
-                echo(f"  {name}: rows dated after the source's clock, key(s) "
-                     f"{', '.join(t['future_keys'])}: correct them at the source")
-    tests = summary["tests"]
-    if summary.get("dbt_skipped"):
-        echo("  dbt: nothing new was loaded and the project is unchanged: marts are current")
-    elif tests:
-        if summary.get("after_interrupted_build"):
-            echo(f"  dbt: the build of run {summary['after_interrupted_build']} was killed "
-                 "before its end: this build completed it and tested every row")
-        elif summary.get("after_failed_build"):
-            echo(f"  dbt: the build of run {summary['after_failed_build']} failed: this "
-                 "build tested every row of the marts it publishes")
-        scope = (
-            f" (row tests on what changed since {summary['tests_since'][:19]}Z)"
-            if summary.get("tests_since")
-            else " (every row)"
-        )
-        echo("  dbt tests: " + ", ".join(f"{v} {k}" for k, v in sorted(tests.items())) + scope)
-    if summary["freshness_ok"] is not None:
-        echo(f"  source freshness: {'ok' if summary['freshness_ok'] else 'STALE'}")
-    publish = summary["tasks"].get("publish", {}).get("status")
-    if summary.get("published") and publish == SUCCESS:
-        echo(f"  marts: reporters read the build of {str(summary['published']['built_at'])[:19]}"
-             f" (published {str(summary['published']['published_at'])[:19]})")
-    elif "dbt_build" in summary["tasks"] and publish != SUCCESS:
-        echo("  marts: not published: reporters still read the last good build")
-    if summary["quality"]:
-        echo(f"  quality: {summary['quality']}")
-        echo(f"  report: {summary['report']}")
-    if summary["alerts"]:
-        sent = {k: v for k, v in summary["alerts"].items() if v != "not configured"}
-        if sent:
-            echo("  alerts: " + "; ".join(f"{k}: {v}" for k, v in sent.items()))
-    for name, t in summary["tasks"].items():
-        if t["status"] != SUCCESS:
-            echo(f"  {name}: {t['status']}" + (f" — {t['error'][:300]}" if t["error"] else ""))
-    echo(f"  run log: {settings.logs_dir / 'elt-runs.jsonl'}; history: `elt status`")

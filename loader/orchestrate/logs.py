@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import sys
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
+
+from loader import credentials
 
 REDACTED = "***"
 
@@ -34,18 +37,27 @@ def count_label(task: str | None, count: int) -> str | None:
 
 class RunLog:
     """One run's log: every event goes to the JSON-lines file and, readable, to the terminal.
-    Known secrets are replaced before anything is written."""
+    Known secrets are replaced before anything is written. `sink` gets each JSON line too
+    (CloudWatch Logs: loader/aws/cloudwatch.py); it must not block."""
 
-    def __init__(self, path: Path, run_id: str, secrets: list[str], stream: TextIO | None = None):
+    def __init__(
+        self,
+        path: Path,
+        run_id: str,
+        secrets: list[str],
+        stream: TextIO | None = None,
+        sink: Callable[[str], None] | None = None,
+    ):
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.run_id = run_id
         self.secrets = [s for s in secrets if s]
         self.stream = stream or sys.stderr
+        self.sink = sink
         self._lock = threading.Lock()
 
     def redact(self, text: str) -> str:
-        for secret in self.secrets:
+        for secret in [*self.secrets, *credentials.passwords_seen()]:
             text = text.replace(secret, REDACTED)
         return text
 
@@ -85,6 +97,8 @@ class RunLog:
             with self.path.open("a") as handle:
                 handle.write(line + "\n")
             print(readable, file=self.stream, flush=True)
+            if self.sink is not None:
+                self.sink(line)
 
     def progress(self, done: int, total: int, label: str) -> None:
         """A one-line progress bar of the run's tasks on the terminal (not in the file)."""

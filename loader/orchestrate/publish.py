@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from loader.config import Endpoint
+from loader.config import Endpoint, Settings, dbt_schema
 from loader.db import connect_raw
-from loader.orchestrate.dbt import target_path
+from loader.orchestrate import dbt
+from loader.orchestrate.dbt import DBT_VARS, target_path
 
 
 @dataclass(frozen=True)
@@ -28,8 +29,10 @@ class MartsNotPublished(RuntimeError):
     """The build succeeded but its marts were not published."""
 
 
-def last_publication(endpoint: Endpoint) -> Publication | None:
-    """The newest publication, or None when the marts were never published."""
+def last_publication(endpoint: Endpoint, env: str) -> Publication | None:
+    """The newest publication of environment `env`'s marts, or None when they were never
+    published (environments that share a warehouse share quality.mart_publications; each
+    publishes its own copies, dev_marts_live, marts_live, ...)."""
     conn = connect_raw(endpoint)
     try:
         with conn.cursor() as cur:
@@ -38,7 +41,9 @@ def last_publication(endpoint: Endpoint) -> Publication | None:
                 return None
             cur.execute(
                 "select built_by, built_at, published_at, tested, marts "
-                "from quality.mart_publications order by published_at desc limit 1"
+                "from quality.mart_publications where live_schema = %s "
+                "order by published_at desc limit 1",
+                (dbt_schema(env, "marts_live"),),
             )
             row = cur.fetchone()
     finally:
@@ -53,3 +58,24 @@ def build_invocation(target: Path | None = None) -> str | None:
     if not path.exists():
         return None
     return json.loads(path.read_text()).get("metadata", {}).get("invocation_id")
+
+
+def ensure_published(settings: Settings, built_by: str | None, *, strict: bool) -> Publication:
+    """Make sure reporters read the build `built_by` (a dbt invocation id) and return what
+    they read. dbt built the marts into marts_build and, every mart built and every
+    error-severity test on them passed, published them at its end, all in one transaction
+    (macros/publish.sql); a build that left publishing to later (var publish_on_build: false,
+    or a publish that failed) is published here by the same macro, which refuses an
+    incomplete copy. With `strict`, a publication of another build is an error (the caller
+    knows that `built_by` is the build it just ran). Shared by `elt run` and Dagster."""
+    publication = last_publication(settings.warehouse, settings.env)
+    if publication is not None and publication.built_by == built_by:
+        return publication
+    dbt.run_dbt(settings, "run-operation", "publish_marts", "--vars", DBT_VARS)
+    publication = last_publication(settings.warehouse, settings.env)
+    if publication is None or (strict and publication.built_by != built_by):
+        raise MartsNotPublished(
+            "the build succeeded but its marts were not published: see "
+            "`dbt run-operation publish_marts` (macros/publish.sql)"
+        )
+    return publication

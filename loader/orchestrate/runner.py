@@ -15,6 +15,9 @@ from loader.db import DatabaseUnavailable, backoff_delays, is_transient
 from loader.errors import causes
 
 SUCCESS, FAILED, SKIPPED = "success", "failed", "skipped"
+# how transient failures are retried: extra attempts, first delay, longest delay (seconds);
+# the Dagster assets' RetryPolicy (loader/dagster) uses the same numbers
+RETRIES, RETRY_BASE_DELAY, RETRY_MAX_DELAY = 3, 1.0, 30.0
 
 
 @dataclass
@@ -24,7 +27,7 @@ class Task:
     deps: tuple[str, ...] = ()
     tables: list[str] | None = None
     inputs: dict = field(default_factory=dict)
-    retries: int = 3  # extra attempts after the first, for transient errors only
+    retries: int = RETRIES  # extra attempts after the first, for transient errors only
 
 
 @dataclass
@@ -39,6 +42,8 @@ class TaskOutcome:
 
 
 def retryable(exc: BaseException) -> bool:
+    """Whether a retry can cure `exc`: a database that stayed away, a lost connection, a
+    serialisation failure or a deadlock anywhere in its chain of causes."""
     if isinstance(exc, DatabaseUnavailable):
         return True
     return any(is_transient(cause) for cause in causes(exc))
@@ -64,14 +69,14 @@ def run_dag(
     ] = lambda *a: None,
     on_progress: Callable[[int, int, str], None] = lambda *a: None,
     sleep: Callable[[float], None] = time.sleep,
-    base_delay: float = 1.0,
+    base_delay: float = RETRY_BASE_DELAY,
 ) -> dict[str, TaskOutcome]:
     """Execute the tasks in dependency order; independent tasks of one wave run in parallel."""
     graph = task_graph(tasks)
     outcomes: dict[str, TaskOutcome] = {}
 
     def attempt_all(task: Task) -> TaskOutcome:
-        delays = backoff_delays(task.retries + 1, base=base_delay, cap=30.0)
+        delays = backoff_delays(task.retries + 1, base=base_delay, cap=RETRY_MAX_DELAY)
         attempt = 0
         t0 = time.monotonic()
         while True:

@@ -82,12 +82,12 @@ def test_elt_run_builds_loads_and_models_end_to_end(cli_env, capsys, settings):
     out = capsys.readouterr().out
     assert "SUCCESS" in out and "dbt tests:" in out and "MISMATCH" not in out
     wh = settings.warehouse.with_database("cli_wh")
-    marts = query(wh, "select count(*) from marts.fct_orders")[0][0]
+    marts = query(wh, "select count(*) from dev_marts.fct_orders")[0][0]
     assert marts > 0
     # a second run with no source change extracts nothing and leaves the marts as they were
     assert main(["run"]) == 0
     out = capsys.readouterr().out
-    assert query(wh, "select count(*) from marts.fct_orders")[0][0] == marts
+    assert query(wh, "select count(*) from dev_marts.fct_orders")[0][0] == marts
     assert [line.split()[1] for line in out.splitlines() if line.strip().startswith("orders ")] \
         == ["0"]
 

@@ -40,14 +40,14 @@ KEYS = {
     "bids": "bid_id",
 }
 FACTS = {
-    "marts.fct_orders": "order_id",
-    "marts.fct_order_items": "order_item_id",
-    "marts.fct_payments": "payment_id",
-    "marts.fct_bids": "bid_id",
-    "marts.daily_revenue": "revenue_date",
-    "marts.monthly_active_users": "activity_month",
+    "dev_marts.fct_orders": "order_id",
+    "dev_marts.fct_order_items": "order_item_id",
+    "dev_marts.fct_payments": "payment_id",
+    "dev_marts.fct_bids": "bid_id",
+    "dev_marts.daily_revenue": "revenue_date",
+    "dev_marts.monthly_active_users": "activity_month",
     # the incremental intermediate layer the facts are built from
-    **{f"intermediate.int_{table}_validated": key for table, key in KEYS.items()},
+    **{f"dev_intermediate.int_{table}_validated": key for table, key in KEYS.items()},
 }
 # a customer added to the source only to be deleted later (snapshot hard-delete handling)
 DOOMED_CUSTOMER = 900_001
@@ -154,17 +154,18 @@ def late_orders(built: Project) -> dict:
     p = built
     newest = query(p.source, "select max(ordered_at) from marketplace.orders")[0][0]
     late_day = (newest - timedelta(days=3)).date()
-    customer_id = p.scalar("select min(customer_id) from marts.dim_customers")
+    customer_id = p.scalar("select min(customer_id) from dev_marts.dim_customers")
     product_id, price = query(
-        p.warehouse, "select product_id, price from marts.dim_products order by product_id limit 1"
+        p.warehouse,
+        "select product_id, price from dev_marts.dim_products order by product_id limit 1",
     )[0]
     before = p.scalar(
-        "select coalesce(sum(revenue), 0) from marts.daily_revenue where revenue_date = %s",
+        "select coalesce(sum(revenue), 0) from dev_marts.daily_revenue where revenue_date = %s",
         (late_day,),
     )
     # a product purged from the source while old order items still point at it
     purged = p.scalar(
-        "select product_id from marts.fct_order_items where product_id <> %s"
+        "select product_id from dev_marts.fct_order_items where product_id <> %s"
         " group by product_id order by count(*) desc, product_id limit 1",
         (product_id,),
     )
@@ -231,7 +232,7 @@ def test_dbt_build_sets_dirty_rows_aside_with_their_reason(built: Project) -> No
         query(
             built.warehouse,
             "select table_name || '.' || quarantine_reason, quarantined_rows"
-            " from quarantine.int_quarantine_counts",
+            " from dev_quarantine.int_quarantine_counts",
         )
     )
     for expected in (
@@ -244,18 +245,18 @@ def test_dbt_build_sets_dirty_rows_aside_with_their_reason(built: Project) -> No
         assert reasons.get(expected, 0) > 0, f"no {expected} in quarantine: {reasons}"
     # quarantined rows never reach the marts (the build's tests check it too)
     leaked = built.scalar(
-        "select count(*) from marts.dim_customers"
-        " join quarantine.int_customers_quarantined using (customer_id)"
+        "select count(*) from dev_marts.dim_customers"
+        " join dev_quarantine.int_customers_quarantined using (customer_id)"
     )
     assert leaked == 0
-    assert built.scalar("select count(*) from marts.dim_products where price <= 0") == 0
+    assert built.scalar("select count(*) from dev_marts.dim_products where price <= 0") == 0
 
 
 def test_raw_equals_clean_plus_quarantined_for_every_table(built: Project) -> None:
     for table in KEYS:
         raw = built.scalar(f"select count(*) from raw_marketplace.{table}")
-        clean = built.scalar(f"select count(*) from intermediate.int_{table}_cleaned")
-        held = built.scalar(f"select count(*) from quarantine.int_{table}_quarantined")
+        clean = built.scalar(f"select count(*) from dev_intermediate.int_{table}_cleaned")
+        held = built.scalar(f"select count(*) from dev_quarantine.int_{table}_quarantined")
         assert raw == clean + held, f"{table}: raw {raw} != clean {clean} + quarantined {held}"
         assert held < raw / 5, f"{table}: {held} of {raw} rows quarantined"
 
@@ -341,12 +342,12 @@ def test_unit_tests_run_and_pass(built: Project) -> None:
 
 def test_late_orders_land_on_their_business_day(late_orders: dict, built: Project) -> None:
     after = built.scalar(
-        "select revenue from marts.daily_revenue where revenue_date = %s", (late_orders["day"],)
+        "select revenue from dev_marts.daily_revenue where revenue_date = %s", (late_orders["day"],)
     )
     assert after - late_orders["revenue_before"] == late_orders["late_revenue"]
     rows = query(
         built.warehouse,
-        "select ordered_date from marts.fct_orders where order_id between 800001 and 800003",
+        "select ordered_date from dev_marts.fct_orders where order_id between 800001 and 800003",
     )
     assert [r[0] for r in rows] == [late_orders["day"]] * 3
 
@@ -358,7 +359,7 @@ def test_deleted_bids_leave_the_validated_table_and_the_facts(late_orders: dict,
         "select count(distinct row_key) from ops.raw_deletes where table_name = 'bids'"
     )
     assert tombstoned > 0
-    for relation in ("intermediate.int_bids_validated", "marts.fct_bids"):
+    for relation in ("dev_intermediate.int_bids_validated", "dev_marts.fct_bids"):
         left = built.scalar(
             f"select count(*) from {relation} where bid_id in "
             "(select row_key from ops.raw_deletes where table_name = 'bids')"
@@ -367,7 +368,7 @@ def test_deleted_bids_leave_the_validated_table_and_the_facts(late_orders: dict,
 
 
 def test_incremental_facts_equal_a_full_refresh(late_orders: dict, built: Project) -> None:
-    orders = built.scalar("select count(*) from marts.fct_orders")
+    orders = built.scalar("select count(*) from dev_marts.fct_orders")
     assert 3 <= late_orders["inserted"]["fct_orders"] < orders / 10, late_orders["inserted"]
     incremental = fact_hashes(built)
     built.dbt("run", "--full-refresh", "--select", "intermediate", "marts")
@@ -381,12 +382,12 @@ def test_a_purged_product_takes_its_old_items_out_of_the_facts(late_orders: dict
     purged = late_orders["purged_product_id"]
     reasons = query(
         built.warehouse,
-        "select distinct quarantine_reason from quarantine.int_order_items_quarantined"
+        "select distinct quarantine_reason from dev_quarantine.int_order_items_quarantined"
         " where product_id = %s",
         (purged,),
     )
     assert ("product_not_found",) in reasons  # (an earlier rule may have caught a line first)
-    for relation in ("intermediate.int_order_items_cleaned", "marts.fct_order_items"):
+    for relation in ("dev_intermediate.int_order_items_cleaned", "dev_marts.fct_order_items"):
         left = built.scalar(f"select count(*) from {relation} where product_id = %s", (purged,))
         assert left == 0, f"{relation} still has items of the purged product"
 
@@ -394,7 +395,7 @@ def test_a_purged_product_takes_its_old_items_out_of_the_facts(late_orders: dict
 def test_snapshots_version_changes_and_close_deleted_rows(late_orders: dict, built) -> None:
     versions = query(
         built.warehouse,
-        "select city, is_current, valid_to is null from marts.dim_customers_history"
+        "select city, is_current, valid_to is null from dev_marts.dim_customers_history"
         " where customer_id = %s order by valid_from",
         (late_orders["customer_id"],),
     )
@@ -402,14 +403,14 @@ def test_snapshots_version_changes_and_close_deleted_rows(late_orders: dict, bui
     assert versions[0][1:] == (False, False) and versions[1] == ("Boston", True, True)
     prices = query(
         built.warehouse,
-        "select price, is_current from marts.dim_products_history where product_id = %s"
+        "select price, is_current from dev_marts.dim_products_history where product_id = %s"
         " order by valid_from",
         (late_orders["product_id"],),
     )
     assert len(prices) == 2 and prices[1][0] == prices[0][0] + 10 and prices[1][1]
     doomed = query(
         built.warehouse,
-        "select is_current, is_deleted from marts.dim_customers_history where customer_id = %s",
+        "select is_current, is_deleted from dev_marts.dim_customers_history where customer_id = %s",
         (DOOMED_CUSTOMER,),
     )
     assert doomed == [(False, True)]
@@ -431,8 +432,8 @@ def can_read(endpoint: Endpoint, role: str, table: str) -> bool:
 
 def test_roles_get_least_privilege(built: Project) -> None:
     wh = built.warehouse
-    raw, staged = "raw_marketplace.orders", "staging.stg_marketplace__orders"
-    held, mart = "quarantine.int_orders_quarantined", "marts.fct_orders"
+    raw, staged = "raw_marketplace.orders", "dev_staging.stg_marketplace__orders"
+    held, mart = "dev_quarantine.int_orders_quarantined", "dev_marts.fct_orders"
     assert can_read(wh, "reporter", mart)
     assert not any(can_read(wh, "reporter", t) for t in (raw, staged, held))
     assert can_read(wh, "loader", raw)
@@ -536,9 +537,9 @@ def facts_from(project: Project, first_key: int) -> list[tuple[str, int]]:
     """The orders, payments and bids in the facts from `first_key` on."""
     return query(
         project.warehouse,
-        "select 'orders', order_id from marts.fct_orders where order_id >= %(k)s union all"
-        " select 'payments', payment_id from marts.fct_payments where payment_id >= %(k)s"
-        " union all select 'bids', bid_id from marts.fct_bids where bid_id >= %(k)s"
+        "select 'orders', order_id from dev_marts.fct_orders where order_id >= %(k)s union all"
+        " select 'payments', payment_id from dev_marts.fct_payments where payment_id >= %(k)s"
+        " union all select 'bids', bid_id from dev_marts.fct_bids where bid_id >= %(k)s"
         " order by 1, 2",
         {"k": first_key},
     )
@@ -550,9 +551,10 @@ def test_rows_dated_in_the_future_stay_out_of_the_marts(built: Project) -> None:
     date_in_future, their payments follow the order, and raw = clean + quarantined holds. A
     row only a little ahead is checked again at every increment and leaves quarantine once it
     is no longer ahead of the build (here: a wider tolerance)."""
-    customer = built.scalar("select min(customer_id) from marts.dim_customers")
+    customer = built.scalar("select min(customer_id) from dev_marts.dim_customers")
     product, bidder = query(
-        built.warehouse, "select product_id, bidder_id from marts.fct_bids order by bid_id limit 1"
+        built.warehouse,
+        "select product_id, bidder_id from dev_marts.fct_bids order by bid_id limit 1",
     )[0]
     query_commit(
         built.source,
@@ -583,7 +585,7 @@ def test_rows_dated_in_the_future_stay_out_of_the_marts(built: Project) -> None:
                                   ("bids", "bid_id"))
         for key, reason in query(
             built.warehouse,
-            f"select {key_column}, quarantine_reason from quarantine.int_{table}_quarantined"
+            f"select {key_column}, quarantine_reason from dev_quarantine.int_{table}_quarantined"
             f" where {key_column} between 820001 and 820004",
         )
     }
@@ -601,13 +603,15 @@ def test_rows_dated_in_the_future_stay_out_of_the_marts(built: Project) -> None:
         ("daily_revenue", "revenue_date"),
         ("monthly_active_users", "activity_month"),
     ):
-        ahead = built.scalar(f"select count(*) from marts.{mart} where {day} > current_date + 1")
+        ahead = built.scalar(
+            f"select count(*) from dev_marts.{mart} where {day} > current_date + 1"
+        )
         assert ahead == 0, f"{mart} has days in the future"
     assert facts_from(built, 820001) == [("orders", 820004)]  # the one clean order
     for table in ("orders", "payments", "bids"):
         raw = built.scalar(f"select count(*) from raw_marketplace.{table}")
-        clean = built.scalar(f"select count(*) from intermediate.int_{table}_cleaned")
-        quarantined = built.scalar(f"select count(*) from quarantine.int_{table}_quarantined")
+        clean = built.scalar(f"select count(*) from dev_intermediate.int_{table}_cleaned")
+        quarantined = built.scalar(f"select count(*) from dev_quarantine.int_{table}_quarantined")
         assert raw == clean + quarantined, f"{table}: {raw} != {clean} + {quarantined}"
 
     # nothing was loaded since: only the re-check of the rows dated in the future frees them
@@ -630,9 +634,9 @@ def test_an_order_repaired_out_of_raw_sets_its_lines_aside(built: Project) -> No
     from loader.extract import reconcile
 
     order_id = built.scalar(
-        "select o.order_id from marts.fct_orders o where exists (select from "
-        "marts.fct_payments p where p.order_id = o.order_id) and exists (select from "
-        "marts.fct_order_items i where i.order_id = o.order_id) order by o.order_id limit 1"
+        "select o.order_id from dev_marts.fct_orders o where exists (select from "
+        "dev_marts.fct_payments p where p.order_id = o.order_id) and exists (select from "
+        "dev_marts.fct_order_items i where i.order_id = o.order_id) order by o.order_id limit 1"
     )
     query_commit(
         built.source,
@@ -647,16 +651,18 @@ def test_an_order_repaired_out_of_raw_sets_its_lines_aside(built: Project) -> No
     # models only: an earlier test left a row its tests reject on purpose
     built.dbt("run", "--vars", '{"incremental_lookback": "0 seconds"}')
     built.publish()
-    gone = built.scalar("select count(*) from marts.fct_orders where order_id = %s", (order_id,))
+    gone = built.scalar(
+        "select count(*) from dev_marts.fct_orders where order_id = %s", (order_id,)
+    )
     assert gone == 0
     for table in ("order_items", "payments"):
         clean = built.scalar(
-            f"select count(*) from marts.fct_{table} where order_id = %s", (order_id,)
+            f"select count(*) from dev_marts.fct_{table} where order_id = %s", (order_id,)
         )
         assert clean == 0, f"fct_{table} still holds lines of the removed order"
         reasons = query(
             built.warehouse,
-            f"select distinct quarantine_reason from quarantine.int_{table}_quarantined "
+            f"select distinct quarantine_reason from dev_quarantine.int_{table}_quarantined "
             "where order_id = %s",
             (order_id,),
         )

@@ -14,6 +14,7 @@ import pytest
 from loader.config import (
     DBT_SCHEMAS,
     PROJECT_ROOT,
+    PUBLISHED_SCHEMAS,
     Settings,
     dbt_environment,
     dbt_schema,
@@ -87,10 +88,11 @@ def node_schemas(target_path: Path) -> dict[str, tuple[str, str]]:
     }
 
 
-def test_prod_keeps_the_schema_names_and_staging_prefixes_them(tmp_path: Path) -> None:
+def test_prod_keeps_the_schema_names_and_the_others_prefix_them(tmp_path: Path) -> None:
     """The names dbt resolves (macros/generate_schema_name.sql) are those `elt` expects
-    (loader.config.dbt_schema): prod builds marts, staging staging_marts; no connection."""
-    for env_name in ("prod", "staging"):
+    (loader.config.dbt_schema): prod builds marts, dev dev_marts, staging staging_marts;
+    no connection."""
+    for env_name in ("prod", "dev", "staging"):
         target = tmp_path / env_name
         env = shell_env(
             ELT_ENV=env_name, DBT_PROFILES_DIR="profiles", DBT_TARGET_PATH=str(target),
@@ -102,10 +104,11 @@ def test_prod_keeps_the_schema_names_and_staging_prefixes_them(tmp_path: Path) -
         for uid, (schema, configured) in schemas.items():
             assert schema == dbt_schema(env_name, configured), uid
         built = {schema for schema, _ in schemas.values()}
+        nodes_write = set(DBT_SCHEMAS) - set(PUBLISHED_SCHEMAS)  # the marts: marts_build
         if env_name == "prod":
-            assert built == set(DBT_SCHEMAS)
+            assert built == nodes_write
         else:
-            assert built == {f"staging_{s}" for s in DBT_SCHEMAS}
+            assert built == {f"{env_name}_{s}" for s in nodes_write}
 
 
 @pytest.fixture(scope="module")
@@ -142,13 +145,13 @@ def fingerprint(settings: Settings, schemas: list[str]) -> dict[str, tuple]:
 def test_two_environments_in_one_warehouse_leave_each_other_untouched(
     shared_warehouse: tuple[Settings, dict[str, str]], tmp_path: Path
 ) -> None:
-    """dev builds into today's schemas, staging into staging_*: building one after the
-    other, and the first again, leaves the other's relations as they were (same relation,
-    same rows)."""
+    """prod builds into today's schemas, dev into dev_*: building one after the other, and
+    the first again, leaves the other's relations as they were (same relation, same rows).
+    Both read the raw layer the loader wrote, which one warehouse holds once."""
     local, base = shared_warehouse
     dev_schemas = [dbt_schema("dev", s) for s in DBT_SCHEMAS]
-    staging_schemas = [dbt_schema("staging", s) for s in DBT_SCHEMAS]
-    assert not set(dev_schemas) & set(staging_schemas)
+    prod_schemas = [dbt_schema("prod", s) for s in DBT_SCHEMAS]
+    assert not set(dev_schemas) & set(prod_schemas)
 
     def build(env_name: str) -> None:
         target = tmp_path / env_name  # each its own target: partial parsing stays valid
@@ -163,24 +166,25 @@ def test_two_environments_in_one_warehouse_leave_each_other_untouched(
 
     build("dev")
     dev_before = fingerprint(local, dev_schemas)
-    assert {"marts.dim_products", "reference.us_states", "snapshots.customers_snapshot",
-            "staging.stg_marketplace__products"} <= set(dev_before)
+    # (a build of some marts publishes none: they stay in the build copy)
+    assert {"dev_marts_build.dim_products", "dev_reference.us_states",
+            "dev_snapshots.customers_snapshot",
+            "dev_staging.stg_marketplace__products"} <= set(dev_before)
 
-    build("staging")
-    staging_before = fingerprint(local, staging_schemas)
-    assert {"staging_marts.dim_products", "staging_reference.us_states",
-            "staging_snapshots.customers_snapshot",
-            "staging_staging.stg_marketplace__products"} <= set(staging_before)
+    build("prod")
+    prod_before = fingerprint(local, prod_schemas)
+    assert {"marts_build.dim_products", "reference.us_states", "snapshots.customers_snapshot",
+            "staging.stg_marketplace__products"} <= set(prod_before)
     assert fingerprint(local, dev_schemas) == dev_before
 
     build("dev")
-    assert fingerprint(local, staging_schemas) == staging_before
+    assert fingerprint(local, prod_schemas) == prod_before
     # the fingerprint sees a rebuild: dev's second build replaced its own relations
     assert fingerprint(local, dev_schemas) != dev_before
     # and the two hold the same mart, built from the same raw
     same = query(
         local.warehouse,
-        "select count(*) from (select * from marts.dim_products except all"
-        " select * from staging_marts.dim_products) d",
+        "select count(*) from (select * from marts_build.dim_products except all"
+        " select * from dev_marts_build.dim_products) d",
     )
     assert same == [(0,)]

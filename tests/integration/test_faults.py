@@ -187,11 +187,11 @@ def marts_fingerprint(s) -> dict[str, tuple]:
     """Every mart's row count and a digest of its rows without _validated_at (when a build
     wrote them), in a fixed order."""
     tables = [r[0] for r in query(s.warehouse, "select table_name from information_schema.tables "
-                                               "where table_schema = 'marts' order by 1")]
+                                               "where table_schema = 'dev_marts' order by 1")]
     return {
         t: query(s.warehouse, "select count(*), md5(coalesce(string_agg(x, '|' order by x), ''))"
                               " from (select (to_jsonb(m) - '_validated_at')::text as x "
-                              f"from marts.{t} m) r")[0]
+                              f"from dev_marts.{t} m) r")[0]
         for t in tables
     }
 

@@ -20,7 +20,7 @@ import pytest
 
 from loader.config import Settings
 from loader.db import connect_raw
-from loader.orchestrate import job
+from loader.orchestrate import dbt, job
 from loader.orchestrate.dbt import run_dbt
 from loader.orchestrate.publish import Publication, build_invocation, last_publication
 from loader.source import simulator
@@ -51,13 +51,13 @@ class Reporter:
 
     def marts(self) -> set[str]:
         return {r[0] for r in self.rows("select table_name from information_schema.tables "
-                                        "where table_schema = 'marts'")}
+                                        "where table_schema = 'dev_marts'")}
 
     def keep(self) -> None:
         """What every mart returns now, into temporary tables."""
         for mart in MARTS:
             self.rows(f"drop table if exists before_{mart}")
-            self.rows(f"create temporary table before_{mart} as select * from marts.{mart}")
+            self.rows(f"create temporary table before_{mart} as select * from dev_marts.{mart}")
 
     def changed(self) -> dict[str, tuple[int, int]]:
         """Per mart that differs from what keep() kept: (rows only now, rows only before),
@@ -65,9 +65,9 @@ class Reporter:
         out = {}
         for mart in sorted(MARTS):
             now, before = self.rows(
-                f"select (select count(*) from (select * from marts.{mart} except all "
+                f"select (select count(*) from (select * from dev_marts.{mart} except all "
                 f"select * from before_{mart}) as n), (select count(*) from (select * from "
-                f"before_{mart} except all select * from marts.{mart}) as b)")[0]
+                f"before_{mart} except all select * from dev_marts.{mart}) as b)")[0]
             if now or before:
                 out[mart] = (now, before)
         return out
@@ -85,7 +85,7 @@ class Observer(threading.Thread):
         self.conn = connect_raw(reporter.endpoint, autocommit=True)
         self.statement = "select " + ", ".join(
             f"(select md5(coalesce(string_agg(t::text, '|' order by t::text), '')) "
-            f"from marts.{mart} as t)" for mart in sorted(MARTS))
+            f"from dev_marts.{mart} as t)" for mart in sorted(MARTS))
         self.states: list[tuple] = []
         self.reads = 0
         self.stopping = threading.Event()
@@ -150,7 +150,7 @@ def views_read(s: Settings) -> set[str]:
         join pg_depend as d on d.classid = 'pg_rewrite'::regclass and d.objid = r.oid
             and d.refclassid = 'pg_class'::regclass and d.refobjid <> v.oid
         join pg_class as t on t.oid = d.refobjid
-        where v.relnamespace = 'marts'::regnamespace""")}
+        where v.relnamespace = 'dev_marts'::regnamespace""")}
 
 
 def copy_state(s: Settings, schema: str) -> str:
@@ -166,16 +166,16 @@ def assert_published_together(s: Settings, reporter: Reporter, before: Publicati
                               count_before: int) -> Publication:
     """One new publication, of this run's build, listing every mart; every view reads the
     live copy; and what the reporter reads holds together across marts."""
-    after = last_publication(s.warehouse)
+    after = last_publication(s.warehouse, s.env)
     assert after is not None and after.built_by != before.built_by
     assert after.built_by == build_invocation(), "the run's own build was published"
     assert publications(s) == count_before + 1, "one publish, so one transaction"
     assert set(after.marts) == MARTS
-    assert views_read(s) == {"marts_live"}
-    assert copy_state(s, "marts_live") == "live" and copy_state(s, "marts_build") == "stale"
+    assert views_read(s) == {"dev_marts_live"}
+    assert copy_state(s, "dev_marts_live") == "live" and copy_state(s, "dev_marts_build") == "stale"
     mismatched = reporter.rows("""
-        select count(*) from marts.daily_revenue as d
-        full join (select ordered_date, count(*) as orders from marts.fct_orders
+        select count(*) from dev_marts.daily_revenue as d
+        full join (select ordered_date, count(*) as orders from dev_marts.fct_orders
                    group by ordered_date) as f on f.ordered_date = d.revenue_date
         where d.order_count is distinct from f.orders""")[0][0]
     assert mismatched == 0, "daily_revenue and fct_orders are of one build"
@@ -196,11 +196,11 @@ def test_a_failed_mart_test_publishes_nothing_and_the_next_good_run_publishes_ev
     warehouse, reporter
 ):
     s, _ = warehouse
-    before = last_publication(s.warehouse)
+    before = last_publication(s.warehouse, s.env)
     count = publications(s)
-    assert before is not None and views_read(s) == {"marts_live"}
+    assert before is not None and views_read(s) == {"dev_marts_live"}
     # the reporter reads the views, never the copies behind them
-    for copy in ("marts_live", "marts_build"):
+    for copy in ("dev_marts_live", "dev_marts_build"):
         with pytest.raises(psycopg2.errors.InsufficientPrivilege):
             reporter.rows(f"select count(*) from {copy}.fct_orders")
     reporter.keep()
@@ -227,13 +227,13 @@ def test_a_failed_mart_test_publishes_nothing_and_the_next_good_run_publishes_ev
     assert run[1]["tasks"]["publish"]["status"] == "skipped"
     assert any("marts: not published" in line for line in printed), printed
     # the build wrote its marts, bad order included, into the copy nobody reads ...
-    assert query(s.warehouse, "select order_status from marts_build.fct_orders "
+    assert query(s.warehouse, "select order_status from dev_marts_build.fct_orders "
                               "where order_id = %s", (BAD_ORDER,)) == [("teleported",)]
-    assert copy_state(s, "marts_build") == "failed"
+    assert copy_state(s, "dev_marts_build") == "failed"
     # ... and every mart the reporter reads returns exactly what it returned before
     assert reporter.changed() == {}
     assert len(seen) == 1 and watching.reads > 0, "nothing changed while the build ran"
-    assert last_publication(s.warehouse) == before and publications(s) == count
+    assert last_publication(s.warehouse, s.env) == before and publications(s) == count
 
     # the cause fixed at the source, the next run publishes the day, every mart at once
     _execute(s.source, f"update marketplace.orders set status = 'delivered' "
@@ -247,7 +247,7 @@ def test_a_failed_mart_test_publishes_nothing_and_the_next_good_run_publishes_ev
     after = assert_published_together(s, reporter, before, count)
     assert any(f"reporters read the build of {str(after.built_at)[:19]}" in line
                for line in printed), printed
-    assert reporter.rows(f"select order_status from marts.fct_orders where order_id = "
+    assert reporter.rows(f"select order_status from dev_marts.fct_orders where order_id = "
                          f"{BAD_ORDER}") == [("delivered",)]
     changed = reporter.changed()
     assert {"fct_orders", "fct_order_items", "fct_payments", "daily_revenue"} <= set(changed)
@@ -267,16 +267,17 @@ def test_a_build_killed_mid_way_publishes_nothing_and_the_next_run_publishes_eve
     warehouse, reporter
 ):
     s, env = warehouse
-    before = last_publication(s.warehouse)
+    before = last_publication(s.warehouse, s.env)
     count = publications(s)
     reporter.keep()
     simulator.advance(s.source, 1)
-    live_built = query(s.warehouse, "select max(_validated_at) from marts_live.fct_orders")[0][0]
+    live_built = query(s.warehouse,
+                       "select max(_validated_at) from dev_marts_live.fct_orders")[0][0]
 
     # daily_revenue (after fct_orders and its tests) cannot be swapped in while this
     # transaction holds it: the build stops there, half-way through the marts
     holder = connect_raw(s.warehouse)
-    holder.cursor().execute("lock table marts_build.daily_revenue in access exclusive mode")
+    holder.cursor().execute("lock table dev_marts_build.daily_revenue in access exclusive mode")
     watching = Observer(reporter)
     watching.start()
     run = subprocess.Popen([sys.executable, "-m", "loader.cli", "run"],
@@ -284,14 +285,14 @@ def test_a_build_killed_mid_way_publishes_nothing_and_the_next_run_publishes_eve
                            stderr=subprocess.PIPE, text=True)
     try:
         wait_for(lambda: query(s.warehouse, "select count(*) from pg_locks where not granted "
-                               "and relation = 'marts_build.daily_revenue'::regclass")[0][0],
+                               "and relation = 'dev_marts_build.daily_revenue'::regclass")[0][0],
                  "the build to reach daily_revenue")
         builds = [p for p in psutil.Process(run.pid).children(recursive=True)
                   if "build" in p.cmdline() and "freshness" not in p.cmdline()]
         assert len(builds) == 1, [p.cmdline() for p in builds]
         # the build already wrote the new day's facts into the build copy
-        assert query(s.warehouse, "select max(_validated_at) from marts_build.fct_orders")[0][0] \
-            > live_built
+        assert query(s.warehouse,
+                     "select max(_validated_at) from dev_marts_build.fct_orders")[0][0] > live_built
         builds[0].send_signal(signal.SIGKILL)
     finally:
         holder.rollback()
@@ -300,18 +301,18 @@ def test_a_build_killed_mid_way_publishes_nothing_and_the_next_run_publishes_eve
     seen = watching.stop()
     assert run.returncode == 1, err[-3000:]
     wait_for(lambda: query(s.warehouse, "select count(*) from pg_locks where relation = "
-                           "'marts_build.daily_revenue'::regclass")[0][0] == 0,
+                           "'dev_marts_build.daily_revenue'::regclass")[0][0] == 0,
              "the killed build's sessions to end", timeout=60)
 
     assert reporter.changed() == {}
     assert len(seen) == 1 and watching.reads > 0, "nothing changed while the build ran"
-    assert last_publication(s.warehouse) == before and publications(s) == count
-    assert copy_state(s, "marts_build") == "building", "killed before its end"
+    assert last_publication(s.warehouse, s.env) == before and publications(s) == count
+    assert copy_state(s, "dev_marts_build") == "building", "killed before its end"
     # a dbt user cannot publish what the killed build left either
     refused = run_dbt(s, "run-operation", "publish_marts", check=False)
     assert refused.returncode != 0 and "is running or was killed" in refused.stdout, \
         refused.stdout[-2000:]
-    assert last_publication(s.warehouse) == before
+    assert last_publication(s.warehouse, s.env) == before
 
     watching = Observer(reporter)
     watching.start()
@@ -328,23 +329,23 @@ def test_copies_that_take_turns_equal_a_full_refresh(warehouse):
     a customer quarantined and bids deleted while the other copy was built are applied from
     the copy's own state (its newest _validated_at, its tombstones) when its turn comes."""
     s, _ = warehouse
-    customer = query(s.warehouse, "select customer_id from marts.fct_orders "
+    customer = query(s.warehouse, "select customer_id from dev_marts.fct_orders "
                                   "group by customer_id order by count(*) desc limit 1")[0][0]
-    bids = query(s.warehouse, "select bid_id from marts.fct_bids order by bid_id limit 3")
+    bids = query(s.warehouse, "select bid_id from dev_marts.fct_bids order by bid_id limit 3")
     _execute(s.source, f"update marketplace.customers set email = 'not an email' "
                        f"where customer_id = {customer}")
     _execute(s.source, "delete from marketplace.bids where bid_id in "
                        f"({', '.join(str(b[0]) for b in bids)})")
     assert job.run_job(s, echo=lambda _: None, base_delay=0.01) == 0  # copy A catches up
-    lagging = query(s.warehouse, "select count(*) from marts_build.fct_orders "
+    lagging = query(s.warehouse, "select count(*) from dev_marts_build.fct_orders "
                                  "where customer_id = %s", (customer,))[0][0]
     assert lagging > 0, "the copy now being built has not seen the change yet"
     simulator.advance(s.source, 1)
     assert job.run_job(s, echo=lambda _: None, base_delay=0.01) == 0  # copy B, one behind
-    for sql in ("select count(*) from marts.fct_orders where customer_id = %s",
-                "select count(*) from marts.fct_order_items where customer_id = %s"):
+    for sql in ("select count(*) from dev_marts.fct_orders where customer_id = %s",
+                "select count(*) from dev_marts.fct_order_items where customer_id = %s"):
         assert query(s.warehouse, sql, (customer,)) == [(0,)], sql
-    assert query(s.warehouse, "select count(*) from marts.fct_bids where bid_id = any(%s)",
+    assert query(s.warehouse, "select count(*) from dev_marts.fct_bids where bid_id = any(%s)",
                  ([b[0] for b in bids],)) == [(0,)]
     incremental = marts_fingerprint(s)
     run_dbt(s, "build", "--full-refresh", "--vars", job.DBT_VARS)  # publishes at its end
@@ -355,7 +356,7 @@ def test_a_build_that_leaves_publishing_to_later_is_published_by_the_run(warehou
     """With var publish_on_build false the build only marks its copy built; the run's
     `publish` task then publishes it with `dbt run-operation publish_marts`."""
     s, _ = warehouse
-    before = last_publication(s.warehouse)
+    before = last_publication(s.warehouse, s.env)
     simulator.advance(s.source, 1)
     monkeypatch.setattr(job, "DBT_VARS", '{"incremental_lookback": "0 seconds", '
                                          '"publish_on_build": false}')
@@ -366,11 +367,12 @@ def test_a_build_that_leaves_publishing_to_later_is_published_by_the_run(warehou
         commands.append(args[0])
         return real(settings, *args, **kwargs)
 
-    monkeypatch.setattr(job, "run_dbt", recorded)
+    monkeypatch.setattr(job, "run_dbt", recorded)  # the build
+    monkeypatch.setattr(dbt, "run_dbt", recorded)  # the publish and the freshness
     assert job.run_job(s, echo=lambda _: None, base_delay=0.01) == 0
     assert sorted(commands) == ["build", "run-operation", "source"]
     built = query(s.warehouse, "select invocation_id from quality.dbt_invocations "
                                "where command = 'build' order by finished_at desc limit 1")[0][0]
-    after = last_publication(s.warehouse)
+    after = last_publication(s.warehouse, s.env)
     assert after is not None and after.built_by == built != before.built_by
-    assert views_read(s) == {"marts_live"} and copy_state(s, "marts_build") == "stale"
+    assert views_read(s) == {"dev_marts_live"} and copy_state(s, "dev_marts_build") == "stale"

@@ -140,8 +140,8 @@ def test_a_transformer_user_builds_and_writes_quality_results(
         admin_built.scalar(f"select count(*) from {relation}")
         for relation in (
             "raw_marketplace.orders",
-            "intermediate.int_orders_cleaned",
-            "quarantine.int_orders_quarantined",
+            "dev_intermediate.int_orders_cleaned",
+            "dev_quarantine.int_orders_quarantined",
         )
     )
     assert raw == clean + held
@@ -152,12 +152,12 @@ def test_a_reporter_user_reads_marts_but_not_raw(
 ) -> None:
     reporter = as_user(admin_built.warehouse, "reporter")
     # the marts the transformer user just rebuilt: default privileges of transformer's members
-    assert can_select(reporter, "marts.fct_orders")
-    assert can_select(reporter, "marts.daily_revenue")
+    assert can_select(reporter, "dev_marts.fct_orders")
+    assert can_select(reporter, "dev_marts.daily_revenue")
     for relation in (
         "raw_marketplace.orders",
-        "staging.stg_marketplace__orders",
-        "quarantine.int_orders_quarantined",
+        "dev_staging.stg_marketplace__orders",
+        "dev_quarantine.int_orders_quarantined",
         "quality.dbt_results",
         "ops.raw_row_counts",
     ):

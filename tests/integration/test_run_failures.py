@@ -10,7 +10,7 @@ import pytest
 
 from loader.extract import settle
 from loader.extract.pipeline import LoadError
-from loader.orchestrate import job
+from loader.orchestrate import dbt, job
 from loader.orchestrate.dbt import DbtFailed
 from tests.conftest import query
 from tests.integration.test_faults import NOW, _execute, commit_a_copy_of_row_one, elt, fresh
@@ -111,7 +111,8 @@ def test_a_failed_dbt_build_or_freshness_check_alerts_every_channel(
             raise DbtFailed(f"`dbt {failing}` failed (exit 1): injected")
         return real(settings, *args, **kwargs)
 
-    monkeypatch.setattr(job, "run_dbt", run_dbt)
+    monkeypatch.setattr(job, "run_dbt", run_dbt)  # the build
+    monkeypatch.setattr(dbt, "run_dbt", run_dbt)  # the freshness check and the publish
     code, _ = run(s, inbox)
     assert code == 1
     task = "dbt_build" if failing == "build" else "dbt_freshness"

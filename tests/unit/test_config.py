@@ -79,7 +79,7 @@ def test_unsupported_scheme_is_rejected():
     ("env", "relation", "built"),
     [
         ("prod", "marts.fct_orders", "marts.fct_orders"),
-        ("dev", "marts.fct_orders", "marts.fct_orders"),
+        ("dev", "marts.fct_orders", "dev_marts.fct_orders"),
         ("staging", "marts.fct_orders", "staging_marts.fct_orders"),
         ("staging", "staging.stg_marketplace__orders", "staging_staging.stg_marketplace__orders"),
         ("staging", "test_failures", "staging_test_failures"),
