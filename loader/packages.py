@@ -130,6 +130,14 @@ def _locked(install_dir: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def _stamped(stamp: Path, packages_yml: str) -> bool:
+    """The stamp, written last by an install, says it installed what packages.yml asks."""
+    try:
+        return json.loads(stamp.read_text()).get("packages_yml") == packages_yml
+    except (OSError, ValueError):
+        return False
+
+
 def ensure_packages(
     project_dir: Path,
     mirror: Path | None,
@@ -145,12 +153,13 @@ def ensure_packages(
         return []
     want = {"packages_yml": hashlib.sha256(asked).hexdigest()}
     stamp = install_dir / STAMP
+    # checked before taking the lock too: a project on a read-only file system (Lambda's
+    # /var/task) has its packages installed with it and cannot create a lock file
+    if _stamped(stamp, want["packages_yml"]):
+        return []
     with _locked(install_dir):
-        try:
-            if json.loads(stamp.read_text()).get("packages_yml") == want["packages_yml"]:
-                return []
-        except (OSError, ValueError):
-            pass
+        if _stamped(stamp, want["packages_yml"]):  # installed while this one waited
+            return []
         if mirror is not None:
             done = _copy_from_mirror(project_dir, install_dir, mirror)
         else:

