@@ -263,7 +263,6 @@ def run_job(
     t0 = time.monotonic()
     if lock is None:
         warehouse.ensure_running(settings)
-        history.ensure_schema(settings.warehouse)
         lock = history.RunLock(settings.warehouse)
         lock.acquire()
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
@@ -297,18 +296,8 @@ def run_job(
         log.event("run started", status="running")
 
         def on_attempt(task, attempt, status, started, finished, rows, err):
-            history.record_task(
-                settings.warehouse,
-                run_id,
-                task.name,
-                task.tables,
-                attempt,
-                status,
-                started,
-                finished,
-                rows,
-                err,
-            )
+            history.record_task(settings.warehouse, history.TaskAttempt(
+                run_id, task.name, task.tables, attempt, status, started, finished, rows, err))
             if status == FAILED:
                 history.record_failed_task(
                     settings.warehouse, run_id, task.name, task.inputs, err or ""

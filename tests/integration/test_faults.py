@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from loader import schemas
 from loader.config import load_settings
 from loader.extract import pipeline, reconcile
 from loader.extract.pipeline import make_pipeline, run_load, table_states
@@ -168,7 +169,7 @@ def test_exit_codes_tell_a_lost_warehouse_from_bad_input(settings, elt_env, tmp_
     """3 when a database goes away (after the retries), 2 for bad input, and a run that
     died is marked crashed by the next command that reads the history."""
     s, env = fresh(settings, elt_env, tmp_path, "gone", scale=0.001)
-    history.ensure_schema(s.warehouse)
+    schemas.ensure_on(s.warehouse, "ops")
     history.start_run(s.warehouse, "dead-run", {})  # a run whose process died
     done = elt(env, "status", "--json")
     assert done.returncode == 0, done.stderr
