@@ -21,6 +21,7 @@ from loader.db import Session, connect_raw
 LOCK_KEY = 7_432_001  # pg_advisory_lock key of `elt run`
 LOCK_POLL_S = 0.5  # how often a waiting RunLock asks again
 
+
 class RunLocked(UserError, RuntimeError):
     """Another `elt run` holds the lock."""
 
@@ -59,20 +60,30 @@ class RunLock:
         with self.conn.cursor() as cur:
             while True:
                 cur.execute("select pg_try_advisory_lock(%s)", (LOCK_KEY,))
-                if cur.fetchone()[0]:
+                held = cur.fetchone()[0]
+                if held:
                     cur.execute("select set_config('application_name', %s, false)",
                                 (self.holder[:63],))
-                    schemas.ensure(self.conn)
-                    _SESSIONS[self.endpoint] = Session(self.endpoint)
-                    return
-                if time.monotonic() >= deadline:
+                if held or time.monotonic() >= deadline:
                     break
                 time.sleep(min(LOCK_POLL_S, max(deadline - time.monotonic(), 0.01)))
+        if held:
+            self._ready()
+            return
         self.conn.close()
         self.conn = None
         waited = f" (waited {self.wait_s:g}s)" if self.wait_s else ""
         raise RunLocked(f"{lock_holder(self.endpoint)}{waited}; wait for it to finish or see "
                         "`elt status`")
+
+    def _ready(self) -> None:
+        """The schemas up to date and the history's connection open, or the lock let go."""
+        try:
+            schemas.ensure(self.conn)
+        except BaseException:
+            self.release()
+            raise
+        _SESSIONS[self.endpoint] = Session(self.endpoint)
 
     def release(self) -> None:
         if self.conn is None:

@@ -3,7 +3,7 @@ connection survives the server killing it."""
 
 from __future__ import annotations
 
-import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -50,14 +50,10 @@ def test_a_session_reuses_one_connection_and_reopens_it_when_killed(db):
 def test_a_session_is_shared_by_threads_one_statement_at_a_time(db):
     execute(db, "create table threads (n int)")
     with Session(db) as session:
-        workers = [
-            threading.Thread(target=session.query, args=("insert into threads values (%s)", (n,)))
-            for n in range(8)
-        ]
-        for w in workers:
-            w.start()
-        for w in workers:
-            w.join()
+        with ThreadPoolExecutor(8) as pool:
+            for call in [pool.submit(session.query, "insert into threads values (%s)", (n,))
+                         for n in range(8)]:
+                call.result()
         pids = session.query("select count(distinct pid) from pg_stat_activity "
                              "where datname = 'helpers' and pid <> pg_backend_pid()")
     assert query(db, "select count(*) from threads") == [(8,)]

@@ -3,7 +3,7 @@ versioning with their rows kept, and a second call changes nothing."""
 
 from __future__ import annotations
 
-import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -105,25 +105,33 @@ def test_a_warehouse_of_the_old_layout_is_upgraded_in_place_and_keeps_its_rows(w
 
 
 def test_concurrent_callers_apply_each_version_once(warehouse):
-    errors: list[BaseException] = []
-
-    def call() -> None:
-        try:
-            schemas.ensure_on(warehouse, "ops")
-        except BaseException as exc:  # noqa: BLE001 - collected for the assertion
-            errors.append(exc)
-
-    threads = [threading.Thread(target=call) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
-    assert query(warehouse, "select count(*) from ops.schema_migrations") == [
-        (len(schemas.migrations("ops")),)
-    ]
+    with ThreadPoolExecutor(4) as pool:
+        calls = [pool.submit(schemas.ensure_on, warehouse, "ops") for _ in range(4)]
+    applied = [m.version for call in calls for m in call.result()]  # raises a failed call's error
+    assert sorted(applied) == [m.version for m in schemas.migrations("ops")], "each once"
+    assert query(warehouse, "select count(*) from ops.schema_migrations") == [(len(applied),)]
 
 
 def test_an_unknown_schema_is_refused():
     with pytest.raises(ValueError, match="the loader owns ops, quality"):
         schemas.migrations("raw_marketplace")
+
+
+def test_the_run_lock_brings_the_schemas_up_and_lets_go_when_it_cannot(warehouse, monkeypatch):
+    from loader.orchestrate import history
+
+    def refused(conn, *names):
+        raise PermissionError("no create on the database")
+
+    monkeypatch.setattr(schemas, "ensure", refused)
+    with pytest.raises(PermissionError):
+        history.RunLock(warehouse).acquire()
+    monkeypatch.undo()
+    lock = history.RunLock(warehouse)
+    lock.acquire()  # the failed attempt did not keep the lock
+    try:
+        assert schemas.applied_version(lock.conn, "ops") == schemas.migrations("ops")[-1].version
+        history.start_run(warehouse, "r1", {})
+    finally:
+        lock.release()
+    assert query(warehouse, "select run_id, status from ops.pipeline_runs") == [("r1", "running")]
