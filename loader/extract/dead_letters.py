@@ -125,12 +125,13 @@ def replay(
             result.failing[name] = len(keys)
             result.skipped[name] = f"rejected again: {str(exc).strip()[:300]}"
             continue
-        _settle(settings, config, name, spec.primary_key[0], keys, load_id, result)
+        _settle(settings, config, name, keys, load_id, result)
     return result
 
 
-def _settle(settings, config, table, key, keys, load_id, result) -> None:
+def _settle(settings, config, table, keys, load_id, result) -> None:
     """Mark the letters of `keys` after their replay `load_id`."""
+    key = config.tables[table].primary_key[0]
     raw = _present(settings.warehouse, config.dataset, table, key, keys)
     source = _present(settings.source, config.source_schema, table, key, keys)
     with _cursor(settings) as cur:
