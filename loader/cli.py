@@ -256,11 +256,12 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_deadletters(args: argparse.Namespace, settings: Settings) -> int:
-    from loader import warehouse
+    from loader import schemas, warehouse
     from loader.extract import dead_letters
     from loader.orchestrate.history import exclusive
 
     warehouse.ensure_running(settings)
+    schemas.ensure_on(settings.warehouse, "ops")
     if args.action in ("list", "show"):
         if args.action == "show":
             found = dead_letters.letters(settings, letter_id=args.id)
@@ -348,7 +349,7 @@ def cmd_dag(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from loader import warehouse
-    from loader.orchestrate.history import RunLock, ensure_schema
+    from loader.orchestrate.history import RunLock
 
     if args.simulate_days < 0:
         raise CliError(f"--simulate-days {args.simulate_days} must be 0 or more")
@@ -358,7 +359,6 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         raise CliError(f"--scale {args.scale:g} must be above 0 (1 = 100k customers, 1M orders)")
     # take the lock before loading dlt, dbt and pandas: a second run is refused at once
     warehouse.ensure_running(settings)
-    ensure_schema(settings.warehouse)
     lock = RunLock(settings.warehouse)
     lock.acquire()
     from loader.orchestrate.job import run_job

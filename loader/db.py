@@ -1,19 +1,17 @@
-"""Connections to the source and the warehouse: pooled engines, transactions, retries, helpers."""
+"""Connections to the source and the warehouse: plain psycopg2 connections, retried while the
+server is unreachable, and one reused connection for a run's short statements (Session)."""
 
 from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from typing import IO, TYPE_CHECKING, Any, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import psycopg2
 from psycopg2 import sql
-
-if TYPE_CHECKING:  # SQLAlchemy loads on first use: `elt run` must refuse a locked run fast
-    from sqlalchemy.engine import Connection, Engine
 
 from loader import credentials
 from loader.config import Endpoint, UserError
@@ -106,44 +104,6 @@ def with_retry(
             attempt += 1
 
 
-_ENGINES: dict[Endpoint, Engine] = {}
-
-
-def engine(endpoint: Endpoint) -> Engine:
-    """A pooled SQLAlchemy engine (psycopg2 driver) for one database, made once per endpoint."""
-    import sqlalchemy as sa
-
-    if endpoint not in _ENGINES:
-        connect_args = {"connect_timeout": 10, "application_name": "marketplace-elt"}
-        extra: dict[str, Any] = {}
-        if credentials.managed(endpoint):
-            # each new pooled connection reads the live secret or token (never the URL)
-            extra["creator"] = lambda: credentials.connect(endpoint, **connect_args)
-        _ENGINES[endpoint] = sa.create_engine(
-            endpoint.sqlalchemy_url if not extra else "postgresql+psycopg2://",
-            pool_size=5,
-            max_overflow=5,
-            pool_pre_ping=True,
-            connect_args=connect_args,
-            hide_parameters=True,
-            **extra,
-        )
-    return _ENGINES[endpoint]
-
-
-def dispose_engines() -> None:
-    """Close every pooled connection (before the server stops, or in a forked child)."""
-    while _ENGINES:
-        _ENGINES.popitem()[1].dispose()
-
-
-@contextmanager
-def transaction(endpoint: Endpoint) -> Iterator[Connection]:
-    """A connection inside one transaction: committed on success, rolled back on error."""
-    with engine(endpoint).begin() as conn:
-        yield conn
-
-
 def connect_raw(endpoint: Endpoint, *, autocommit: bool = False) -> psycopg2.extensions.connection:
     """A plain psycopg2 connection, for COPY; retried while the server is unreachable."""
 
@@ -186,84 +146,49 @@ def qualified(schema: str, table: str) -> sql.Composed:
     return sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
 
 
-def table_exists(conn: Connection, schema: str, table: str) -> bool:
-    import sqlalchemy as sa
+class Session:
+    """One plain connection reused for many short statements (the run history), each in its
+    own transaction and retried: a connection the server killed is closed and opened again,
+    so the history is written even when the run's other connections were killed. Safe to
+    share between the run's threads: one statement at a time."""
 
-    return bool(
-        conn.execute(
-            sa.text("select to_regclass(:name) is not null"),
-            {"name": f'"{schema}"."{table}"'},
-        ).scalar()
-    )
+    def __init__(self, endpoint: Endpoint, what: str = "writing the run history") -> None:
+        self.endpoint = endpoint
+        self.what = what
+        self._conn: psycopg2.extensions.connection | None = None
+        self._lock = threading.Lock()
 
+    def query(self, statement: str, params: Any = None) -> list[tuple]:
+        """Run one statement, committed; its rows (none for a statement without any)."""
 
-def row_count(conn: Connection, schema: str, table: str) -> int:
-    import sqlalchemy as sa
+        def attempt() -> list[tuple]:
+            with self._lock:
+                if self._conn is None or self._conn.closed:
+                    self._conn = connect_raw(self.endpoint)
+                try:
+                    with self._conn, self._conn.cursor() as cur:
+                        cur.execute(statement, params)
+                        return cur.fetchall() if cur.description else []
+                except Exception as exc:
+                    if is_transient(exc):  # a connection that broke is not used again
+                        self._close()
+                    raise
 
-    raw = conn.connection.dbapi_connection
-    query = sql.SQL("select count(*) from {}").format(qualified(schema, table)).as_string(raw)
-    return int(conn.execute(sa.text(query)).scalar())
+        return with_retry(attempt, what=self.what)
 
+    def close(self) -> None:
+        with self._lock:
+            self._close()
 
-def copy_in(
-    raw_conn: psycopg2.extensions.connection,
-    schema: str,
-    table: str,
-    data: IO[str] | IO[bytes],
-    columns: Sequence[str] | None = None,
-    fmt: str = "csv",
-) -> int:
-    """Bulk-load a file-like object with COPY FROM STDIN; returns the rows copied."""
-    if fmt not in ("csv", "text", "binary"):
-        raise ValueError(f"unknown COPY format {fmt!r}: use csv, text or binary")
-    cols = (
-        sql.SQL("({})").format(sql.SQL(", ").join(map(sql.Identifier, columns)))
-        if columns
-        else sql.SQL("")
-    )
-    statement = sql.SQL("copy {} {} from stdin with (format {})").format(
-        qualified(schema, table), cols, sql.SQL(fmt)
-    )
-    with raw_conn.cursor() as cur:
-        cur.copy_expert(statement.as_string(raw_conn), data)
-        return cur.rowcount
+    def _close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            finally:
+                self._conn = None
 
+    def __enter__(self) -> Session:
+        return self
 
-def upsert(
-    conn: Connection,
-    schema: str,
-    table: str,
-    rows: Sequence[dict[str, Any]],
-    key: Sequence[str],
-) -> int:
-    """Insert `rows`, updating the non-key columns of rows whose `key` already exists."""
-    import sqlalchemy as sa
-
-    if not rows:
-        return 0
-    columns = list(rows[0])
-    raw = conn.connection.dbapi_connection
-    updates = [c for c in columns if c not in key]
-    action = (
-        sql.SQL("do update set {}").format(
-            sql.SQL(", ").join(
-                sql.SQL("{0} = excluded.{0}").format(sql.Identifier(c)) for c in updates
-            )
-        )
-        if updates
-        else sql.SQL("do nothing")
-    )
-    statement = (
-        sql.SQL("insert into {} ({}) values ({}) on conflict ({}) {}")
-        .format(
-            qualified(schema, table),
-            sql.SQL(", ").join(map(sql.Identifier, columns)),
-            sql.SQL(", ").join(sql.SQL(":" + f"p{i}") for i in range(len(columns))),
-            sql.SQL(", ").join(map(sql.Identifier, key)),
-            action,
-        )
-        .as_string(raw)
-    )
-    params = [{f"p{i}": row[c] for i, c in enumerate(columns)} for row in rows]
-    conn.execute(sa.text(statement), params)
-    return len(rows)
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -14,7 +14,7 @@ import pytest
 
 from loader import warehouse
 from loader.config import PROJECT_ROOT, Settings, load_settings
-from loader.db import connect_raw, dispose_engines
+from loader.db import connect_raw
 from loader.packages import ensure_packages
 
 SIM_END = date(2026, 6, 30)
@@ -53,7 +53,6 @@ def elt_env() -> Iterator[dict[str, str]]:
     ensure_packages(PROJECT_ROOT, settings.dbt_packages_mirror, env=dict(os.environ))
     warehouse.start(settings)
     yield env
-    dispose_engines()
     warehouse.stop(settings)
     shutil.rmtree(home, ignore_errors=True)
 

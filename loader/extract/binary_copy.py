@@ -26,7 +26,7 @@ from dlt.destinations.impl.postgres.factory import postgres
 from dlt.destinations.impl.postgres.postgres import PostgresClient
 from dlt.destinations.job_client_impl import SqlLoadJob
 
-from loader.extract import dead_letters, row_counts
+from loader.extract import row_counts
 
 log = logging.getLogger(__name__)
 
@@ -220,7 +220,6 @@ class BinaryCopyJob(RunnableLoadJob, HasFollowupJobs):
         )
         schema = table.split(".")[0].strip('"')
         with conn.cursor() as cur:
-            cur.execute(dead_letters.DDL)
             cur.execute(
                 "select column_name, data_type from information_schema.columns "
                 "where table_schema = %s and table_name = %s",

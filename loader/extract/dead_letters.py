@@ -15,43 +15,15 @@ from loader.config import Settings
 from loader.db import connect_raw
 from loader.extract.tables import LoaderConfig
 
-DDL = """
-create schema if not exists ops;
-create table if not exists ops.dead_letters (
-    dead_letter_id bigint generated always as identity primary key,
-    table_name     text not null,
-    row_key        text,
-    error          text not null,
-    load_id        text not null,
-    row_image      jsonb,
-    created_at     timestamptz not null default now()
-);
-"""
-
-# later columns: how a dead letter was resolved (replayed into raw, gone from the source,
-# discarded by hand) and when it was last tried
-UPGRADE = """
-alter table ops.dead_letters add column if not exists resolved_at timestamptz;
-alter table ops.dead_letters add column if not exists resolution text;
-alter table ops.dead_letters add column if not exists attempts integer not null default 1;
-"""
-
 
 @contextmanager
 def _cursor(settings: Settings) -> Iterator:
-    """A cursor in one warehouse transaction (committed on success), on an up-to-date
-    ops.dead_letters. The DDL runs only when something is missing: the load's threads set
-    rows aside at the same time, and DDL on one table from several sessions can collide."""
+    """A cursor in one warehouse transaction (committed on success). ops.dead_letters is
+    there: the load, the run and `elt deadletters` bring the ops schema up to date first
+    (loader/schemas)."""
     conn = connect_raw(settings.warehouse)
     try:
         with conn, conn.cursor() as cur:
-            cur.execute(
-                "select count(*) = 3 from information_schema.columns where table_schema = "
-                "'ops' and table_name = 'dead_letters' and column_name in "
-                "('resolved_at', 'resolution', 'attempts')"
-            )
-            if not cur.fetchone()[0]:
-                cur.execute(DDL + UPGRADE)
             yield cur
     finally:
         conn.close()
@@ -153,12 +125,13 @@ def replay(
             result.failing[name] = len(keys)
             result.skipped[name] = f"rejected again: {str(exc).strip()[:300]}"
             continue
-        _settle(settings, config, name, spec.primary_key[0], keys, load_id, result)
+        _settle(settings, config, name, keys, load_id, result)
     return result
 
 
-def _settle(settings, config, table, key, keys, load_id, result) -> None:
+def _settle(settings, config, table, keys, load_id, result) -> None:
     """Mark the letters of `keys` after their replay `load_id`."""
+    key = config.tables[table].primary_key[0]
     raw = _present(settings.warehouse, config.dataset, table, key, keys)
     source = _present(settings.source, config.source_schema, table, key, keys)
     with _cursor(settings) as cur:

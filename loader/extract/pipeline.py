@@ -25,7 +25,7 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 from psycopg2 import sql
 from psycopg2.extensions import ISOLATION_LEVEL_REPEATABLE_READ
 
-from loader import children, credentials, warehouse
+from loader import children, credentials, schemas, warehouse
 from loader.config import Settings, UserError
 from loader.db import connect_raw, qualified
 from loader.db import execute as db_execute
@@ -986,7 +986,7 @@ def _run_load(
     resources = []
     drop_indexes = []
     existing = reconcile.raw_tables(settings, config.dataset)
-    reconcile.ensure_ops_schema(settings)  # the extract threads write tombstones there
+    schemas.ensure_on(settings.warehouse, "ops")  # the extract threads write tombstones there
     raw_counts = _RawCounts(settings, config, results, loaded_at)
     for spec in specs:
         state = states.get(spec.name, {})
@@ -1255,7 +1255,7 @@ def repair_ranges(
             keys = cur.fetchone()[0] or []
     finally:
         src.close()
-    reconcile.ensure_ops_schema(settings)
+    schemas.ensure_on(settings.warehouse, "ops")
     conn = connect_raw(settings.warehouse)
     try:
         with conn, conn.cursor() as cur:

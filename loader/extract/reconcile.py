@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,50 +14,6 @@ from loader.db import connect_raw, qualified
 from loader.extract import row_counts
 from loader.extract.catalog import good_key, key_is_enforced, source_columns
 from loader.extract.tables import LoaderConfig, TableSpec
-
-OPS_DDL = """
-create schema if not exists ops;
-create table if not exists ops.load_reconciliation (
-    load_id      text,
-    table_name   text not null,
-    mode         text not null,
-    action       text not null,
-    rows_extracted bigint not null,
-    source_rows  bigint,
-    raw_rows     bigint,
-    matched      boolean,
-    checked_at   timestamptz not null default now()
-);
-alter table ops.load_reconciliation add column if not exists dead_letters bigint not null default 0;
-create index if not exists load_reconciliation_table_idx
-    on ops.load_reconciliation (table_name, checked_at desc);
-create table if not exists ops.raw_deletes (
-    table_name  text not null,
-    row_key     bigint,  -- null: the table was reloaded whole, any key may be gone
-    load_id     text,
-    reason      text not null,
-    deleted_at  timestamptz not null
-);
-create index if not exists raw_deletes_table_idx on ops.raw_deletes (table_name, deleted_at);
-create table if not exists ops.deep_reconciliation (
-    table_name   text not null,
-    bucket       bigint not null,
-    key_from     bigint not null,
-    key_to       bigint not null,
-    source_rows  bigint not null,
-    raw_rows     bigint not null,
-    repaired     boolean not null,
-    checked_at   timestamptz not null default now()
-);
-"""
-
-# what OPS_DDL and row_counts.DDL create (ensure_ops_schema checks they are all there)
-OPS_TABLES = (
-    "ops.load_reconciliation",
-    "ops.raw_deletes",
-    "ops.deep_reconciliation",
-    row_counts.TABLE,
-)
 
 
 def raw_tables(settings: Settings, dataset: str) -> set[str]:
@@ -80,41 +35,14 @@ def reconciled_label(reconciled: bool | None) -> str:
     return {True: "yes", False: "MISMATCH", None: "-"}[reconciled]
 
 
-def ensure_ops_schema(settings: Settings) -> None:
-    """Create or upgrade the loader's ops tables and functions. The schema's comment names
-    the version of their DDL, so a load whose warehouse is up to date only reads it (the DDL
-    replaces functions the raw tables' triggers call: not something to redo every load)."""
-    version = "marketplace-elt ops " + hashlib.sha256(
-        (OPS_DDL + row_counts.DDL).encode()
-    ).hexdigest()[:16]
-    conn = connect_raw(settings.warehouse, autocommit=True)
-    try:
-        with conn.cursor() as cur:
-            present = [f"to_regclass('{t}') is not null" for t in OPS_TABLES]
-            present += [f"to_regprocedure('ops.{f}()') is not null" for f in row_counts.TRIGGERS]
-            cur.execute(
-                "select obj_description(to_regnamespace('ops'), 'pg_namespace') = %s and "
-                + " and ".join(present),
-                (version,),
-            )
-            if cur.fetchone()[0]:  # up to date, nothing dropped by hand
-                return
-            cur.execute(OPS_DDL)
-            cur.execute(row_counts.DDL)
-            cur.execute(f"comment on schema ops is '{version}'")
-    finally:
-        conn.close()
-
-
 def record_counts(settings: Settings, config: LoaderConfig, load_id: str | None, results) -> None:
     """Store source vs raw counts per table (counted after the load) in ops.load_reconciliation.
-    The load made the ops schema before it started (pipeline._run_load)."""
+    The load brought the ops schema up to date before it started (loader/schemas)."""
     conn = connect_raw(settings.warehouse)
     try:
         with conn, conn.cursor() as cur:
             dead: dict[str, int] = {}
-            cur.execute("select to_regclass('ops.dead_letters') is not null")
-            if load_id and cur.fetchone()[0]:
+            if load_id:
                 cur.execute(
                     "select table_name, count(*) from ops.dead_letters where load_id = %s "
                     "group by table_name",
@@ -327,7 +255,6 @@ def recount(settings: Settings, dataset: str, table: str) -> None:
 def record_deep(settings: Settings, diffs: list[BucketDiff], repaired: bool) -> None:
     if not diffs:
         return
-    ensure_ops_schema(settings)
     conn = connect_raw(settings.warehouse)
     try:
         with conn, conn.cursor() as cur:

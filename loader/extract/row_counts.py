@@ -23,33 +23,7 @@ from psycopg2 import sql
 
 from loader.db import qualified
 
-TABLE = "ops.raw_row_counts"
-DDL = """
-create table if not exists ops.raw_row_counts (
-    table_name  text primary key,  -- schema.table
-    row_count   bigint not null,
-    counted_at  timestamptz not null default now()  -- when count(*) last set it
-);
-create or replace function ops.elt_rows_inserted() returns trigger language plpgsql as $$
-begin
-    update ops.raw_row_counts set row_count = row_count + (select count(*) from new_rows)
-    where table_name = tg_table_schema || '.' || tg_table_name;
-    return null;
-end $$;
-create or replace function ops.elt_rows_deleted() returns trigger language plpgsql as $$
-begin
-    update ops.raw_row_counts set row_count = row_count - (select count(*) from old_rows)
-    where table_name = tg_table_schema || '.' || tg_table_name;
-    return null;
-end $$;
-create or replace function ops.elt_rows_truncated() returns trigger language plpgsql as $$
-begin
-    update ops.raw_row_counts set row_count = 0
-    where table_name = tg_table_schema || '.' || tg_table_name;
-    return null;
-end $$;
-"""
-
+# the table and the trigger functions are in the ops schema's DDL (loader/schemas/ops)
 TRIGGERS = {
     "elt_rows_inserted": "after insert on {t} referencing new table as new_rows",
     "elt_rows_deleted": "after delete on {t} referencing old table as old_rows",

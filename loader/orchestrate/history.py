@@ -14,73 +14,29 @@ from datetime import datetime
 
 import psycopg2
 
+from loader import schemas
 from loader.config import Endpoint, UserError
-from loader.db import connect_raw, with_retry
+from loader.db import Session, connect_raw
 
 LOCK_KEY = 7_432_001  # pg_advisory_lock key of `elt run`
 LOCK_POLL_S = 0.5  # how often a waiting RunLock asks again
-
-DDL = """
-create schema if not exists ops;
-create table if not exists ops.pipeline_runs (
-    run_id      text primary key,
-    started_at  timestamptz not null default now(),
-    finished_at timestamptz,
-    status      text not null,
-    duration_s  double precision,
-    args        jsonb not null default '{}',
-    error       text,
-    host        text,
-    pid         integer,
-    summary     jsonb
-);
-create table if not exists ops.task_runs (
-    run_id      text not null,
-    task        text not null,
-    table_names text[],
-    attempt     integer not null,
-    status      text not null,
-    started_at  timestamptz not null,
-    finished_at timestamptz,
-    duration_s  double precision,
-    rows        bigint,
-    error       text
-);
-create index if not exists task_runs_task_idx on ops.task_runs (task, started_at desc);
-create table if not exists ops.failed_tasks (
-    failed_task_id  bigint generated always as identity primary key,
-    run_id          text not null,
-    task            text not null,
-    inputs          jsonb not null,
-    error           text not null,
-    failed_at       timestamptz not null default now(),
-    resolved_at     timestamptz,
-    resolved_by_run text
-);
-"""
 
 
 class RunLocked(UserError, RuntimeError):
     """Another `elt run` holds the lock."""
 
 
+# The run's history goes through one reused connection while a RunLock is held (opened with
+# the lock, closed with it); a command that only reads, without the lock, opens one per call.
+_SESSIONS: dict[Endpoint, Session] = {}
+
+
 def _execute(endpoint: Endpoint, sql: str, params: tuple | dict | None = None) -> list[tuple]:
-    # a fresh connection per statement, retried: the history must be written even when the
-    # run's own connections were killed
-    def attempt() -> list[tuple]:
-        conn = connect_raw(endpoint)
-        try:
-            with conn, conn.cursor() as cur:
-                cur.execute(sql, params)
-                return cur.fetchall() if cur.description else []
-        finally:
-            conn.close()
-
-    return with_retry(attempt, what="writing the run history")
-
-
-def ensure_schema(endpoint: Endpoint) -> None:
-    _execute(endpoint, DDL)
+    session = _SESSIONS.get(endpoint)
+    if session is not None:
+        return session.query(sql, params)
+    with Session(endpoint) as once:
+        return once.query(sql, params)
 
 
 @dataclass
@@ -89,7 +45,9 @@ class RunLock:
     ends with it, so no stale lock can remain. Every writer of the warehouse takes it: `elt
     run`, `elt load` & co., and the Dagster assets (loader/dagster), which name themselves in
     `holder` (the session's application_name) so that whoever is refused is told who holds it.
-    `wait_s` > 0 waits that long for the lock (Dagster's steps queue); 0 refuses at once."""
+    `wait_s` > 0 waits that long for the lock (Dagster's steps queue); 0 refuses at once.
+    Once held, the warehouse's ops and quality schemas are brought up to date (loader/schemas)
+    and the run history is written through one connection until release."""
 
     endpoint: Endpoint
     conn: psycopg2.extensions.connection | None = None
@@ -102,22 +60,37 @@ class RunLock:
         with self.conn.cursor() as cur:
             while True:
                 cur.execute("select pg_try_advisory_lock(%s)", (LOCK_KEY,))
-                if cur.fetchone()[0]:
+                held = cur.fetchone()[0]
+                if held:
                     cur.execute("select set_config('application_name', %s, false)",
                                 (self.holder[:63],))
-                    return
-                if time.monotonic() >= deadline:
+                if held or time.monotonic() >= deadline:
                     break
                 time.sleep(min(LOCK_POLL_S, max(deadline - time.monotonic(), 0.01)))
+        if held:
+            self._ready()
+            return
         self.conn.close()
         self.conn = None
         waited = f" (waited {self.wait_s:g}s)" if self.wait_s else ""
         raise RunLocked(f"{lock_holder(self.endpoint)}{waited}; wait for it to finish or see "
                         "`elt status`")
 
+    def _ready(self) -> None:
+        """The schemas up to date and the history's connection open, or the lock let go."""
+        try:
+            schemas.ensure(self.conn)
+        except BaseException:
+            self.release()
+            raise
+        _SESSIONS[self.endpoint] = Session(self.endpoint)
+
     def release(self) -> None:
         if self.conn is None:
             return
+        session = _SESSIONS.pop(self.endpoint, None)
+        if session is not None:
+            session.close()
         try:
             with self.conn.cursor() as cur:
                 cur.execute("select pg_advisory_unlock(%s)", (LOCK_KEY,))
@@ -257,33 +230,37 @@ def finish_run(
     )
 
 
-def record_task(
-    endpoint: Endpoint,
-    run_id: str,
-    task: str,
-    tables: list[str] | None,
-    attempt: int,
-    status: str,
-    started_at: datetime,
-    finished_at: datetime,
-    rows: int | None,
-    error: str | None,
-) -> None:
+@dataclass(frozen=True)
+class TaskAttempt:
+    """One attempt of one task of a run, as ops.task_runs keeps it."""
+
+    run_id: str
+    task: str
+    tables: list[str] | None
+    attempt: int
+    status: str
+    started_at: datetime
+    finished_at: datetime
+    rows: int | None = None
+    error: str | None = None
+
+
+def record_task(endpoint: Endpoint, attempt: TaskAttempt) -> None:
     _execute(
         endpoint,
         "insert into ops.task_runs (run_id, task, table_names, attempt, status, started_at, "
         "finished_at, duration_s, rows, error) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
         (
-            run_id,
-            task,
-            tables,
-            attempt,
-            status,
-            started_at,
-            finished_at,
-            (finished_at - started_at).total_seconds(),
-            rows,
-            error,
+            attempt.run_id,
+            attempt.task,
+            attempt.tables,
+            attempt.attempt,
+            attempt.status,
+            attempt.started_at,
+            attempt.finished_at,
+            (attempt.finished_at - attempt.started_at).total_seconds(),
+            attempt.rows,
+            attempt.error,
         ),
     )
 
@@ -331,12 +308,10 @@ def raw_changed_since(endpoint: Endpoint, since: str) -> bool:
     rows = _execute(
         endpoint,
         """select
-             (select to_regclass('ops.load_reconciliation') is not null)
-             and exists (select from ops.load_reconciliation
-                         where checked_at > %(t)s and rows_extracted > 0),
-             (select to_regclass('ops.deep_reconciliation') is not null)
-             and exists (select from ops.deep_reconciliation
-                         where checked_at > %(t)s and repaired)""",
+             exists (select from ops.load_reconciliation
+                     where checked_at > %(t)s and rows_extracted > 0),
+             exists (select from ops.deep_reconciliation
+                     where checked_at > %(t)s and repaired)""",
         {"t": since},
     )
     return bool(rows[0][0] or rows[0][1])
@@ -349,7 +324,6 @@ def exclusive(
     """Hold the run lock for a command that writes raw (`elt load`, `backfill`, `reconcile
     --deep`) or a Dagster step: it never overlaps an `elt run`, so dbt never reads a
     half-committed load."""
-    ensure_schema(endpoint)
     lock = RunLock(endpoint, holder=holder, wait_s=wait_s)
     lock.acquire()
     try:

@@ -32,7 +32,7 @@ from loader.orchestrate.dbt import (
     test_results,
 )
 from loader.orchestrate.graph import foreign_keys, load_waves, table_graph
-from loader.orchestrate.logs import RunLog
+from loader.orchestrate.logs import Event, RunLog, setup_logging, stop_logging
 from loader.orchestrate.notify import RunAlert, send_run_alert
 from loader.orchestrate.publish import (
     Publication,
@@ -263,7 +263,6 @@ def run_job(
     t0 = time.monotonic()
     if lock is None:
         warehouse.ensure_running(settings)
-        history.ensure_schema(settings.warehouse)
         lock = history.RunLock(settings.warehouse)
         lock.acquire()
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
@@ -279,11 +278,13 @@ def run_job(
         stream or sys.stderr,
         sink=shipper.emit if shipper is not None else None,
     )
+    setup_logging(log)
     args = {"simulate_days": simulate_days, "scale": scale, "retry_failed": retry_failed,
             "full_tests": full_tests}
     state = RunState(dbt_project_hash=dbt_project_hash(settings.env), full_tests=full_tests,
                      run_id=run_id)
-    state.progress = lambda message: log.event(message, task="dbt_build", status="running")
+    state.progress = lambda message: log.event(Event(message, task="dbt_build",
+                                                         status="running"))
     every = settings.deep_reconcile_every if deep_every is None else deep_every
     outcomes: dict[str, TaskOutcome] = {}
     error = None
@@ -294,26 +295,16 @@ def run_job(
         ) >= every
         history.start_run(settings.warehouse, run_id, args)  # marks dead runs crashed
         previous_status = history.last_finished_status(settings.warehouse)
-        log.event("run started", status="running")
+        log.event(Event("run started", status="running"))
 
         def on_attempt(task, attempt, status, started, finished, rows, err):
-            history.record_task(
-                settings.warehouse,
-                run_id,
-                task.name,
-                task.tables,
-                attempt,
-                status,
-                started,
-                finished,
-                rows,
-                err,
-            )
+            history.record_task(settings.warehouse, history.TaskAttempt(
+                run_id, task.name, task.tables, attempt, status, started, finished, rows, err))
             if status == FAILED:
                 history.record_failed_task(
                     settings.warehouse, run_id, task.name, task.inputs, err or ""
                 )
-            log.event(
+            log.event(Event(
                 f"{status}" + (f" (attempt {attempt})" if attempt > 1 else ""),
                 task=task.name,
                 table=task.tables,
@@ -322,7 +313,7 @@ def run_job(
                 duration_s=(finished - started).total_seconds(),
                 error=err,
                 level="error" if status == FAILED else "info",
-            )
+            ))
 
         failures = history.unresolved_failures(settings.warehouse) if retry_failed else []
         if retry_failed and not failures:
@@ -350,13 +341,13 @@ def run_job(
             state.cut.close()
         summary = summarise(state, outcomes, time.monotonic() - t0)
         try:
-            log.event(
+            log.event(Event(
                 "run finished",
                 status=status,
                 duration_s=time.monotonic() - t0,
                 error=error,
                 level="error" if status == "failed" else "info",
-            )
+            ))
             # when the warehouse is gone this raises DatabaseUnavailable (exit 3), and the
             # next `elt` command that reads the history marks the run crashed
             history.finish_run(settings.warehouse, run_id, status, error, summary)
@@ -367,6 +358,7 @@ def run_job(
                 from loader.aws.cloudwatch import finish_run
 
                 finish_run(settings, status, summary, shipper)
+            stop_logging()
     print_summary(run_id, status, summary, settings, echo)
     return exit_code(outcomes)
 
@@ -400,9 +392,10 @@ def _alert_run(
     except Exception as exc:  # noqa: BLE001 - alerting never changes the run's outcome
         sent = {"all": f"failed: {exc}"}
     if sent:
-        log.event(f"run alert ({alert.status}): "
-                  + "; ".join(f"{channel} {state}" for channel, state in sent.items()),
-                  status=alert.status, level="info" if "failed" not in str(sent) else "error")
+        log.event(Event(f"run alert ({alert.status}): "
+                        + "; ".join(f"{channel} {state}" for channel, state in sent.items()),
+                        status=alert.status,
+                        level="info" if "failed" not in str(sent) else "error"))
 
 
 def exit_code(outcomes: dict[str, TaskOutcome]) -> ExitCode:

@@ -1,11 +1,14 @@
-"""Structured run logs: JSON lines under $ELT_HOME/logs, readable lines on the terminal."""
+"""Structured run logs: JSON lines under $ELT_HOME/logs, readable lines on the terminal, and
+every warning or error logged through stdlib logging during the run (setup_logging)."""
 
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
@@ -35,6 +38,22 @@ def count_label(task: str | None, count: int) -> str | None:
     return f"{count:,} {unit[0] if count == 1 else unit[1]}"
 
 
+@dataclass(frozen=True)
+class Event:
+    """One line of the run log: what happened, to which task and tables, how it ended."""
+
+    message: str
+    task: str | None = None
+    table: str | list[str] | None = None
+    rows: int | None = None  # what the task's function returned (TASK_UNITS names it)
+    duration_s: float | None = None
+    status: str | None = None
+    error: str | None = None
+    level: str = "info"
+    logger: str | None = None  # the stdlib logger a warning came from (setup_logging)
+    extra: dict = field(default_factory=dict)  # its `extra=` fields
+
+
 class RunLog:
     """One run's log: every event goes to the JSON-lines file and, readable, to the terminal.
     Known secrets are replaced before anything is written. `sink` gets each JSON line too
@@ -61,37 +80,32 @@ class RunLog:
             text = text.replace(secret, REDACTED)
         return text
 
-    def event(
-        self,
-        message: str,
-        *,
-        task: str | None = None,
-        table: str | list[str] | None = None,
-        rows: int | None = None,
-        duration_s: float | None = None,
-        status: str | None = None,
-        error: str | None = None,
-        level: str = "info",
-    ) -> None:
+    def event(self, event: Event) -> None:
         record = {
             "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds"),
-            "level": level,
+            "level": event.level,
             "run_id": self.run_id,
-            "task": task,
-            "table": table,
-            "rows": rows,
-            "duration_s": round(duration_s, 3) if duration_s is not None else None,
-            "status": status,
-            "error": error,
-            "message": message,
+            "task": event.task,
+            "table": event.table,
+            "rows": event.rows,
+            "duration_s": round(event.duration_s, 3) if event.duration_s is not None else None,
+            "status": event.status,
+            "error": event.error,
+            "message": event.message,
         }
+        if event.logger is not None:
+            record["logger"] = event.logger
+            record.update({k: v for k, v in event.extra.items() if k not in record})
         line = self.redact(json.dumps(record, default=str))
-        counted = count_label(task, rows) if rows is not None else None
+        counted = count_label(event.task, event.rows) if event.rows is not None else None
+        source = f"{event.level.upper()} {event.logger}: " if event.logger else ""
+        details = "".join(f" {key}={value}" for key, value in event.extra.items())
         readable = self.redact(
-            f"{record['timestamp'][11:19]} {task or '':<16} {message}"
+            f"{record['timestamp'][11:19]} {event.task or '':<16} {source}{event.message}"
             + (f" ({counted})" if counted else "")
-            + (f" in {duration_s:.1f}s" if duration_s is not None else "")
-            + (f": {error}" if error else "")
+            + (f" in {event.duration_s:.1f}s" if event.duration_s is not None else "")
+            + (f": {event.error}" if event.error else "")
+            + details
         )
         with self._lock:
             with self.path.open("a") as handle:
@@ -107,3 +121,54 @@ class RunLog:
         bar = "#" * filled + "-" * (width - filled)
         with self._lock:
             print(f"  [{bar}] {done}/{total} tasks  {label}", file=self.stream, flush=True)
+
+
+# the attributes every LogRecord has: the others came from `extra=`
+_RECORD_FIELDS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "_in_run_log"}
+# libraries whose loggers do not propagate to the root logger: their handler is added there
+NON_PROPAGATING = ("dlt",)
+
+
+class RunLogHandler(logging.Handler):
+    """Every WARNING and above of the run into its RunLog: the JSON file, with the run id and
+    the level, and the terminal."""
+
+    def __init__(self, log: RunLog) -> None:
+        super().__init__(logging.WARNING)
+        self.log = log
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # the handler is on the root logger and on dlt's: a dlt record that propagates
+        # reaches it twice
+        if getattr(record, "_in_run_log", False):
+            return
+        record._in_run_log = True
+        try:
+            error = None
+            if record.exc_info and record.exc_info[1] is not None:
+                exc = record.exc_info[1]
+                error = f"{type(exc).__name__}: {exc}"
+            extra = {k: v for k, v in vars(record).items() if k not in _RECORD_FIELDS}
+            self.log.event(Event(record.getMessage(), level=record.levelname.lower(),
+                                 error=error, logger=record.name, extra=extra))
+        except Exception:  # noqa: BLE001 - logging must never break the run
+            self.handleError(record)
+
+
+def setup_logging(log: RunLog) -> RunLogHandler:
+    """Send every warning and error logged during the run (the loader's modules, dlt, dbt's
+    and the other libraries' loggers) to `log`, once: the run calls it when it starts, and
+    stop_logging when it ends. A handler of an earlier run is replaced."""
+    stop_logging()
+    handler = RunLogHandler(log)
+    for name in ("", *NON_PROPAGATING):
+        logging.getLogger(name).addHandler(handler)
+    return handler
+
+
+def stop_logging() -> None:
+    """Remove the run's handler (setup_logging) from every logger it was added to."""
+    for name in ("", *NON_PROPAGATING):
+        logger = logging.getLogger(name)
+        for handler in [h for h in logger.handlers if isinstance(h, RunLogHandler)]:
+            logger.removeHandler(handler)

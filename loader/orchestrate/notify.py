@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 
+from loader import schemas
 from loader.config import Settings
 from loader.quality import store
 from loader.quality.alerts import post_json, send_email
@@ -113,7 +114,7 @@ def send_run_alert(
         conn = None
     try:
         if conn is not None:
-            store.ensure_schema(conn)
+            schemas.ensure(conn, "quality")
         for channel, send in channels.items():
             if conn is not None and alert.status == "failed" and _sent_recently(
                 conn, channel, _fingerprint(alert), minutes

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import loader.quality.elementary as elementary
 import loader.quality.store as store
+from loader import schemas
 from loader.config import Settings
 from loader.quality.results import CheckResult
 
@@ -177,7 +178,7 @@ def send_alerts(
     link = report_link(settings, report)
     conn = store.connect(settings.warehouse)
     try:
-        store.ensure_schema(conn)
+        schemas.ensure(conn, "quality")
         sent_ids: set[str] = set()
         suppressed_ids: set[str] = set()
         for channel, configured in channels.items():

@@ -18,6 +18,7 @@ from typing import Any
 import loader.quality.checks as quality_checks
 import loader.quality.elementary as elementary
 import loader.quality.store as store
+from loader import schemas
 from loader.config import Settings, UserError, dbt_schema
 from loader.quality.results import SEVERITY_ORDER, CheckResult, jsonable, worst
 
@@ -86,7 +87,7 @@ def _gather(settings: Settings, run_id: str, started: datetime) -> list[CheckRes
     """Every check, stored under `run_id` in quality.check_results."""
     conn = store.connect(settings.warehouse)
     try:
-        store.ensure_schema(conn)
+        schemas.ensure(conn, "quality")
         store.start_run(conn, run_id, started)
         found = quality_checks.elementary_checks(
             conn, dbt_schema(settings.env, "elementary"), dbt_schema(settings.env, "test_failures")

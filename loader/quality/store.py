@@ -1,4 +1,4 @@
-"""The results store: the `quality` schema, keyed by run, with a configurable retention."""
+"""The results store: rows of the `quality` schema, keyed by run, with a configurable retention."""
 
 from __future__ import annotations
 
@@ -14,45 +14,9 @@ from loader.config import Endpoint
 from loader.db import connect_raw
 from loader.quality.results import jsonable
 
-# quality.dbt_invocations and quality.dbt_results belong to the dbt on-run-end hook
-# (macros/quality/store_run_results.sql); elementary keeps its own copy of every result.
-DDL = """
-create schema if not exists quality;
-create table if not exists quality.runs (
-    run_id       text primary key,
-    started_at   timestamptz not null,
-    finished_at  timestamptz,
-    passed       integer,
-    warned       integer,
-    failed       integer,
-    errored      integer,
-    report_path  text
-);
-create table if not exists quality.check_results (
-    run_id       text not null references quality.runs (run_id) on delete cascade,
-    check_id     text not null,
-    category     text not null,
-    check_name   text not null,
-    table_name   text,
-    status       text not null,
-    message      text,
-    observed     double precision,
-    threshold    double precision,
-    failing_rows bigint,
-    sample       jsonb,
-    details      jsonb,
-    primary key (run_id, check_id)
-);
-create table if not exists quality.alert_log (
-    fingerprint text not null,
-    channel     text not null,
-    run_id      text not null,
-    sent_at     timestamptz not null default now()
-);
-create index if not exists alert_log_fingerprint_idx
-    on quality.alert_log (fingerprint, channel, sent_at desc);
-"""
-
+# The tables are in the quality schema's DDL (loader/schemas/quality); quality.dbt_invocations
+# and quality.dbt_results belong to the dbt on-run-end hook (macros/quality/store_run_results.sql);
+# elementary keeps its own copy of every result.
 RETENTION_SQL = """
 delete from quality.runs where started_at < now() - make_interval(days => %(days)s);
 delete from quality.alert_log where sent_at < now() - make_interval(days => %(days)s);
@@ -68,12 +32,6 @@ delete from quality.dbt_invocations where finished_at < now() - make_interval(da
 
 def connect(endpoint: Endpoint) -> psycopg2.extensions.connection:
     return connect_raw(endpoint)
-
-
-def ensure_schema(conn: psycopg2.extensions.connection) -> None:
-    with conn.cursor() as cur:
-        cur.execute(DDL)
-    conn.commit()
 
 
 def apply_retention(conn: psycopg2.extensions.connection, days: int) -> None:

@@ -12,7 +12,6 @@ import pytest
 
 from loader.aws.cloudwatch import LogShipper
 from loader.config import load_settings
-from loader.db import dispose_engines
 from tests.aws.conftest import rds_secret, set_password
 from tests.conftest import create_database, query
 
@@ -62,7 +61,6 @@ def aws_run(settings, password_role, aws, tmp_path_factory):
     printed: list[str] = []
     code = job.run_job(s, scale=0.002, echo=printed.append, base_delay=0.01)
     patch.undo()
-    dispose_engines()
     assert code == 0, "\n".join(printed)
     run_id, summary = query(s.warehouse, "select run_id, summary from ops.pipeline_runs")[0]
     yield s, dirs, printed, run_id, summary
@@ -189,4 +187,3 @@ def test_a_mart_exports_to_s3_from_where_this_environment_built_it(aws_run, boto
     exported = pq.read_table(io.BytesIO(body["Body"].read()))
     built = dbt_relation(s.env, "marts.fct_orders")
     assert exported.num_rows == query(s.warehouse, f"select count(*) from {built}")[0][0] > 0
-    dispose_engines()

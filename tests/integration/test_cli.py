@@ -94,10 +94,9 @@ def test_elt_run_builds_loads_and_models_end_to_end(cli_env, capsys, settings):
 
 def test_load_is_refused_while_a_run_holds_the_lock(cli_env, capsys, settings):
     from loader.config import load_settings
-    from loader.orchestrate.history import RunLock, ensure_schema
+    from loader.orchestrate.history import RunLock
 
     s = load_settings()
-    ensure_schema(s.warehouse)
     holder = RunLock(s.warehouse)
     holder.acquire()
     try:
