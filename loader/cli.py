@@ -222,7 +222,7 @@ def cmd_package(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
     from loader import warehouse
-    from loader.extract.reconcile import deep_reconcile
+    from loader.extract.repair import deep_reconcile
     from loader.orchestrate.history import exclusive
 
     warehouse.ensure_running(settings)
@@ -258,6 +258,7 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_deadletters(args: argparse.Namespace, settings: Settings) -> int:
     from loader import warehouse
     from loader.extract import dead_letters
+    from loader.extract.replay import replay
     from loader.orchestrate.history import exclusive
 
     warehouse.ensure_running(settings)
@@ -291,8 +292,8 @@ def cmd_deadletters(args: argparse.Namespace, settings: Settings) -> int:
         _echo(f"dead letter {args.id} discarded (kept in ops.dead_letters)")
         return ExitCode.SUCCESS
     with exclusive(settings.warehouse):  # a replay writes raw
-        result = dead_letters.replay(settings, _loader_config(settings), args.table,
-                                     progress=_progress)
+        result = replay(settings, _loader_config(settings), args.table,
+                       progress=_progress)
     tables = sorted(set(result.replayed) | set(result.failing) | set(result.skipped))
     if not tables:
         _echo("no dead letters pending: nothing to replay")
@@ -330,8 +331,8 @@ def cmd_dag(args: argparse.Namespace, settings: Settings) -> int:
 
     from loader import warehouse
     from loader.orchestrate.dbt import run_dbt, target_path
-    from loader.orchestrate.job import source_foreign_keys, waves_for
     from loader.orchestrate.picture import draw
+    from loader.orchestrate.tasks import source_foreign_keys, waves_for
 
     warehouse.ensure_running(settings)
     _progress("parsing the dbt project for its lineage (dbt parse, up to a minute)")

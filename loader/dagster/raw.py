@@ -15,7 +15,8 @@ import dagster as dg
 
 from loader.config import UserError
 from loader.dagster.resources import POOL, RETRY_POLICY, EltResource, retried_if_transient
-from loader.extract.pipeline import LoadResult, TableResult, run_load
+from loader.extract.pipeline import run_load
+from loader.extract.results import LoadResult, TableResult
 from loader.extract.settle import Unreconciled, settle
 from loader.extract.tables import LoaderConfig, load_config
 from loader.orchestrate.dbt import source_freshness
@@ -186,7 +187,7 @@ def build_freshness_checks(config: LoaderConfig) -> dg.AssetChecksDefinition:
 def foreign_keys_or_none(settings, config: LoaderConfig, log) -> list[tuple[str, str]]:
     """The foreign keys between the listed tables, read from the source catalog as `elt run`
     reads them; without a reachable source the assets still load, without those edges."""
-    from loader.orchestrate.job import source_foreign_keys
+    from loader.orchestrate.tasks import source_foreign_keys
 
     try:
         return source_foreign_keys(settings, config)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -108,7 +108,7 @@ def ensure_ops_schema(settings: Settings) -> None:
 
 def record_counts(settings: Settings, config: LoaderConfig, load_id: str | None, results) -> None:
     """Store source vs raw counts per table (counted after the load) in ops.load_reconciliation.
-    The load made the ops schema before it started (pipeline._run_load)."""
+    The load made the ops schema before it started (pipeline.run_load)."""
     conn = connect_raw(settings.warehouse)
     try:
         with conn, conn.cursor() as cur:
@@ -277,37 +277,6 @@ def compare(
                 BucketDiff(spec.name, bucket, bucket * width, (bucket + 1) * width - 1, s[0], r[0])
             )
     return diffs
-
-
-def deep_reconcile(
-    settings: Settings,
-    config: LoaderConfig,
-    tables: list[str] | None = None,
-    *,
-    repair: bool = True,
-    width: int = 10_000,
-    progress: Callable[[str], None] = lambda _: None,
-) -> list[BucketDiff]:
-    """Compare every table by key bucket; re-extract the buckets that differ."""
-    from loader.extract.pipeline import repair_ranges
-
-    found: list[BucketDiff] = []
-    for spec in config.select(tables):
-        diffs = compare(settings, config, spec, width)
-        for d in diffs:
-            progress(
-                f"{spec.name}: keys {d.key_from}-{d.key_to} differ "
-                f"(source {d.source_rows} rows, raw {d.raw_rows})"
-            )
-        if diffs and repair:
-            repair_ranges(
-                settings, config, spec, [(d.key_from, d.key_to) for d in diffs], progress=progress
-            )
-        if repair:
-            recount(settings, config.dataset, spec.name)
-        found.extend(diffs)
-        record_deep(settings, diffs, repaired=repair)
-    return found
 
 
 def recount(settings: Settings, dataset: str, table: str) -> None:

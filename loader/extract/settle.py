@@ -8,7 +8,8 @@ from collections.abc import Callable
 
 from loader.config import Settings, UserError
 from loader.extract import reconcile
-from loader.extract.pipeline import LoadResult, TableResult, repair_ranges
+from loader.extract.repair import repair_ranges
+from loader.extract.results import LoadResult, TableResult
 from loader.extract.tables import LoaderConfig
 
 

@@ -11,7 +11,7 @@ from loader.extract.reconcile import reconciled_label
 from loader.orchestrate.runner import SUCCESS, TaskOutcome
 
 if TYPE_CHECKING:
-    from loader.orchestrate.job import RunState
+    from loader.orchestrate.tasks import RunState
 
 
 def summarise(state: RunState, outcomes: dict[str, TaskOutcome], seconds: float) -> dict:

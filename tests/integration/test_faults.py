@@ -12,7 +12,7 @@ import time
 import pytest
 
 from loader.config import load_settings
-from loader.extract import pipeline, reconcile
+from loader.extract import export, repair
 from loader.extract.pipeline import make_pipeline, run_load, table_states
 from loader.extract.tables import load_config
 from loader.orchestrate import history, job
@@ -49,7 +49,7 @@ def test_an_unexpected_load_error_ends_elt_run_in_seconds_and_frees_the_lock(
     def broken_export(*args, **kwargs):
         raise ZeroDivisionError("a bug in the export")
 
-    monkeypatch.setattr(pipeline, "_export", broken_export)
+    monkeypatch.setattr(export, "export_table", broken_export)
     outcome: dict = {}
 
     def run() -> None:
@@ -153,7 +153,7 @@ def test_null_and_repeated_keys_go_to_dead_letters_and_the_rest_loads(
     _execute(s.source, "update app.events set event_id = 51 where kind = 'second seven'")
     again = run_load(s, config).tables["events"]
     assert again.reconciled is False and again.source_rows == 51
-    reconcile.deep_reconcile(s, config)
+    repair.deep_reconcile(s, config)
     assert query(s.warehouse, "select count(*) from raw_app.events where event_id in (7, 51)") \
         == [(2,)]
     assert run_load(s, config).tables["events"].reconciled
@@ -229,9 +229,9 @@ def test_sigkill_of_elt_run_alone_ends_its_dbt_and_the_next_run_completes_the_bu
     assert len(killed) == 1
     assert any(f"run {killed[0][0]} was killed" in line for line in printed), printed
     incremental = marts_fingerprint(s)
-    from loader.orchestrate.dbt import run_dbt
+    from loader.orchestrate.dbt import DBT_VARS, run_dbt
 
-    run_dbt(s, "build", "--full-refresh", "--vars", job.DBT_VARS)
+    run_dbt(s, "build", "--full-refresh", "--vars", DBT_VARS)
     assert marts_fingerprint(s) == incremental, "the marts differ from a full refresh"
 
 
@@ -339,12 +339,12 @@ def test_one_load_is_one_cut_of_the_source(settings, elt_env, tmp_path, monkeypa
     customer and their order together, committed between the waves and during an export,
     reach raw whole or not at all, and whole with the next load."""
     from loader.extract.cut import SnapshotHolder
-    from loader.orchestrate.job import waves_for
+    from loader.orchestrate.tasks import waves_for
 
     s, _ = fresh(settings, elt_env, tmp_path, "cut", scale=0.002)
     config = load_config(s.tables_config)
     run_load(s, config)
-    real_export = pipeline._export
+    real_export = export.export_table
     during: list[int] = []
 
     def export_after_a_commit(*args, **kwargs):
@@ -353,7 +353,7 @@ def test_one_load_is_one_cut_of_the_source(settings, elt_env, tmp_path, monkeypa
             commit_customer_with_order(s, 2)
         return real_export(*args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "_export", export_after_a_commit)
+    monkeypatch.setattr(export, "export_table", export_after_a_commit)
     with SnapshotHolder(s.source) as holder:
         for n, wave in enumerate(waves_for(s, config)):
             run_load(s, config, tables=wave, holder=holder)

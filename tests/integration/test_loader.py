@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from loader.config import PROJECT_ROOT, load_settings
-from loader.extract import reconcile
-from loader.extract.pipeline import LoadError, make_pipeline, run_load, table_states
+from loader.extract import reconcile, repair
+from loader.extract.pipeline import make_pipeline, run_load, table_states
+from loader.extract.results import LoadError
 from loader.extract.tables import TableConfigError, load_config
 from loader.source import simulator
 from loader.source.simulator import SimConfig
@@ -174,7 +175,7 @@ def test_increments_after_three_days_leave_raw_equal_to_source(loaded):
     assert_raw_equals_source(s, config)
     # rows deleted from raw by hand: deep reconciliation finds and repairs them
     _execute(s.warehouse, "delete from raw_marketplace.orders where order_id in (3, 4)")
-    found = reconcile.deep_reconcile(s, config)
+    found = repair.deep_reconcile(s, config)
     assert [d.table for d in found] == ["orders"]
     assert_raw_equals_source(s, config)
     repaired = query(
@@ -183,7 +184,7 @@ def test_increments_after_three_days_leave_raw_equal_to_source(loaded):
         "(select from raw_marketplace.orders o where o.order_id = row_key)",
     )
     assert repaired == [(0,)], "a repair tombstones only keys it removed from raw"
-    assert reconcile.deep_reconcile(s, config) == []
+    assert repair.deep_reconcile(s, config) == []
     assert all(r.reconciled for r in run_load(s, config).tables.values())
     logged = query(s.warehouse, "select count(*) from ops.deep_reconciliation")[0][0]
     assert logged == len(found)
@@ -228,17 +229,17 @@ def test_the_source_count_is_taken_in_the_snapshot_the_rows_came_from(loaded, mo
     """An increment counts the source while dlt loads, after the export: a row committed in
     between must not be counted (raw cannot have it yet), and the next load brings it."""
 
-    from loader.extract import pipeline
+    from loader.extract import export
 
     s, _, config, _ = loaded
     run_load(s, config, tables=["customers"])  # settle what earlier tests left
-    count_in_snapshot = pipeline._count_and_close
+    count_in_snapshot = export._count_and_close
 
     def commit_a_customer_then_count(conn, statement, params):
         commit_a_copy_of_row_one(s, "customers", "customer_id", ", 'email', 'between-' || t.email")
         return count_in_snapshot(conn, statement, params)
 
-    monkeypatch.setattr(pipeline, "_count_and_close", commit_a_customer_then_count)
+    monkeypatch.setattr(export, "_count_and_close", commit_a_customer_then_count)
     during = run_load(s, config, tables=["customers"]).tables["customers"]
     monkeypatch.undo()
     assert during.action == "increment" and during.reconciled, (
@@ -514,17 +515,17 @@ def test_a_bulk_export_reads_the_snapshot_its_watermark_came_from(loaded, monkey
     position in: a row committed in between is neither exported nor counted, and the next
     increment brings it."""
 
-    from loader.extract import pipeline
+    from loader.extract import export
 
     s, _, config, _ = loaded
-    copy_in_snapshot, calls = pipeline._copy_out_psql, []
+    copy_in_snapshot, calls = export._copy_out_psql, []
 
     def commit_a_product_then_copy(*args):
         commit_a_copy_of_row_one(s, "products", "product_id")
         calls.append(args)
         return copy_in_snapshot(*args)
 
-    monkeypatch.setattr(pipeline, "_copy_out_psql", commit_a_product_then_copy)
+    monkeypatch.setattr(export, "_copy_out_psql", commit_a_product_then_copy)
     during = run_load(s, config, tables=["products"], full_refresh=True).tables["products"]
     monkeypatch.undo()
     assert len(calls) == 1, "the full load did not export through psql"
@@ -606,7 +607,7 @@ def test_raw_counts_kept_by_triggers_follow_every_write(settings, elt_env, tmp_p
     """Raw counts come from statement triggers, not scans: they still see rows deleted by
     hand (the next load reports the mismatch), a repair, a TRUNCATE, and triggers disabled
     by hand send the loader back to count(*)."""
-    from loader.extract.reconcile import deep_reconcile
+    from loader.extract.repair import deep_reconcile
 
     s, _ = fresh(settings, elt_env, tmp_path, "rc")
     config = load_config(s.tables_config)

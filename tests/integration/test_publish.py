@@ -20,7 +20,7 @@ import pytest
 
 from loader.config import Settings
 from loader.db import connect_raw
-from loader.orchestrate import dbt, job
+from loader.orchestrate import dbt, job, tasks
 from loader.orchestrate.dbt import run_dbt
 from loader.orchestrate.publish import Publication, build_invocation, last_publication
 from loader.source import simulator
@@ -348,7 +348,7 @@ def test_copies_that_take_turns_equal_a_full_refresh(warehouse):
     assert query(s.warehouse, "select count(*) from dev_marts.fct_bids where bid_id = any(%s)",
                  ([b[0] for b in bids],)) == [(0,)]
     incremental = marts_fingerprint(s)
-    run_dbt(s, "build", "--full-refresh", "--vars", job.DBT_VARS)  # publishes at its end
+    run_dbt(s, "build", "--full-refresh", "--vars", dbt.DBT_VARS)  # publishes at its end
     assert marts_fingerprint(s) == incremental, "the marts differ from a full refresh"
 
 
@@ -358,16 +358,16 @@ def test_a_build_that_leaves_publishing_to_later_is_published_by_the_run(warehou
     s, _ = warehouse
     before = last_publication(s.warehouse, s.env)
     simulator.advance(s.source, 1)
-    monkeypatch.setattr(job, "DBT_VARS", '{"incremental_lookback": "0 seconds", '
+    monkeypatch.setattr(tasks, "DBT_VARS", '{"incremental_lookback": "0 seconds", '
                                          '"publish_on_build": false}')
     commands: list[str] = []
-    real = job.run_dbt
+    real = tasks.run_dbt
 
     def recorded(settings, *args, **kwargs):
         commands.append(args[0])
         return real(settings, *args, **kwargs)
 
-    monkeypatch.setattr(job, "run_dbt", recorded)  # the build
+    monkeypatch.setattr(tasks, "run_dbt", recorded)  # the build
     monkeypatch.setattr(dbt, "run_dbt", recorded)  # the publish and the freshness
     assert job.run_job(s, echo=lambda _: None, base_delay=0.01) == 0
     assert sorted(commands) == ["build", "run-operation", "source"]

@@ -12,7 +12,8 @@ import pytest
 
 from loader.config import Endpoint, Settings, dbt_environment
 from loader.db import connect_raw
-from loader.extract.pipeline import LoadResult, run_load
+from loader.extract.pipeline import run_load
+from loader.extract.results import LoadResult
 from loader.extract.tables import load_config
 from loader.source import simulator
 from loader.source.simulator import SimConfig

@@ -9,8 +9,8 @@ import json
 import pytest
 
 from loader.extract import settle
-from loader.extract.pipeline import LoadError
-from loader.orchestrate import dbt, job
+from loader.extract.results import LoadError
+from loader.orchestrate import dbt, job, tasks
 from loader.orchestrate.dbt import DbtFailed
 from tests.conftest import query
 from tests.integration.test_faults import NOW, _execute, commit_a_copy_of_row_one, elt, fresh
@@ -104,14 +104,14 @@ def test_a_failed_dbt_build_or_freshness_check_alerts_every_channel(
     s, _ = built
     box = inbox[0]
     commit_a_copy_of_row_one(s, "orders", "order_id", NOW)  # something for dbt to build
-    real = job.run_dbt
+    real = tasks.run_dbt
 
     def run_dbt(settings, *args, **kwargs):
         if args[0] == failing:
             raise DbtFailed(f"`dbt {failing}` failed (exit 1): injected")
         return real(settings, *args, **kwargs)
 
-    monkeypatch.setattr(job, "run_dbt", run_dbt)  # the build
+    monkeypatch.setattr(tasks, "run_dbt", run_dbt)  # the build
     monkeypatch.setattr(dbt, "run_dbt", run_dbt)  # the freshness check and the publish
     code, _ = run(s, inbox)
     assert code == 1

@@ -17,7 +17,7 @@ from loader.config import load_settings
 from loader.errors import ExitCode
 from loader.extract import reconcile
 from loader.extract.tables import load_config
-from loader.orchestrate import history, job
+from loader.orchestrate import history, job, tasks
 from loader.orchestrate.dbt import target_path
 from loader.orchestrate.history import RunLock, RunLocked
 from tests.conftest import create_database, offline_packages, query
@@ -121,7 +121,7 @@ def test_killed_warehouse_connection_fails_the_run_and_leaves_marts_untouched(
     from loader.source import simulator
 
     simulator.advance(s.source, 1)
-    real_run_load = job.run_load
+    real_run_load = tasks.run_load
     kills = []
 
     def run_load_with_killed_connection(settings, config, **kwargs):
@@ -132,7 +132,7 @@ def test_killed_warehouse_connection_fails_the_run_and_leaves_marts_untouched(
                 cur.execute("select pg_terminate_backend(pg_backend_pid())")
         return real_run_load(settings, config, **kwargs)
 
-    monkeypatch.setattr(job, "run_load", run_load_with_killed_connection)
+    monkeypatch.setattr(tasks, "run_load", run_load_with_killed_connection)
     # retried 3 times, then the warehouse counts as gone: exit 3, not 1 (a failed task)
     assert job.run_job(s, echo=lambda _: None, base_delay=0.01) == ExitCode.UNAVAILABLE == 3
     assert len(kills) == 4, "a killed connection is transient: retried 3 times"
@@ -148,7 +148,7 @@ def test_killed_warehouse_connection_fails_the_run_and_leaves_marts_untouched(
     assert [f[1] for f in failed] == ["load_wave_2"]
     assert failed[0][2] == {"tables": ["orders", "products"]}
 
-    monkeypatch.setattr(job, "run_load", real_run_load)
+    monkeypatch.setattr(tasks, "run_load", real_run_load)
     assert job.run_job(s, retry_failed=True, echo=lambda _: None) == 0
     assert history.unresolved_failures(s.warehouse) == []
     config = load_config(s.tables_config)

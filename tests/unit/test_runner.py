@@ -9,8 +9,8 @@ import psycopg2
 import pytest
 
 from loader.orchestrate.graph import DependencyCycle, load_waves, table_graph
-from loader.orchestrate.job import select_for_retry
 from loader.orchestrate.runner import FAILED, SKIPPED, SUCCESS, Task, run_dag
+from loader.orchestrate.tasks import select_for_retry
 
 MARKETPLACE_FKS = [
     ("products", "customers"), ("orders", "customers"), ("order_items", "orders"),
