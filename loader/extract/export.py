@@ -6,18 +6,16 @@ from __future__ import annotations
 import os
 from concurrent.futures import Future
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 from psycopg2 import sql
 from psycopg2.extensions import ISOLATION_LEVEL_REPEATABLE_READ
 
 from loader import children, credentials, warehouse
-from loader.config import Settings
 from loader.db import connect_raw, qualified
 from loader.extract.binary_copy import write_footer
-from loader.extract.catalog import Column
 from loader.extract.cut import OLDEST_WRITER_SQL, SourceCut
+from loader.extract.plan import Action, LoadContext, TablePlan
 from loader.extract.queries import (
     COUNT_SETTINGS,
     SourceCount,
@@ -28,14 +26,10 @@ from loader.extract.queries import (
     set_aside_query,
 )
 from loader.extract.results import LoadError
-from loader.extract.tables import LoaderConfig, TableSpec
+from loader.extract.tables import LoaderConfig, Mode, TableSpec
 
 # how many keys of rows dated in the future a load names in its warning
 FUTURE_KEYS_SHOWN = 10
-
-# actions that export whole tables (or windows of them): their COPY goes through psql
-BULK_ACTIONS = ("initial", "full", "backfill")
-
 
 @dataclass
 class Export:
@@ -65,9 +59,9 @@ def _capture_position(
     xmin, now = cur.fetchone()
     now = cut.taken_at or now  # the clock when the snapshot was taken
     position = {"snapshot_xmin": xmin, "snapshot_at": now}
-    if spec.mode == "cdc":
+    if spec.mode == Mode.CDC:
         position["cdc_txid"] = position["snapshot_xmin"]
-    elif spec.mode == "timestamp":
+    elif spec.mode == Mode.TIMESTAMP:
         table = qualified(config.source_schema, spec.name)
         cursor = sql.Identifier(spec.cursor)
         cur.execute(
@@ -118,17 +112,7 @@ def _count_and_close(conn, statement: sql.Composed, params: dict) -> SourceCount
 
 
 def export_table(
-    settings: Settings,
-    config: LoaderConfig,
-    spec: TableSpec,
-    columns: list[Column],
-    action: str,
-    state: dict,
-    load_id: str,
-    loaded_at: datetime,
-    window,
-    path: Path,
-    cut: SourceCut,
+    load: LoadContext, plan: TablePlan, state: dict, load_id: str, path: Path
 ) -> Export:
     """COPY the rows to `path` in one snapshot; returns rows, source count and new position,
     and the rows set aside for a null or repeated key (a source that does not enforce it).
@@ -137,7 +121,9 @@ def export_table(
     rows: it runs on `cut.counts`, in the export's snapshot, while dlt loads (the future holds
     it); an initial or full load counts the rows it copied; without `cut.counts`, no count.
     The export joins the load's snapshot (`cut.snapshot`) when there is one."""
-    conn = connect_raw(settings.source)
+    config, cut = load.config, load.cut
+    spec, columns, action, window = plan.spec, plan.columns, plan.action, plan.window
+    conn = connect_raw(load.settings.source)
     handed_over = False
     try:
         conn.set_session(isolation_level=ISOLATION_LEVEL_REPEATABLE_READ, readonly=True)
@@ -145,7 +131,7 @@ def export_table(
             cut.join(cur)
             # the position comes first: with repeatable read, the snapshot is taken here
             previous = None
-            if action == "increment":
+            if action == Action.INCREMENT:
                 # a watermark that an older version let pass the source's clock (one row dated
                 # in the future) resumes from that load's clock instead
                 cur.execute(
@@ -155,22 +141,22 @@ def export_table(
                 )
                 previous = cur.fetchone()[0]
             position = _capture_position(cur, config, spec, previous, cut)
-            if action == "increment" and spec.mode == "timestamp":
+            if action == Action.INCREMENT and spec.mode == Mode.TIMESTAMP:
                 cur.execute(
                     "select (%s::timestamptz - %s::interval)::text",
                     (previous, f"{int(effective_lag(spec, state))} seconds"),
                 )
                 state = {**state, "since": cur.fetchone()[0]}
             query, params = extract_query(config, spec, columns, action, state, window)
-            params.update(load_id=load_id, loaded_at=loaded_at)
+            params.update(load_id=load_id, loaded_at=load.loaded_at)
             select = cur.mogrify(query.as_string(conn), params).decode()
-            psql = warehouse.client_program("psql") if action in BULK_ACTIONS else None
+            psql = warehouse.client_program("psql") if action.bulk else None
             if psql is not None and "\n" not in select:
                 snapshot = cut.snapshot
                 if snapshot is None:
                     cur.execute("select pg_export_snapshot()")
                     snapshot = cur.fetchone()[0]
-                rows = _copy_out_psql(psql, settings.source, snapshot, select, path)
+                rows = _copy_out_psql(psql, load.settings.source, snapshot, select, path)
                 with path.open("ab") as handle:
                     write_footer(handle, export_columns(spec, columns))
             else:
@@ -181,14 +167,14 @@ def export_table(
                     rows = cur.rowcount
                     write_footer(handle, export_columns(spec, columns))
             set_aside: list[tuple] = []
-            if not spec.key_enforced and not (spec.mode == "cdc" and action == "increment"):
+            if not spec.key_enforced and not (spec.mode == Mode.CDC and action == Action.INCREMENT):
                 cur.execute(*set_aside_query(config, spec, action, state, window))
                 set_aside = cur.fetchall()
         source_rows: Future | None = None
-        if action in ("initial", "full"):
+        if action.whole_table:
             source_rows = Future()
             source_rows.set_result(SourceCount(rows))  # the whole table, in this snapshot
-        elif cut.counts is not None and action != "catch_up":
+        elif cut.counts is not None and action != Action.CATCH_UP:
             statement, params = count_statement(config, spec, action, state)
             source_rows = cut.counts.submit(_count_and_close, conn, statement, params)
             handed_over = True

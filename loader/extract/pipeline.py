@@ -33,6 +33,7 @@ from loader.extract.binary_copy import postgres_binary_copy
 from loader.extract.catalog import Column, key_is_enforced, source_columns
 from loader.extract.cut import SnapshotHolder, SourceCut
 from loader.extract.drift import detect_drift, stored_columns
+from loader.extract.plan import Action, LoadContext, LoadRequest, TablePlan
 from loader.extract.queries import SourceCount
 from loader.extract.raw_index import (
     RawCounts,
@@ -42,7 +43,7 @@ from loader.extract.raw_index import (
 )
 from loader.extract.resource import table_resource
 from loader.extract.results import LoadError, LoadResult, TableResult
-from loader.extract.tables import LoaderConfig, TableSpec
+from loader.extract.tables import LoaderConfig, Mode, TableSpec
 
 log = logging.getLogger(__name__)
 
@@ -108,13 +109,12 @@ def finish_pending(pipeline: dlt.Pipeline, progress: Callable[[str], None]) -> b
     return True
 
 
-def _plan_action(spec: TableSpec, state: dict, full_refresh: bool, backfill: bool) -> str:
-    if backfill:
-        return "backfill"
-    if full_refresh or spec.mode == "full":
-        return "full"
-    key = "cdc_txid" if spec.mode == "cdc" else "watermark"
-    return "increment" if state.get(key) else "initial"
+def _plan_action(spec: TableSpec, state: dict, request: LoadRequest) -> Action:
+    if request.backfill_window:
+        return Action.BACKFILL
+    if request.full_refresh or spec.mode == Mode.FULL:
+        return Action.FULL
+    return Action.INCREMENT if state.get(spec.watermark_key) else Action.INITIAL
 
 
 def _warehouse_exec(settings: Settings, statements: list[sql.Composable]) -> None:
@@ -125,14 +125,13 @@ def _warehouse_exec(settings: Settings, statements: list[sql.Composable]) -> Non
 def run_load(
     settings: Settings,
     config: LoaderConfig,
+    request: LoadRequest | None = None,
     *,
-    tables: list[str] | None = None,
-    full_refresh: bool = False,
-    backfill_window: tuple[datetime, datetime] | None = None,
     progress: Callable[[str], None] = lambda _: None,
     holder: SnapshotHolder | None = None,
 ) -> LoadResult:
-    """Extract what changed since each table's watermark and merge it into raw. Every table
+    """Extract what changed since each table's watermark (all tables, or `request`'s) and
+    merge it into raw. Every table
     is exported from one source snapshot: `holder`'s (a caller that loads in several steps
     holds one for all of them), else one held for this load."""
     # the source counts of increments run on `counts` while dlt loads (see export_table); a failed
@@ -141,15 +140,7 @@ def run_load(
         if holder is None:
             holder = stack.enter_context(SnapshotHolder(settings.source))
         counts = stack.enter_context(ThreadPoolExecutor(3, thread_name_prefix="source-count"))
-        return _run_load(
-            settings,
-            config,
-            holder.cut(counts),
-            tables=tables,
-            full_refresh=full_refresh,
-            backfill_window=backfill_window,
-            progress=progress,
-        )
+        return _run_load(settings, config, holder.cut(counts), request or LoadRequest(), progress)
 
 
 def _source_count(result: TableResult) -> SourceCount | None:
@@ -164,14 +155,12 @@ def _run_load(
     settings: Settings,
     config: LoaderConfig,
     cut: SourceCut,
-    *,
-    tables: list[str] | None,
-    full_refresh: bool,
-    backfill_window: tuple[datetime, datetime] | None,
+    request: LoadRequest,
     progress: Callable[[str], None],
 ) -> LoadResult:
     t0 = time.monotonic()
-    specs = config.select(tables)
+    full_refresh = request.full_refresh
+    specs = config.select(request.tables)
     pipeline = make_pipeline(settings, config)
     finish_pending(pipeline, progress)
     export_dir = settings.dlt_dir / "exports"
@@ -180,7 +169,7 @@ def _run_load(
     # the warehouse is the truth: a dropped dataset or an older local copy must not decide
     pipeline.sync_destination()
     states = table_states(pipeline)
-    loaded_at = datetime.now(UTC)
+    load = LoadContext(settings, config, cut, export_dir, datetime.now(UTC), progress)
 
     src = connect_raw(settings.source)
     try:
@@ -202,20 +191,20 @@ def _run_load(
     drop_indexes = []
     existing = reconcile.raw_tables(settings, config.dataset)
     reconcile.ensure_ops_schema(settings)  # the extract threads write tombstones there
-    raw_counts = RawCounts(settings, config, results, loaded_at)
+    raw_counts = RawCounts(settings, config, results, load.loaded_at)
     for spec in specs:
         state = states.get(spec.name, {})
         if spec.name not in existing:
             state = {}  # raw was dropped or never loaded: start over
-        action = _plan_action(spec, state, full_refresh, bool(backfill_window))
+        action = _plan_action(spec, state, request)
         stored = stored_columns(pipeline, spec.name)
         notes, errors = detect_drift(stored, catalog[spec.name])
-        if action == "increment" and not errors and any(
+        if action == Action.INCREMENT and not errors and any(
             c.name not in stored for c in catalog[spec.name]
         ):
             # rows already in raw would hold null in the new column while the source's rows
             # hold its default or backfilled values: the table is reloaded whole, once
-            action = "full"
+            action = Action.FULL
             notes.append("raw's existing rows are reloaded so that the new column holds "
                          "the source's values")
         if stored and not full_refresh:
@@ -229,13 +218,13 @@ def _run_load(
         for note in result.drift:
             progress(f"{spec.name}: schema drift: {note}")
         results[spec.name] = result
-        if errors and action not in ("full",):
-            result.action = "skipped"
+        if errors and action != Action.FULL:
+            result.action = Action.SKIPPED
             continue
         # a full refresh: dlt drops the table (with the views on it, see
         # BinaryCopyPostgresClient.drop_tables) and recreates it without indexes from the
         # current source columns (refresh below), once the extraction has succeeded
-        if action in ("initial", "full") and not full_refresh:
+        if action.whole_table and not full_refresh:
             # bulk COPY into an unindexed table, then one index build, beats per-row upkeep
             drop_indexes.extend(
                 sql.SQL("drop index if exists {}").format(qualified(config.dataset, name))
@@ -243,17 +232,9 @@ def _run_load(
             )
         resources.append(
             table_resource(
-                settings,
-                config,
-                spec,
-                catalog[spec.name],
-                action,
+                load,
+                TablePlan(spec, catalog[spec.name], action, request.backfill_window),
                 result,
-                export_dir,
-                loaded_at,
-                cut,
-                backfill_window,
-                progress,
                 hooks=raw_counts,
             )
         )
@@ -276,7 +257,7 @@ def _run_load(
                 raise user from exc
             load_id = info.loads_ids[-1] if info.loads_ids else None
         for spec in specs:
-            if results[spec.name].action != "skipped":
+            if results[spec.name].action != Action.SKIPPED:
                 results[spec.name].raw_rows = raw_counts.start(spec.name).result()
     finally:
         binary_copy.forget_hooks(raw_counts)
@@ -289,12 +270,12 @@ def _run_load(
             if count and count.missed:
                 missed[result.table] = count
     if missed:
-        _catch_up(settings, config, pipeline, cut, catalog, results, missed, progress)
+        _catch_up(load, pipeline, catalog, results, missed)
     shutil.rmtree(export_dir, ignore_errors=True)
     reconcile.record_counts(settings, config, load_id, list(results.values()))
     if settings.aws.s3_url and load_id:
-        land_load(settings, config, load_id, loaded_at, results, progress)
-    skipped = [r for r in results.values() if r.action == "skipped"]
+        land_load(settings, config, load_id, load.loaded_at, results, progress)
+    skipped = [r for r in results.values() if r.action == Action.SKIPPED]
     if skipped:
         raise LoadError(
             "schema drift stopped the load of "
@@ -318,8 +299,8 @@ def land_load(
     landed = [
         LandedTable(r.table, load_id, r.action, loaded_at)
         for r in results.values()
-        if r.action in ("initial", "full", "repair")  # a repair may only have deleted
-        or (r.action != "skipped" and (r.rows_extracted or r.caught_up))
+        if r.action in (Action.INITIAL, Action.FULL, Action.REPAIR)  # a repair may only delete
+        or (r.action != Action.SKIPPED and (r.rows_extracted or r.caught_up))
     ]
     if not landed:
         return
@@ -338,34 +319,29 @@ def land_load(
 
 
 def _catch_up(
-    settings: Settings,
-    config: LoaderConfig,
+    load: LoadContext,
     pipeline: dlt.Pipeline,
-    cut: SourceCut,
     catalog: dict[str, list[Column]],
     results: dict[str, TableResult],
     missed: dict[str, SourceCount],
-    progress: Callable[[str], None],
 ) -> None:
     """Load, in this load and from its snapshot, the rows its count scans found behind the
     increments' windows (SourceCount.missed, by ctid), then count raw again. Each table
     learns how far its clocks ran behind, so that later windows include such rows."""
-    export_dir = settings.dlt_dir / "exports"
+    config = load.config
+    # the rows caught up carry a stamp of their own, after the increment's
+    load = replace(load, loaded_at=datetime.now(UTC))
     resources = []
     for table, count in missed.items():
-        progress(
+        load.progress(
             f"{table}: {len(count.missed)} row(s) were written since the last load with "
             f"{config.tables[table].cursor} up to {count.skew_s or 0:.0f}s behind the window "
             "(clocks that ran behind, or long transactions): loading them now"
         )
-        caught = TableResult(table, config.tables[table].mode, "catch_up")
+        caught = TableResult(table, config.tables[table].mode, Action.CATCH_UP)
         caught.skew_s = count.skew_s
-        resources.append(
-            table_resource(
-                settings, config, config.tables[table], catalog[table], "catch_up", caught,
-                export_dir, datetime.now(UTC), cut, count.missed, progress,
-            )
-        )
+        plan = TablePlan(config.tables[table], catalog[table], Action.CATCH_UP, count.missed)
+        resources.append(table_resource(load, plan, caught))
         results[table].caught_up = len(count.missed)
     try:
         pipeline.run(resources)
@@ -375,4 +351,4 @@ def _catch_up(
             f"{first_cause(exc, UserError) or exc}; raw lacks them: run the load again"
         ) from exc
     for table in missed:
-        results[table].raw_rows = index_and_count(settings, config, config.tables[table])
+        results[table].raw_rows = index_and_count(load.settings, config, config.tables[table])

@@ -10,8 +10,9 @@ from psycopg2 import sql
 
 from loader.db import qualified
 from loader.extract.catalog import Column, good_key
+from loader.extract.plan import Action
 from loader.extract.results import LoadError
-from loader.extract.tables import LoaderConfig, TableSpec
+from loader.extract.tables import LoaderConfig, Mode, TableSpec
 
 LOAD_HINTS = {
     "_dlt_load_id": {"name": "_dlt_load_id", "data_type": "text", "nullable": False},
@@ -68,7 +69,7 @@ def _select_list(columns: list[Column], prefix: str = "") -> sql.Composed:
 
 def export_columns(spec: TableSpec, columns: list[Column]) -> list[str]:
     names = [c.name for c in columns] + list(LOAD_HINTS)
-    return names + list(CDC_HINTS) if spec.mode == "cdc" else names
+    return names + list(CDC_HINTS) if spec.mode == Mode.CDC else names
 
 
 def _change_window(alias: str = "") -> str:
@@ -85,7 +86,7 @@ def extract_query(
     config: LoaderConfig,
     spec: TableSpec,
     columns: list[Column],
-    action: str,
+    action: Action,
     state: dict,
     window,
 ) -> tuple[sql.Composed, dict]:
@@ -94,7 +95,7 @@ def extract_query(
     stamp = sql.SQL("%(load_id)s as _dlt_load_id, %(loaded_at)s::timestamptz as _loaded_at")
     cdc_snapshot_cols = sql.SQL(", false as _cdc_deleted, null::timestamptz as _cdc_changed_at")
     params: dict = {}
-    if spec.mode == "cdc" and action == "increment":
+    if spec.mode == Mode.CDC and action == Action.INCREMENT:
         schema, log_table = config.cdc_table.split(".", 1)
         # the record is built once per row by a lateral call: `(sub.r).col` over a subquery
         # column would call jsonb_populate_record once per column (measured 5x slower)
@@ -115,7 +116,7 @@ def extract_query(
             )
         params.update(table_name=spec.name, from_txid=str(state["cdc_txid"]))
         return query, params
-    extra = cdc_snapshot_cols if spec.mode == "cdc" else sql.SQL("")
+    extra = cdc_snapshot_cols if spec.mode == Mode.CDC else sql.SQL("")
     query = sql.SQL("select {cols}, {stamp}{extra} from {table} as t").format(
         cols=_select_list(columns), stamp=stamp, extra=extra, table=table
     )
@@ -128,13 +129,13 @@ def extract_query(
 
 
 def _window_conditions(
-    spec: TableSpec, action: str, state: dict, window, params: dict
+    spec: TableSpec, action: Action, state: dict, window, params: dict
 ) -> list[sql.Composable]:
     """The conditions that select the rows of this action (none: the whole table); their
     parameters go into `params`."""
     cursor = spec.cursor or ("updated_at" if window else None)
     conditions: list[sql.Composable] = []
-    if action == "increment" and spec.mode == "timestamp":
+    if action == Action.INCREMENT and spec.mode == Mode.TIMESTAMP:
         # a constant (the watermark minus the lag, worked out by _capture_position): the
         # planner then sees how few rows it selects and reads them through the cursor index
         conditions.append(sql.SQL("{} >= %(since)s::timestamptz").format(sql.Identifier(cursor)))
@@ -146,22 +147,22 @@ def _window_conditions(
                 sql.SQL("age(t.xmin) <= age(mod(%(prev_xmin)s::bigint, 4294967296)::text::xid)")
             )
             params["prev_xmin"] = state["snapshot_xmin"]
-    elif action == "catch_up":  # rows the count scan found behind the window (by ctid)
+    elif action == Action.CATCH_UP:  # rows the count scan found behind the window (by ctid)
         conditions.append(sql.SQL("t.ctid = any(%(ctids)s::tid[])"))
         params.update(ctids=list(window))
-    elif action == "replay":  # dead letters, by key
+    elif action == Action.REPLAY:  # dead letters, by key
         key_type, keys = window
         conditions.append(sql.SQL("t.{} = any(%(keys)s::text[]::{}[])").format(
             sql.Identifier(spec.primary_key[0]), sql.SQL(key_type)))
         params.update(keys=keys)
-    elif action == "repair":
+    elif action == Action.REPAIR:
         conditions.append(
             sql.SQL("%(ranges)s::int8multirange @> {}::bigint").format(
                 sql.Identifier(spec.primary_key[0])
             )
         )
         params.update(ranges="{" + ",".join(f"[{lo},{hi}]" for lo, hi in window) + "}")
-    elif action == "backfill":
+    elif action == Action.BACKFILL:
         if cursor is None:
             raise LoadError(f"{spec.name}: backfill needs a cursor column in tables.yml")
         conditions.append(sql.SQL("{0} >= %(start)s and {0} < %(end)s").format(
@@ -171,7 +172,7 @@ def _window_conditions(
 
 
 def set_aside_query(
-    config: LoaderConfig, spec: TableSpec, action: str, state: dict, window
+    config: LoaderConfig, spec: TableSpec, action: Action, state: dict, window
 ) -> tuple[sql.Composed, dict]:
     """The rows of this action's window whose key is null or repeated (a source that does not
     enforce its key): key, reason and the row's image, for ops.dead_letters."""
@@ -207,7 +208,7 @@ class SourceCount:
 
 
 def count_statement(
-    config: LoaderConfig, spec: TableSpec, action: str, state: dict
+    config: LoaderConfig, spec: TableSpec, action: Action, state: dict
 ) -> tuple[sql.Composed, dict]:
     """The source count of an increment. In timestamp mode the same scan finds the rows
     PostgreSQL says were written since the previous load's snapshot (their xmin) although
@@ -216,7 +217,8 @@ def count_statement(
     (benchmarks/skew_check.py)."""
     table = qualified(config.source_schema, spec.name)
     where = good_key(spec.primary_key, table) if not spec.key_enforced else sql.SQL("true")
-    if not (action == "increment" and spec.mode == "timestamp" and state.get("snapshot_xmin")):
+    searches = action == Action.INCREMENT and spec.mode == Mode.TIMESTAMP
+    if not (searches and state.get("snapshot_xmin")):
         return sql.SQL("select count(*), null, null from {} as t where {}").format(
             table, where
         ), {}

@@ -114,7 +114,7 @@ class RawCounts:
     def start(self, table: str) -> Future:
         with self._lock:
             if table not in self._started:
-                bulk = self.results[table].action in ("initial", "full")
+                bulk = self.results[table].action.whole_table
                 self._started[table] = self.pool.submit(
                     index_and_count,
                     self.settings,
@@ -129,5 +129,5 @@ class RawCounts:
 
     def before_bulk_copy(self, cursor, table: str) -> None:
         result = self.results.get(table)
-        if result is not None and result.action in ("initial", "full"):
+        if result is not None and result.action.whole_table:
             cursor.execute(loaded_at_index(self.config, table, self.loaded_at))

@@ -14,6 +14,7 @@ from loader.config import Settings
 from loader.db import connect_raw, qualified
 from loader.extract import row_counts
 from loader.extract.catalog import good_key, key_is_enforced, source_columns
+from loader.extract.plan import Action
 from loader.extract.tables import LoaderConfig, TableSpec
 
 OPS_DDL = """
@@ -122,7 +123,7 @@ def record_counts(settings: Settings, config: LoaderConfig, load_id: str | None,
                 )
                 dead = dict(cur.fetchall())
             for result in results:
-                if result.action == "skipped":
+                if result.action == Action.SKIPPED:
                     continue
                 result.dead_letters = int(dead.get(result.table, 0))
                 cur.execute(

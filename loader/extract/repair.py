@@ -18,6 +18,7 @@ from loader.extract import reconcile
 from loader.extract.catalog import key_is_enforced, source_columns
 from loader.extract.cut import SourceCut
 from loader.extract.pipeline import finish_pending, land_load, make_pipeline
+from loader.extract.plan import Action, LoadContext, TablePlan
 from loader.extract.reconcile import BucketDiff, compare, record_deep, recount
 from loader.extract.resource import table_resource
 from loader.extract.results import LoadError, TableResult
@@ -28,7 +29,7 @@ def _reextract(
     settings: Settings,
     config: LoaderConfig,
     spec: TableSpec,
-    action: str,
+    action: Action,
     window,
     progress: Callable[[str], None],
 ) -> tuple[str | None, TableResult]:
@@ -48,15 +49,17 @@ def _reextract(
         )
     finally:
         src.close()
-    if action == "replay":
+    if action == Action.REPLAY:
         key_type = next(c for c in columns if c.name == spec.primary_key[0]).pg_type
         window = (key_type, list(window))
     result = TableResult(spec.name, spec.mode, action)
     try:
         info = pipeline.run(
             table_resource(
-                settings, config, spec, columns, action, result, export_dir,
-                datetime.now(UTC), SourceCut(), window, progress,
+                LoadContext(settings, config, SourceCut(), export_dir, datetime.now(UTC),
+                            progress),
+                TablePlan(spec, columns, action, window),
+                result,
             )
         )
     except PipelineStepFailed as exc:
@@ -84,7 +87,7 @@ def reload_keys(
         raise LoadError(f"{spec.name}: a replay needs a single-column key; run "
                         f"`elt load --full-refresh {spec.name}` instead")
     since = datetime.now(UTC)
-    load_id, result = _reextract(settings, config, spec, "replay", keys, progress)
+    load_id, result = _reextract(settings, config, spec, Action.REPLAY, keys, progress)
     if settings.aws.s3_url and load_id:
         land_load(settings, config, load_id, since, {spec.name: result}, progress)
     return load_id, result.rows_extracted
@@ -99,7 +102,7 @@ def repair_ranges(
 ) -> int:
     """Re-extract the key ranges from the source and delete raw rows the source no longer has."""
     since = datetime.now(UTC)
-    load_id, result = _reextract(settings, config, spec, "repair", ranges, progress)
+    load_id, result = _reextract(settings, config, spec, Action.REPAIR, ranges, progress)
     # the landing zone gets the repair as a load of its own: its rows and its deletes
     load_id = load_id or f"{datetime.now(UTC).timestamp():.6f}"
     key = spec.primary_key[0]

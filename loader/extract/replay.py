@@ -9,7 +9,7 @@ from loader.config import Settings
 from loader.db import connect_raw
 from loader.extract.dead_letters import Letter, ReplayResult, _cursor, letters
 from loader.extract.repair import reload_keys
-from loader.extract.tables import LoaderConfig
+from loader.extract.tables import LoaderConfig, TableSpec
 
 
 def replay(
@@ -42,12 +42,20 @@ def replay(
             result.failing[name] = len(keys)
             result.skipped[name] = f"rejected again: {str(exc).strip()[:300]}"
             continue
-        _settle(settings, config, name, spec.primary_key[0], keys, load_id, result)
+        _settle(settings, config, spec, keys, load_id, result)
     return result
 
 
-def _settle(settings, config, table, key, keys, load_id, result) -> None:
+def _settle(
+    settings: Settings,
+    config: LoaderConfig,
+    spec: TableSpec,
+    keys: list[str],
+    load_id: str | None,
+    result: ReplayResult,
+) -> None:
     """Mark the letters of `keys` after their replay `load_id`."""
+    table, key = spec.name, spec.primary_key[0]
     raw = _present(settings.warehouse, config.dataset, table, key, keys)
     source = _present(settings.source, config.source_schema, table, key, keys)
     with _cursor(settings) as cur:

@@ -4,26 +4,22 @@ watermark it moves in dlt's state."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from datetime import datetime
-from pathlib import Path
 
 import dlt
 
-from loader.config import Settings
 from loader.extract import binary_copy, dead_letters, export, reconcile
 from loader.extract.catalog import Column
-from loader.extract.cut import SourceCut
+from loader.extract.plan import Action, LoadContext, TablePlan
 from loader.extract.queries import CDC_HINTS, LEARNED_LAG_MARGIN, LOAD_HINTS, effective_lag
 from loader.extract.results import LoadError, TableResult
-from loader.extract.tables import LoaderConfig, TableSpec
+from loader.extract.tables import Mode, TableSpec
 
 FUTURE_FIELDS = ("future_rows", "future_keys")  # reported, not kept in the state
 
 
 def _hints(spec: TableSpec, columns: list[Column], merge: bool) -> dict:
     hints = {c.name: c.hint() for c in columns} | LOAD_HINTS
-    if spec.mode == "cdc":
+    if spec.mode == Mode.CDC:
         # the merge-only hints are left out of replace loads (dlt would warn and ignore them)
         hints |= (
             CDC_HINTS
@@ -38,41 +34,30 @@ def _hints(spec: TableSpec, columns: list[Column], merge: bool) -> dict:
     return hints
 
 
-# actions that merge chosen rows into raw whatever the table's mode (a full table too)
-BY_ROW_ACTIONS = ("repair", "replay", "catch_up")
-
-
-def _write_disposition(spec: TableSpec, action: str) -> str | dict:
-    if action in ("initial", "full") or (spec.mode == "full" and action not in BY_ROW_ACTIONS):
+def _write_disposition(spec: TableSpec, action: Action) -> str | dict:
+    if action.whole_table or (spec.mode == Mode.FULL and not action.by_row):
         return "replace"
     # the change log holds several versions of a key: delete-insert deduplicates them;
     # cursor increments hold one row per key, and upsert measured faster for those
-    strategy = "delete-insert" if spec.mode == "cdc" else "upsert"
+    strategy = "delete-insert" if spec.mode == Mode.CDC else "upsert"
     return {"disposition": "merge", "strategy": strategy}
 
 
 def table_resource(
-    settings: Settings,
-    config: LoaderConfig,
-    spec: TableSpec,
-    columns: list[Column],
-    action: str,
+    load: LoadContext,
+    plan: TablePlan,
     result: TableResult,
-    export_dir: Path,
-    loaded_at: datetime,
-    cut: SourceCut,
-    window=None,
-    progress: Callable[[str], None] = lambda _: None,
     hooks: binary_copy.LoadHooks | None = None,
 ):
     """A dlt resource that exports one table with COPY and imports the file into dlt;
     `hooks` are told what dlt's load threads do with the table (binary_copy.LoadHooks)."""
+    spec, action, progress = plan.spec, plan.action, load.progress
     disposition = _write_disposition(spec, action)
 
     @dlt.resource(
         name=spec.name,
         primary_key=list(spec.primary_key),
-        columns=_hints(spec, columns, merge=disposition != "replace"),
+        columns=_hints(spec, plan.columns, merge=disposition != "replace"),
         write_disposition=disposition,
         file_format="csv",
         parallelized=True,
@@ -84,33 +69,20 @@ def table_resource(
         load_id = dlt.current.load_package_state()["load_id"]
         if hooks is not None:
             binary_copy.register_hooks(load_id, hooks)
-        if action == "increment" and spec.mode != "full":
-            key = "cdc_txid" if spec.mode == "cdc" else "watermark"
-            if not state.get(key):
-                raise LoadError(
-                    f"{spec.name}: the watermark was lost from the pipeline state; "
-                    f"run `elt load --full-refresh {spec.name}` to reload the table"
-                )
-        if action in ("initial", "full"):
+        if (action == Action.INCREMENT and spec.mode != Mode.FULL
+                and not state.get(spec.watermark_key)):
+            raise LoadError(
+                f"{spec.name}: the watermark was lost from the pipeline state; "
+                f"run `elt load --full-refresh {spec.name}` to reload the table"
+            )
+        if action.whole_table:
             state.clear()
-        path = export_dir / f"{spec.name}.{load_id}.csv"
-        exported = export.export_table(
-            settings,
-            config,
-            spec,
-            columns,
-            action,
-            dict(state),
-            load_id,
-            loaded_at,
-            window,
-            path,
-            cut,
-        )
+        path = load.export_dir / f"{spec.name}.{load_id}.csv"
+        exported = export.export_table(load, plan, dict(state), load_id, path)
         n, position = exported.rows, exported.position
         result.rows_extracted, result.pending_source_rows = n, exported.source_rows
         if exported.set_aside:
-            dead_letters.record(settings, spec.name, load_id, exported.set_aside)
+            dead_letters.record(load.settings, spec.name, load_id, exported.set_aside)
             progress(
                 f"{spec.name}: {len(exported.set_aside)} row(s) with a null or repeated key set "
                 f"aside in ops.dead_letters; first: "
@@ -124,37 +96,36 @@ def table_resource(
                 f"source's clock (now()), key(s) {', '.join(result.future_keys)}: the "
                 "watermark stops at now(); correct those rows or the writer's clock"
             )
-        if action in ("initial", "full"):
+        if action.whole_table:
             # a tombstone for dbt: a table loaded whole may have lost any key (null); the
             # keys a cdc merge deletes are tombstoned by the merge (binary_copy.MergeSqlJob)
             reconcile.record_deletes(
-                settings,
+                load.settings,
                 spec.name,
                 [None],
                 reason=f"{action} load",
-                deleted_at=loaded_at,
+                deleted_at=load.loaded_at,
                 load_id=load_id,
             )
-        if action == "catch_up" and result.skew_s:
+        if action == Action.CATCH_UP and result.skew_s:
             # later windows reach this far back (effective_lag), for LEARNED_LAG_DAYS
             learned = result.skew_s * LEARNED_LAG_MARGIN + spec.lag.total_seconds()
             if effective_lag(spec, state) < learned:
-                state.update(learned_lag_s=round(learned), learned_at=loaded_at.isoformat())
-        if action not in ("backfill", "repair", "catch_up", "replay"):
-            key = "cdc_txid" if spec.mode == "cdc" else "watermark"
+                state.update(learned_lag_s=round(learned), learned_at=load.loaded_at.isoformat())
+        if action.moves_watermark:
             state.update(
                 {k: v for k, v in position.items() if v is not None and k not in FUTURE_FIELDS}
             )
             state.update(
-                mode=spec.mode,
-                last_action=action,
+                mode=str(spec.mode),
+                last_action=str(action),
                 last_load_id=load_id,
-                last_loaded_at=loaded_at.isoformat(),
+                last_loaded_at=load.loaded_at.isoformat(),
                 rows_extracted=n,
             )
-            result.watermark = state.get(key)
+            result.watermark = state.get(spec.watermark_key)
         progress(f"{spec.name}: extracted {n:,} rows ({action}) in {time.monotonic() - t0:.1f}s")
-        if n or action in ("initial", "full"):
+        if n or action.whole_table:
             yield dlt.mark.with_file_import(str(path), "csv", n)
 
     return rows

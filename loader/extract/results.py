@@ -6,6 +6,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from loader.config import UserError
+from loader.extract.plan import Action
+from loader.extract.tables import Mode
 
 
 class LoadError(UserError, RuntimeError):
@@ -15,8 +17,8 @@ class LoadError(UserError, RuntimeError):
 @dataclass
 class TableResult:
     table: str
-    mode: str
-    action: str  # initial, full, increment, backfill
+    mode: Mode
+    action: Action
     rows_extracted: int = 0
     source_rows: int | None = None
     raw_rows: int | None = None

@@ -7,6 +7,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TextIO
 
@@ -18,7 +19,7 @@ from loader.orchestrate import history
 from loader.orchestrate.dbt import dbt_project_hash
 from loader.orchestrate.logs import RunLog
 from loader.orchestrate.notify import RunAlert, send_run_alert
-from loader.orchestrate.runner import FAILED, SKIPPED, SUCCESS, TaskOutcome, run_dag
+from loader.orchestrate.runner import Attempt, RunStatus, TaskOutcome, TaskStatus, run_dag
 from loader.orchestrate.summary import print_summary, summarise
 from loader.orchestrate.tasks import (
     RunState,
@@ -29,23 +30,32 @@ from loader.orchestrate.tasks import (
 )
 
 
+@dataclass(frozen=True)
+class RunOptions:
+    """How `elt run` runs: the days the source simulator advances first (and the scale it
+    starts at), whether it only retries the failed tasks of the last run, whether the dbt
+    tests read every row, the first retry delay, and every how many runs the loads compare
+    every table by checksums (None: settings.deep_reconcile_every; 0: never)."""
+
+    simulate_days: int = 0
+    scale: float = 0.1
+    retry_failed: bool = False
+    full_tests: bool = False
+    base_delay: float = 1.0
+    deep_every: int | None = None
+
+
 def run_job(
     settings: Settings,
+    options: RunOptions | None = None,
     *,
-    simulate_days: int = 0,
-    scale: float = 0.1,
-    retry_failed: bool = False,
-    full_tests: bool = False,
     echo: Callable[[str], None] = print,
     stream: TextIO | None = None,
-    base_delay: float = 1.0,
     lock: history.RunLock | None = None,
-    deep_every: int | None = None,
 ) -> int:
     """The whole job, once, under the run lock (taken here unless the caller holds it).
-    Every `deep_every` runs (default: settings.deep_reconcile_every; 0: never) the loads
-    compare every table with the source by checksums and repair what differs.
     Returns the process exit code."""
+    options = options or RunOptions()
     t0 = time.monotonic()
     if lock is None:
         warehouse.ensure_running(settings)
@@ -65,12 +75,13 @@ def run_job(
         stream or sys.stderr,
         sink=shipper.emit if shipper is not None else None,
     )
-    args = {"simulate_days": simulate_days, "scale": scale, "retry_failed": retry_failed,
-            "full_tests": full_tests}
-    state = RunState(dbt_project_hash=dbt_project_hash(settings.env), full_tests=full_tests,
-                     run_id=run_id)
+    args = {k: getattr(options, k) for k in ("simulate_days", "scale", "retry_failed",
+                                             "full_tests")}
+    state = RunState(dbt_project_hash=dbt_project_hash(settings.env),
+                     full_tests=options.full_tests, run_id=run_id)
     state.progress = lambda message: log.event(message, task="dbt_build", status="running")
-    every = settings.deep_reconcile_every if deep_every is None else deep_every
+    every = options.deep_every
+    every = settings.deep_reconcile_every if every is None else every
     outcomes: dict[str, TaskOutcome] = {}
     error = None
     previous_status = None
@@ -82,54 +93,58 @@ def run_job(
         previous_status = history.last_finished_status(settings.warehouse)
         log.event("run started", status="running")
 
-        def on_attempt(task, attempt, status, started, finished, rows, err):
+        def on_attempt(at: Attempt) -> None:
+            task = at.task
             history.record_task(
                 settings.warehouse,
                 run_id,
                 task.name,
                 task.tables,
-                attempt,
-                status,
-                started,
-                finished,
-                rows,
-                err,
+                at.number,
+                at.status,
+                at.started,
+                at.finished,
+                at.rows,
+                at.error,
             )
-            if status == FAILED:
+            if at.status == TaskStatus.FAILED:
                 history.record_failed_task(
-                    settings.warehouse, run_id, task.name, task.inputs, err or ""
+                    settings.warehouse, run_id, task.name, task.inputs, at.error or ""
                 )
             log.event(
-                f"{status}" + (f" (attempt {attempt})" if attempt > 1 else ""),
+                f"{at.status}" + (f" (attempt {at.number})" if at.number > 1 else ""),
                 task=task.name,
                 table=task.tables,
-                rows=rows,
-                status=status,
-                duration_s=(finished - started).total_seconds(),
-                error=err,
-                level="error" if status == FAILED else "info",
+                rows=at.rows,
+                status=at.status,
+                duration_s=(at.finished - at.started).total_seconds(),
+                error=at.error,
+                level="error" if at.status == TaskStatus.FAILED else "info",
             )
 
+        retry_failed = options.retry_failed
         failures = history.unresolved_failures(settings.warehouse) if retry_failed else []
         if retry_failed and not failures:
             echo("no failed tasks to retry")
-        dag_args = {"on_attempt": on_attempt, "on_progress": log.progress, "base_delay": base_delay}
+        dag_args = {"on_attempt": on_attempt, "on_progress": log.progress,
+                    "base_delay": options.base_delay}
         if not retry_failed or failures:
-            outcomes.update(run_dag(source_tasks(settings, simulate_days, scale), **dag_args))
-            if all(o.status == SUCCESS for o in outcomes.values()):
+            first = source_tasks(settings, options.simulate_days, options.scale)
+            outcomes.update(run_dag(first, **dag_args))
+            if all(o.status == TaskStatus.SUCCESS for o in outcomes.values()):
                 config = load_config(settings.tables_config)
                 tasks = pipeline_tasks(settings, config, waves_for(settings, config), state)
                 if failures:
                     tasks = select_for_retry(tasks, {name for _, name, _ in failures})
                 outcomes.update(run_dag(tasks, **dag_args))
-        failed = [o for o in outcomes.values() if o.status == FAILED]
-        status = "failed" if failed else "success"
+        failed = [o for o in outcomes.values() if o.status == TaskStatus.FAILED]
+        status = RunStatus.FAILED if failed else RunStatus.SUCCESS
         if failed:
             error = "; ".join(f"{o.task.name}: {o.error}" for o in failed)
         elif failures:
             history.resolve_failures(settings.warehouse, [i for i, _, _ in failures], run_id)
     except BaseException as exc:
-        status, error = "failed", f"{type(exc).__name__}: {exc}"
+        status, error = RunStatus.FAILED, f"{type(exc).__name__}: {exc}"
         raise
     finally:
         if state.cut is not None:
@@ -141,14 +156,14 @@ def run_job(
                 status=status,
                 duration_s=time.monotonic() - t0,
                 error=error,
-                level="error" if status == "failed" else "info",
+                level="error" if status == RunStatus.FAILED else "info",
             )
             # when the warehouse is gone this raises DatabaseUnavailable (exit 3), and the
             # next `elt` command that reads the history marks the run crashed
             history.finish_run(settings.warehouse, run_id, status, error, summary)
         finally:
             lock.release()
-            _alert_run(settings, run_id, status, error, outcomes, previous_status, log)
+            _alert_run(settings, RunEnd(run_id, status, error), outcomes, previous_status, log)
             if settings.aws.log_group:
                 from loader.aws.cloudwatch import finish_run
 
@@ -157,28 +172,38 @@ def run_job(
     return exit_code(outcomes)
 
 
+@dataclass(frozen=True)
+class RunEnd:
+    """How a run ended: its id, its status and the error that failed it."""
+
+    run_id: str
+    status: RunStatus
+    error: str | None
+
+
 def _alert_run(
     settings: Settings,
-    run_id: str,
-    status: str,
-    error: str | None,
+    ended: RunEnd,
     outcomes: dict[str, TaskOutcome],
     previous_status: str | None,
     log: RunLog,
 ) -> None:
     """Every failed run alerts, whatever failed; the first good run after a failed (or
     crashed) one says the pipeline recovered. Never raises."""
-    recovered = status == "success" and previous_status in ("failed", "crashed")
-    if status != "failed" and not recovered:
+    failed_run = ended.status == RunStatus.FAILED
+    recovered = ended.status == RunStatus.SUCCESS and previous_status in (
+        RunStatus.FAILED, RunStatus.CRASHED)
+    if not failed_run and not recovered:
         return
-    failed = {o.task.name: o.error or "" for o in outcomes.values() if o.status == FAILED}
-    if status == "failed" and not failed:
-        failed = {"run": error or "the run ended with an error"}
+    failed = {o.task.name: o.error or "" for o in outcomes.values()
+              if o.status == TaskStatus.FAILED}
+    if failed_run and not failed:
+        failed = {"run": ended.error or "the run ended with an error"}
     alert = RunAlert(
-        run_id,
-        "failed" if status == "failed" else "recovered",
+        ended.run_id,
+        "failed" if failed_run else "recovered",
         failed,
-        [name for name, o in outcomes.items() if o.status == SKIPPED],
+        [name for name, o in outcomes.items() if o.status == TaskStatus.SKIPPED],
         settings.quality.report_url or str(settings.quality.reports_dir / "elementary.html"),
     )
     try:
@@ -194,7 +219,7 @@ def _alert_run(
 def exit_code(outcomes: dict[str, TaskOutcome]) -> ExitCode:
     """0 when every task succeeded; 3 when a task failed because a database stayed
     unreachable; 1 for any other failure."""
-    failed = [o for o in outcomes.values() if o.status == FAILED]
+    failed = [o for o in outcomes.values() if o.status == TaskStatus.FAILED]
     if not failed:
         return ExitCode.SUCCESS
     return ExitCode.UNAVAILABLE if any(o.unavailable for o in failed) else ExitCode.FAILED

@@ -13,6 +13,7 @@ from loader.config import Settings
 from loader.db import connect_raw
 from loader.extract.cut import SnapshotHolder
 from loader.extract.pipeline import run_load
+from loader.extract.plan import LoadRequest
 from loader.extract.results import LoadResult
 from loader.extract.settle import settle
 from loader.extract.tables import LoaderConfig
@@ -112,7 +113,7 @@ def pipeline_tasks(
             # source's vacuum from cleaning up behind it
             if state.cut is None:
                 state.cut = SnapshotHolder(settings.source)
-            result = run_load(settings, config, tables=tables, holder=state.cut)
+            result = run_load(settings, config, LoadRequest(tables), holder=state.cut)
             state.loads.append(result)
             if last:
                 state.cut.close()

@@ -60,7 +60,7 @@ def aws_run(settings, password_role, aws, tmp_path_factory):
         "ELT_CLOUDWATCH_NAMESPACE": NAMESPACE,
     })
     printed: list[str] = []
-    code = job.run_job(s, scale=0.002, echo=printed.append, base_delay=0.01)
+    code = job.run_job(s, job.RunOptions(scale=0.002, base_delay=0.01), echo=printed.append)
     patch.undo()
     dispose_engines()
     assert code == 0, "\n".join(printed)

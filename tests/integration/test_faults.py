@@ -14,6 +14,7 @@ import pytest
 from loader.config import load_settings
 from loader.extract import export, repair
 from loader.extract.pipeline import make_pipeline, run_load, table_states
+from loader.extract.plan import LoadRequest
 from loader.extract.tables import load_config
 from loader.orchestrate import history, job
 from tests.conftest import query
@@ -53,7 +54,7 @@ def test_an_unexpected_load_error_ends_elt_run_in_seconds_and_frees_the_lock(
     outcome: dict = {}
 
     def run() -> None:
-        outcome["code"] = job.run_job(s, echo=lambda _: None, base_delay=0.01)
+        outcome["code"] = job.run_job(s, job.RunOptions(base_delay=0.01), echo=lambda _: None)
 
     worker = threading.Thread(target=run, daemon=True)
     t0 = time.monotonic()
@@ -117,7 +118,7 @@ def test_a_watermark_poisoned_by_an_older_version_resumes_from_the_source_clock(
             orders["watermark"] = "9999-12-31 00:00:00+00"
     p.sync_destination = lambda: None  # keep the poisoned local state for this one run
     commit_a_copy_of_row_one(s, "orders", "order_id", NOW)
-    result = run_load(s, config, tables=["orders"])
+    result = run_load(s, config, LoadRequest(["orders"]))
     assert result.tables["orders"].rows_extracted >= 1
     assert_raw_equals_source(s, config)
 
@@ -202,7 +203,7 @@ def test_sigkill_of_elt_run_alone_ends_its_dbt_and_the_next_run_completes_the_bu
     import psutil
 
     s, env = fresh(settings, elt_env, tmp_path, "killrun", scale=0.002)
-    assert job.run_job(s, echo=lambda _: None, base_delay=0.01) == 0
+    assert job.run_job(s, job.RunOptions(base_delay=0.01), echo=lambda _: None) == 0
     _execute(s.source, "update marketplace.orders set status = 'shipped' where order_id < 40")
     commit_a_copy_of_row_one(s, "orders", "order_id", NOW)
     run = subprocess.Popen([sys.executable, "-m", "loader.cli", "run"],
@@ -224,7 +225,7 @@ def test_sigkill_of_elt_run_alone_ends_its_dbt_and_the_next_run_completes_the_bu
     assert not alive, f"dbt outlived its runner: {[p.cmdline()[:3] for p in alive]}"
 
     printed: list[str] = []
-    assert job.run_job(s, echo=printed.append, base_delay=0.01) == 0
+    assert job.run_job(s, job.RunOptions(base_delay=0.01), echo=printed.append) == 0
     killed = query(s.warehouse, "select run_id from ops.pipeline_runs where status = 'crashed'")
     assert len(killed) == 1
     assert any(f"run {killed[0][0]} was killed" in line for line in printed), printed
@@ -356,7 +357,7 @@ def test_one_load_is_one_cut_of_the_source(settings, elt_env, tmp_path, monkeypa
     monkeypatch.setattr(export, "export_table", export_after_a_commit)
     with SnapshotHolder(s.source) as holder:
         for n, wave in enumerate(waves_for(s, config)):
-            run_load(s, config, tables=wave, holder=holder)
+            run_load(s, config, LoadRequest(wave), holder=holder)
             if n == 0:
                 commit_customer_with_order(s, 1)
     assert during, "no commit during the orders export"

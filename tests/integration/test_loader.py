@@ -16,6 +16,7 @@ import pytest
 from loader.config import PROJECT_ROOT, load_settings
 from loader.extract import reconcile, repair
 from loader.extract.pipeline import make_pipeline, run_load, table_states
+from loader.extract.plan import LoadRequest
 from loader.extract.results import LoadError
 from loader.extract.tables import TableConfigError, load_config
 from loader.source import simulator
@@ -232,7 +233,7 @@ def test_the_source_count_is_taken_in_the_snapshot_the_rows_came_from(loaded, mo
     from loader.extract import export
 
     s, _, config, _ = loaded
-    run_load(s, config, tables=["customers"])  # settle what earlier tests left
+    run_load(s, config, LoadRequest(["customers"]))  # settle what earlier tests left
     count_in_snapshot = export._count_and_close
 
     def commit_a_customer_then_count(conn, statement, params):
@@ -240,12 +241,12 @@ def test_the_source_count_is_taken_in_the_snapshot_the_rows_came_from(loaded, mo
         return count_in_snapshot(conn, statement, params)
 
     monkeypatch.setattr(export, "_count_and_close", commit_a_customer_then_count)
-    during = run_load(s, config, tables=["customers"]).tables["customers"]
+    during = run_load(s, config, LoadRequest(["customers"])).tables["customers"]
     monkeypatch.undo()
     assert during.action == "increment" and during.reconciled, (
         f"source {during.source_rows} vs raw {during.raw_rows}"
     )
-    after = run_load(s, config, tables=["customers"]).tables["customers"]
+    after = run_load(s, config, LoadRequest(["customers"])).tables["customers"]
     assert after.rows_extracted == 1 and after.reconciled
     assert after.raw_rows == during.raw_rows + 1
 
@@ -263,7 +264,7 @@ def test_backfill_reextracts_a_window_without_moving_the_watermark(loaded):
     conn.close()
     end = datetime.now(UTC) + timedelta(minutes=1)
     result = run_load(
-        s, config, tables=["orders"], backfill_window=(datetime(2000, 1, 1, tzinfo=UTC), end)
+        s, config, LoadRequest(["orders"], backfill_window=(datetime(2000, 1, 1, tzinfo=UTC), end))
     )
     assert result.tables["orders"].action == "backfill"
     assert table_states(make_pipeline(s, config))["orders"]["watermark"] == before
@@ -272,7 +273,7 @@ def test_backfill_reextracts_a_window_without_moving_the_watermark(loaded):
 
 def test_full_refresh_reloads_a_table_from_scratch(loaded):
     s, _, config, _ = loaded
-    result = run_load(s, config, tables=["bids"], full_refresh=True)
+    result = run_load(s, config, LoadRequest(["bids"], full_refresh=True))
     assert result.tables["bids"].action == "full"
     assert set(result.tables) == {"bids"}
     assert_raw_equals_source(s, config)
@@ -526,13 +527,13 @@ def test_a_bulk_export_reads_the_snapshot_its_watermark_came_from(loaded, monkey
         return copy_in_snapshot(*args)
 
     monkeypatch.setattr(export, "_copy_out_psql", commit_a_product_then_copy)
-    during = run_load(s, config, tables=["products"], full_refresh=True).tables["products"]
+    during = run_load(s, config, LoadRequest(["products"], full_refresh=True)).tables["products"]
     monkeypatch.undo()
     assert len(calls) == 1, "the full load did not export through psql"
     assert during.action == "full" and during.reconciled, (
         f"source {during.source_rows} vs raw {during.raw_rows}"
     )
-    after = run_load(s, config, tables=["products"]).tables["products"]
+    after = run_load(s, config, LoadRequest(["products"])).tables["products"]
     assert after.rows_extracted == 1 and after.reconciled
     assert after.raw_rows == during.raw_rows + 1
     assert_raw_equals_source(s, config)
@@ -543,7 +544,7 @@ def test_without_psql_a_bulk_export_runs_in_process(loaded, monkeypatch):
 
     s, _, config, _ = loaded
     monkeypatch.setattr(warehouse, "client_program", lambda name: None)
-    result = run_load(s, config, tables=["products"], full_refresh=True).tables["products"]
+    result = run_load(s, config, LoadRequest(["products"], full_refresh=True)).tables["products"]
     assert result.action == "full" and result.reconciled and result.rows_extracted > 0
     assert_raw_equals_source(s, config)
 
@@ -558,11 +559,11 @@ def test_a_failed_psql_export_says_why_and_the_rerun_repairs(loaded, monkeypatch
     monkeypatch.setattr(warehouse, "client_program", lambda name: broken)
     before = query(s.warehouse, "select count(*) from raw_marketplace.products")
     with pytest.raises(LoadError, match=r"export through psql failed \(exit 2\).*refused"):
-        run_load(s, config, tables=["products"], full_refresh=True)
+        run_load(s, config, LoadRequest(["products"], full_refresh=True))
     monkeypatch.undo()
     # the refresh drops the table only once extracted: raw is as it was
     assert query(s.warehouse, "select count(*) from raw_marketplace.products") == before
-    result = run_load(s, config, tables=["products"]).tables["products"]
+    result = run_load(s, config, LoadRequest(["products"])).tables["products"]
     assert result.reconciled
     assert_raw_equals_source(s, config)
 
@@ -621,14 +622,14 @@ def test_raw_counts_kept_by_triggers_follow_every_write(settings, elt_env, tmp_p
         assert kept[f"raw_marketplace.{table}"] == actual, table
 
     _execute(s.warehouse, "delete from raw_marketplace.orders where order_id <= 7")
-    hand = run_load(s, config, tables=["orders"]).tables["orders"]
+    hand = run_load(s, config, LoadRequest(["orders"])).tables["orders"]
     assert hand.reconciled is False and hand.raw_rows == hand.source_rows - 7
     deep_reconcile(s, config, ["orders"], width=1000)
-    assert run_load(s, config, tables=["orders"]).tables["orders"].reconciled
+    assert run_load(s, config, LoadRequest(["orders"])).tables["orders"].reconciled
 
     _execute(s.warehouse, "alter table raw_marketplace.orders disable trigger elt_rows_deleted")
     _execute(s.warehouse, "delete from raw_marketplace.orders where order_id <= 3")
-    recount = run_load(s, config, tables=["orders"]).tables["orders"]
+    recount = run_load(s, config, LoadRequest(["orders"])).tables["orders"]
     assert recount.raw_rows == recount.source_rows - 3, "disabled triggers: count(*) again"
     enabled = query(
         s.warehouse,
@@ -642,19 +643,19 @@ def test_raw_counts_kept_by_triggers_follow_every_write(settings, elt_env, tmp_p
     _execute(s.warehouse, "delete from raw_marketplace.orders where order_id <= 5")
     _execute(s.warehouse, "alter table raw_marketplace.orders enable trigger elt_rows_deleted")
     deep_reconcile(s, config, ["orders"], width=1000)
-    assert run_load(s, config, tables=["orders"]).tables["orders"].reconciled
+    assert run_load(s, config, LoadRequest(["orders"])).tables["orders"].reconciled
 
     _execute(s.warehouse, "truncate raw_marketplace.products")
-    emptied = run_load(s, config, tables=["products"]).tables["products"]
+    emptied = run_load(s, config, LoadRequest(["products"])).tables["products"]
     assert emptied.raw_rows == 0 and emptied.reconciled is False
 
 
 def test_ops_tables_dropped_by_hand_come_back_with_the_next_load(settings, elt_env, tmp_path):
     s, _ = fresh(settings, elt_env, tmp_path, "op")
     config = load_config(s.tables_config)
-    run_load(s, config, tables=["products"])
+    run_load(s, config, LoadRequest(["products"]))
     _execute(s.warehouse, "drop table ops.raw_deletes; drop table ops.raw_row_counts")
-    again = run_load(s, config, tables=["products"]).tables["products"]
+    again = run_load(s, config, LoadRequest(["products"])).tables["products"]
     assert again.reconciled
     assert query(
         s.warehouse,

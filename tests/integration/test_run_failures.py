@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def built(settings, elt_env, tmp_path_factory):
     s, env = fresh(settings, elt_env, tmp_path_factory.mktemp("rf"), "runfail", scale=0.002)
-    assert job.run_job(s, echo=lambda _: None, base_delay=0.01) == 0
+    assert job.run_job(s, job.RunOptions(base_delay=0.01), echo=lambda _: None) == 0
     return s, env
 
 
@@ -40,8 +40,8 @@ def channels(box) -> dict[str, list]:
 def run(s, box_ports) -> tuple[int, list[str]]:
     _, http_port, smtp_port = box_ports
     printed: list[str] = []
-    code = job.run_job(configured(s, http_port, smtp_port), echo=printed.append,
-                       base_delay=0.01)
+    code = job.run_job(configured(s, http_port, smtp_port), job.RunOptions(base_delay=0.01),
+                       echo=printed.append)
     return code, printed
 
 
