@@ -403,8 +403,8 @@ def _increment_conclusion(d: dict) -> str:
                  "counts are kept by statement triggers on each raw table "
                  "(`loader/extract/row_counts.py`): exact and transactional, they cost the "
                  "changed rows, not a scan. A merge of few rows reads the final table by its "
-                 "merge-key index (`binary_copy.MergeSqlJob`), a cdc merge writes its "
-                 "tombstones in its own transaction, the destination resolves its "
+                 "merge-key index (`binary_copy.MergeSqlJob`), a cdc increment reads the keys "
+                 "it deletes in its export's snapshot, the destination resolves its "
                  "capabilities once per load, and the cdc export builds each change-log "
                  "record once (`loader/extract/queries.py`).")
     return text

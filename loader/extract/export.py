@@ -20,6 +20,7 @@ from loader.extract.queries import (
     COUNT_SETTINGS,
     SourceCount,
     count_statement,
+    deleted_keys_query,
     effective_lag,
     export_columns,
     extract_query,
@@ -39,6 +40,7 @@ class Export:
     source_rows: Future | None  # the source count, taken in the export's snapshot
     position: dict  # where the next increment starts (_capture_position)
     set_aside: list[tuple]  # (key, reason, row image) of rows with a null or repeated key
+    deleted_keys: list[int]  # the keys a cdc increment deletes
 
 
 def _capture_position(
@@ -170,6 +172,10 @@ def export_table(
             if not spec.key_enforced and not (spec.mode == Mode.CDC and action == Action.INCREMENT):
                 cur.execute(*set_aside_query(config, spec, action, state, window))
                 set_aside = cur.fetchall()
+            deleted_keys: list[int] = []
+            if spec.mode == Mode.CDC and action == Action.INCREMENT:
+                cur.execute(*deleted_keys_query(config, spec, state))
+                deleted_keys = [key for (key,) in cur.fetchall()]
         source_rows: Future | None = None
         if action.whole_table:
             source_rows = Future()
@@ -182,7 +188,7 @@ def export_table(
         if not handed_over:
             conn.rollback()
             conn.close()
-    return Export(rows, source_rows, position, set_aside)
+    return Export(rows, source_rows, position, set_aside, deleted_keys)
 
 
 def _copy_out_psql(psql: Path, endpoint, snapshot: str, select: str, path: Path) -> int:

@@ -28,7 +28,7 @@ from loader.config import Settings, UserError
 from loader.db import connect_raw, qualified
 from loader.db import execute as db_execute
 from loader.errors import first_cause
-from loader.extract import binary_copy, reconcile
+from loader.extract import reconcile
 from loader.extract.binary_copy import postgres_binary_copy
 from loader.extract.catalog import Column, key_is_enforced, source_columns
 from loader.extract.cut import SnapshotHolder, SourceCut
@@ -235,11 +235,12 @@ def _run_load(
                 load,
                 TablePlan(spec, catalog[spec.name], action, request.backfill_window),
                 result,
-                hooks=raw_counts,
             )
         )
     _warehouse_exec(settings, drop_indexes)
     load_id = None
+    # dlt's load threads tell raw_counts as each table commits (binary_copy.LoadHooks)
+    pipeline.destination.load_hooks = raw_counts
     try:
         if resources:
             # a full refresh drops and recreates the tables (and their state) from the
@@ -260,7 +261,7 @@ def _run_load(
             if results[spec.name].action != Action.SKIPPED:
                 results[spec.name].raw_rows = raw_counts.start(spec.name).result()
     finally:
-        binary_copy.forget_hooks(raw_counts)
+        pipeline.destination.load_hooks = None
         raw_counts.pool.shutdown(wait=True)
     missed: dict[str, SourceCount] = {}
     for result in results.values():

@@ -128,6 +128,25 @@ def extract_query(
     return query, params
 
 
+def deleted_keys_query(
+    config: LoaderConfig, spec: TableSpec, state: dict
+) -> tuple[sql.Composed, dict]:
+    """The keys a cdc increment deletes: every key with a delete among the changes of its
+    window, a key deleted and inserted again in the window too (dbt checks raw before it
+    deletes downstream), for their tombstones in ops.raw_deletes."""
+    schema, log_table = config.cdc_table.split(".", 1)
+    query = sql.SQL(
+        "select distinct r.{key}::bigint from {log} as l "
+        "cross join lateral jsonb_populate_record(null::{table}, l.row_data) as r "
+        "where l.operation = 'D' and r.{key} is not null and " + _change_window("l.")
+    ).format(
+        key=sql.Identifier(spec.primary_key[0]),
+        log=qualified(schema, log_table),
+        table=qualified(config.source_schema, spec.name),
+    )
+    return query, {"table_name": spec.name, "from_txid": str(state["cdc_txid"])}
+
+
 def _window_conditions(
     spec: TableSpec, action: Action, state: dict, window, params: dict
 ) -> list[sql.Composable]:

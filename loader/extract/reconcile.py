@@ -183,9 +183,9 @@ def record_deletes(
 ) -> None:
     """Tombstones in ops.raw_deletes: one null key when a table is reloaded whole (written
     before the load commits: a load that then fails leaves a harmless tombstone, never a
-    delete that dbt misses). A cdc merge tombstones the keys it deletes in its own
-    transaction (binary_copy.MergeSqlJob), a repair in the transaction of its delete
-    (pipeline.repair_ranges). dbt deletes downstream only the tombstoned keys
+    delete that dbt misses), and the keys a cdc increment deletes, the same way (read in its
+    export's snapshot, resource.table_resource); a repair writes its own in the transaction of
+    its delete (repair.repair_ranges). dbt deletes downstream only the tombstoned keys
     (macros/incremental.sql, delete_missing_rows) instead of anti-joining whole tables; a
     key that came back is still in raw and is left alone."""
     if not keys:

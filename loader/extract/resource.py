@@ -47,10 +47,8 @@ def table_resource(
     load: LoadContext,
     plan: TablePlan,
     result: TableResult,
-    hooks: binary_copy.LoadHooks | None = None,
 ):
-    """A dlt resource that exports one table with COPY and imports the file into dlt;
-    `hooks` are told what dlt's load threads do with the table (binary_copy.LoadHooks)."""
+    """A dlt resource that exports one table with COPY and imports the file into dlt."""
     spec, action, progress = plan.spec, plan.action, load.progress
     disposition = _write_disposition(spec, action)
 
@@ -59,7 +57,7 @@ def table_resource(
         primary_key=list(spec.primary_key),
         columns=_hints(spec, plan.columns, merge=disposition != "replace"),
         write_disposition=disposition,
-        file_format="csv",
+        file_format=binary_copy.IMPORT_FORMAT,
         parallelized=True,
     )
     def rows():
@@ -67,8 +65,6 @@ def table_resource(
         progress(f"{spec.name}: extracting ({action})")
         state = dlt.current.resource_state()
         load_id = dlt.current.load_package_state()["load_id"]
-        if hooks is not None:
-            binary_copy.register_hooks(load_id, hooks)
         if (action == Action.INCREMENT and spec.mode != Mode.FULL
                 and not state.get(spec.watermark_key)):
             raise LoadError(
@@ -77,7 +73,7 @@ def table_resource(
             )
         if action.whole_table:
             state.clear()
-        path = load.export_dir / f"{spec.name}.{load_id}.csv"
+        path = load.export_dir / f"{spec.name}.{load_id}.{binary_copy.FILE_EXTENSION}"
         exported = export.export_table(load, plan, dict(state), load_id, path)
         n, position = exported.rows, exported.position
         result.rows_extracted, result.pending_source_rows = n, exported.source_rows
@@ -88,6 +84,10 @@ def table_resource(
                 f"aside in ops.dead_letters; first: "
                 f"{exported.set_aside[0][0] or 'null'} ({exported.set_aside[0][1]})"
             )
+        # the keys a cdc increment deletes: tombstones for dbt, written before the merge
+        # commits like a whole table's (reconcile.record_deletes)
+        reconcile.record_deletes(load.settings, spec.name, exported.deleted_keys,
+                                 reason="cdc delete", deleted_at=load.loaded_at, load_id=load_id)
         if position.get("future_rows"):
             result.future_keys = list(position["future_keys"])
             result.future_rows = position["future_rows"]
@@ -97,8 +97,7 @@ def table_resource(
                 "watermark stops at now(); correct those rows or the writer's clock"
             )
         if action.whole_table:
-            # a tombstone for dbt: a table loaded whole may have lost any key (null); the
-            # keys a cdc merge deletes are tombstoned by the merge (binary_copy.MergeSqlJob)
+            # a tombstone for dbt: a table loaded whole may have lost any key (null)
             reconcile.record_deletes(
                 load.settings,
                 spec.name,
@@ -126,6 +125,6 @@ def table_resource(
             result.watermark = state.get(spec.watermark_key)
         progress(f"{spec.name}: extracted {n:,} rows ({action}) in {time.monotonic() - t0:.1f}s")
         if n or action.whole_table:
-            yield dlt.mark.with_file_import(str(path), "csv", n)
+            yield dlt.mark.with_file_import(str(path), binary_copy.IMPORT_FORMAT, n)
 
     return rows
