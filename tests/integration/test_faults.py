@@ -349,7 +349,7 @@ def test_one_load_is_one_cut_of_the_source(settings, elt_env, tmp_path, monkeypa
     during: list[int] = []
 
     def export_after_a_commit(*args, **kwargs):
-        if args[2].name == "orders" and not during:
+        if args[1].spec.name == "orders" and not during:  # (load, plan, ...)
             during.append(1)
             commit_customer_with_order(s, 2)
         return real_export(*args, **kwargs)
