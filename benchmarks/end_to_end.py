@@ -65,7 +65,7 @@ def _task_seconds(settings) -> dict[str, float]:
 
 
 def elt_run(scale: float, advance_days: int = 0, label: str = "") -> dict:
-    from loader.orchestrate.job import run_job
+    from loader.orchestrate.job import RunOptions, run_job
 
     settings = _settings()
     advance_s = 0.0
@@ -76,7 +76,7 @@ def elt_run(scale: float, advance_days: int = 0, label: str = "") -> dict:
     lines: list[str] = []
     with open(os.devnull, "w") as quiet:
         t0 = time.perf_counter()
-        code = run_job(settings, scale=scale, echo=lines.append, stream=quiet)
+        code = run_job(settings, RunOptions(scale=scale), echo=lines.append, stream=quiet)
         seconds = time.perf_counter() - t0
     if code != 0:
         raise SystemExit("elt run failed:\n" + "\n".join(lines))

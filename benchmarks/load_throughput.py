@@ -163,6 +163,7 @@ def this_loader(settings, tables: list[str], target: str) -> int:
     from dataclasses import replace
 
     from loader.extract.pipeline import run_load
+    from loader.extract.plan import LoadRequest
     from loader.extract.tables import load_config
 
     s = replace(
@@ -172,7 +173,7 @@ def this_loader(settings, tables: list[str], target: str) -> int:
         home=settings.home / "bench" / target,
     )
     shutil.rmtree(s.home, ignore_errors=True)  # no state of an earlier run
-    result = run_load(s, load_config(s.tables_config), tables=tables)
+    result = run_load(s, load_config(s.tables_config), LoadRequest(tables))
     return result.rows_extracted
 
 

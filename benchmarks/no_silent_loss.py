@@ -94,10 +94,11 @@ def _mart_sets(endpoint) -> dict[str, set]:
 def marts_equal_oracle(s, oracle) -> list[str]:
     """Build the oracle from the source (whole load, full-refresh build), compare marts."""
     from loader.extract.pipeline import run_load
+    from loader.extract.plan import LoadRequest
     from loader.orchestrate.dbt import run_dbt
 
     config = load_config(s.tables_config)
-    run_load(oracle, config, full_refresh=True)
+    run_load(oracle, config, LoadRequest(full_refresh=True))
     run_dbt(oracle, "build", "--full-refresh", "--exclude", "resource_type:test")
     # a build without its tests does not publish (macros/publish.sql): publish it by hand
     run_dbt(oracle, "run-operation", "publish_marts")
@@ -123,14 +124,14 @@ def main() -> int:
     # dbt's artifacts go to a private folder, not into the project others work in
     os.environ["DBT_TARGET_PATH"] = str(s.home / "dbt-target")
     os.environ["DBT_LOG_PATH"] = str(s.home / "dbt-logs")
-    from loader.orchestrate.job import run_job
+    from loader.orchestrate.job import RunOptions, run_job
 
     config = load_config(s.tables_config)
     results = []
     for n in range(args.rounds + 1):
         days = 0 if n == 0 else args.days
         t0 = time.monotonic()
-        code = run_job(s, simulate_days=days, scale=args.scale, echo=lambda _: None)
+        code = run_job(s, RunOptions(simulate_days=days, scale=args.scale), echo=lambda _: None)
         seconds = time.monotonic() - t0
         raw = raw_equals_source(s, config)
         marts = marts_equal_oracle(s, oracle)

@@ -37,11 +37,11 @@ VARIANTS = ("without", "with")  # publishing
 ELT_RUN = """
 import json, os, time
 from loader.config import load_settings
-from loader.orchestrate.job import run_job
+from loader.orchestrate.job import RunOptions, run_job
 settings = load_settings()
 with open(os.devnull, "w") as quiet:
     t0 = time.perf_counter()
-    code = run_job(settings, scale={scale}, echo=lambda _: None, stream=quiet)
+    code = run_job(settings, RunOptions(scale={scale}), echo=lambda _: None, stream=quiet)
     print(json.dumps({{"code": int(code), "seconds": time.perf_counter() - t0}}))
 """
 

@@ -142,7 +142,7 @@ def section_insert(d: dict) -> str:
         "DataFrame conversion and memory on top; a COPY method makes pandas faster but not "
         "streaming. " + binary,
         "**Where it is the default.** The loader exports with `COPY (select ...) TO STDOUT "
-        "(FORMAT binary)` (`loader/extract/pipeline.py`, `_export`; bulk exports run it in "
+        "(FORMAT binary)` (`loader/extract/export.py`, `export_table`; bulk exports run it in "
         "psql, `_copy_out_psql`) and loads with `COPY ... FROM STDIN (FORMAT binary)` "
         "(`loader/extract/binary_copy.py`, `BinaryCopyJob`).",
     ])
@@ -180,9 +180,9 @@ def section_chunking(d: dict) -> str:
         f"COPY stream's buffer size moved its rate only between {_n(min(streams))} and "
         f"{_n(max(streams))} rows/s: the server's COPY, not the client's buffer, is the limit.",
         "**Where it is the default.** The loader never holds rows. A bulk export streams "
-        "from the server into its file through psql's `\\copy` (`loader/extract/pipeline.py`, "
+        "from the server into its file through psql's `\\copy` (`loader/extract/export.py`, "
         "`_copy_out_psql`), so rows do not even pass through Python one by one; an increment's "
-        "small export uses psycopg2's `copy_expert` (`_export`); the load streams the file "
+        "small export uses psycopg2's `copy_expert` (`export_table`); the load streams the file "
         "1 MiB at a time (`copy_expert(..., size=1 << 20)` in "
         "`loader/extract/binary_copy.py`, `BinaryCopyJob._copy_file`).",
     ])
@@ -211,9 +211,9 @@ def section_indexes(d: dict) -> str:
         "the changed rows.",
         "**Where it is the default.** `run_load` (`loader/extract/pipeline.py`) drops the "
         "merge-key index `<table>__merge_key` before an initial or full load and builds it "
-        "once afterwards (`_index_and_count`); increments keep it (the merge needs it). The "
-        "dbt facts keep their indexes (`indexes=` in `models/marts/core/fct_*.sql`) and load "
-        "increments into them.",
+        "once afterwards (`raw_index.index_and_count`); increments keep it (the merge needs "
+        "it). The dbt facts keep their indexes (`indexes=` in `models/marts/core/fct_*.sql`) "
+        "and load increments into them.",
     ])
 
 
@@ -245,9 +245,9 @@ def section_parallel(d: dict) -> str:
         "about as much as the transform, so workers should read their own key range.")
     parts.append(
         "**Where it is the default.** The loader extracts tables in parallel threads (dlt "
-        "resources with `parallelized=True` in `loader/extract/pipeline.py`) and builds the "
+        "resources with `parallelized=True` in `loader/extract/resource.py`) and builds the "
         "merge-key indexes in a thread pool (`run_load`); `elt run` loads the tables of a "
-        "foreign-key wave together (`loader/orchestrate/job.py`, `pipeline_tasks`). Row "
+        "foreign-key wave together (`loader/orchestrate/tasks.py`, `pipeline_tasks`). Row "
         "transformations run in the database (dbt, `ELT_DBT_THREADS`), not in Python "
         "processes.")
     return "\n\n".join(parts)
@@ -293,8 +293,8 @@ def section_dlt(d: dict) -> str:
         "pipe is the intermediate file (extract and load run one after the other), the "
         "load stamps (`_dlt_load_id`, `_loaded_at`) on every row, and the bookkeeping a "
         "loader owes (package, state, merge-key index, statistics, counts).",
-        "**Where it is the default.** `loader/extract/pipeline.py` (`table_resource`, "
-        "`_export`, `_copy_out_psql`) with the destination in "
+        "**Where it is the default.** `loader/extract/resource.py` (`table_resource`) and "
+        "`loader/extract/export.py` (`export_table`, `_copy_out_psql`) with the destination in "
         "`loader/extract/binary_copy.py`.",
     ])
 
@@ -374,10 +374,10 @@ def section_e2e(d: dict) -> str:
         "(`models/marts/core/`) are `materialized='incremental'`, `delete+insert` on their "
         "key, with the helpers in `macros/incremental.sql` (`delete_missing_rows` reads the "
         "loader's tombstones) and `macros/delete_insert.sql`; the raw tables' `_loaded_at` "
-        "index comes from the loader (`_index_and_count`), the tombstones too "
+        "index comes from the loader (`raw_index.index_and_count`), the tombstones too "
         "(`reconcile.record_deletes`); `elt run` scopes the row tests to what changed "
         "(`macros/tests/get_where_subquery.sql`) and runs freshness beside the build "
-        "(`loader/orchestrate/job.py`).",
+        "(`loader/orchestrate/tasks.py`).",
     ])
 
 
@@ -403,10 +403,10 @@ def _increment_conclusion(d: dict) -> str:
                  "counts are kept by statement triggers on each raw table "
                  "(`loader/extract/row_counts.py`): exact and transactional, they cost the "
                  "changed rows, not a scan. A merge of few rows reads the final table by its "
-                 "merge-key index (`binary_copy.MergeSqlJob`), a cdc merge writes its "
-                 "tombstones in its own transaction, the destination resolves its "
+                 "merge-key index (`binary_copy.MergeSqlJob`), a cdc increment reads the keys "
+                 "it deletes in its export's snapshot, the destination resolves its "
                  "capabilities once per load, and the cdc export builds each change-log "
-                 "record once (`loader/extract/pipeline.py`).")
+                 "record once (`loader/extract/queries.py`).")
     return text
 
 
@@ -581,7 +581,7 @@ def section_publish(d: dict) -> str:
         "than the difference between the variants, so the ratio is an estimate within that "
         "noise, not a measurement of a quiet machine.",
         "**Where it is the default.** `macros/publish.sql` (`finish_marts_build`, "
-        "`publish_marts_sql`), the `publish` task in `loader/orchestrate/job.py`.",
+        "`publish_marts_sql`), the `publish` task in `loader/orchestrate/tasks.py`.",
     ])
 
 

@@ -3,7 +3,7 @@
     python benchmarks/skew_check.py [--scale 1]
 
 1. The count scan of an increment, alone (as before) and with the search for rows written
-   behind the window (by xmin, pipeline._count_statement): median of 5, alternating, per
+   behind the window (by xmin, queries.count_statement): median of 5, alternating, per
    timestamp table, on a source at --scale and one at a tenth of it;
 2. one-day loader increments with N rows written 3 days behind the watermark (N = 0, 100,
    10,000) on both sources: what the catch-up costs as the behind-the-window rows grow.
@@ -22,12 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import harness  # noqa: E402
 from loader.db import connect_raw  # noqa: E402
-from loader.extract.pipeline import (  # noqa: E402
-    COUNT_SETTINGS,
-    _count_statement,
-    make_pipeline,
-    run_load,
-)
+from loader.extract.pipeline import make_pipeline, run_load  # noqa: E402
+from loader.extract.queries import COUNT_SETTINGS, count_statement  # noqa: E402
 from loader.extract.tables import load_config  # noqa: E402
 from loader.source import simulator  # noqa: E402
 
@@ -61,8 +57,8 @@ def scan_costs(s) -> dict[str, dict]:
                             f"from marketplace.{table}")
                 since, rows = cur.fetchone()
                 state = {"since": since, "snapshot_xmin": xmin}
-                with_search = _count_statement(config, spec, "increment", state)
-                alone = _count_statement(config, spec, "initial", state)
+                with_search = count_statement(config, spec, "increment", state)
+                alone = count_statement(config, spec, "initial", state)
                 times: dict[str, list[float]] = {"alone": [], "with_search": []}
                 for _ in range(5):
                     for label, (statement, params) in (("alone", alone),

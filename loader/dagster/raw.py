@@ -15,7 +15,9 @@ import dagster as dg
 
 from loader.config import UserError
 from loader.dagster.resources import POOL, RETRY_POLICY, EltResource, retried_if_transient
-from loader.extract.pipeline import LoadResult, TableResult, run_load
+from loader.extract.pipeline import run_load
+from loader.extract.plan import LoadRequest
+from loader.extract.results import LoadResult, TableResult
 from loader.extract.settle import Unreconciled, settle
 from loader.extract.tables import LoaderConfig, load_config
 from loader.orchestrate.dbt import source_freshness
@@ -105,8 +107,8 @@ def build_load_assets(config: LoaderConfig, fks: list[tuple[str, str]]) -> dg.As
             loader = load_config(settings.tables_config)
             keys = context.selected_asset_keys
             tables = [name for name in loader.tables if raw_key(loader, name) in keys]
-            result = run_load(settings, loader, tables=tables, full_refresh=config.full_refresh,
-                              progress=context.log.info)
+            request = LoadRequest(tables, full_refresh=config.full_refresh)
+            result = run_load(settings, loader, request, progress=context.log.info)
             try:
                 settle(settings, loader, result, context.log.info, deep=config.deep_reconcile)
             except Unreconciled as exc:
@@ -186,7 +188,7 @@ def build_freshness_checks(config: LoaderConfig) -> dg.AssetChecksDefinition:
 def foreign_keys_or_none(settings, config: LoaderConfig, log) -> list[tuple[str, str]]:
     """The foreign keys between the listed tables, read from the source catalog as `elt run`
     reads them; without a reachable source the assets still load, without those edges."""
-    from loader.orchestrate.job import source_foreign_keys
+    from loader.orchestrate.tasks import source_foreign_keys
 
     try:
         return source_foreign_keys(settings, config)

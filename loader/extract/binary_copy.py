@@ -1,11 +1,11 @@
 """A dlt postgres destination that loads binary COPY files: no CSV parsing on either side.
 
 The loader exports each table with `COPY (select ...) TO STDOUT (FORMAT binary)` into a file
-that ends with one footer line naming the columns, and imports the file into dlt as "csv"
-(dlt's import accepts only its own format names). This destination recognises the binary COPY
-signature and loads the file with `COPY ... FROM STDIN (FORMAT binary)`; every other file goes
-to dlt's own jobs. dlt still owns the packages, the schema, the staging tables, the merge and
-the state.
+named `<table>.<load_id>.pgcopy` that ends with one footer line naming the columns, and imports
+it into dlt under the format name IMPORT_FORMAT (why: see there). This destination recognises
+the binary COPY signature and loads the file with `COPY ... FROM STDIN (FORMAT binary)`; every
+other file goes to dlt's own jobs. dlt still owns the packages, the schema, the staging tables,
+the merge and the state.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import copy
 import logging
 import os
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO, Protocol
@@ -30,6 +29,17 @@ from loader.extract import row_counts
 
 log = logging.getLogger(__name__)
 
+FILE_EXTENSION = "pgcopy"  # the export files on disk: what they are
+# The format the files are imported into dlt's load package as. dlt 1.31 knows no format it does
+# not ship: `dlt.mark.with_file_import` takes a TLoaderFileFormat, a closed Literal ("jsonl",
+# "typed-jsonl", "insert_values", "parquet", "csv", "reference", "model"); the extract step
+# names the package's copy by that format (`<table>.<file_id>.<retry>.csv`); normalize maps a
+# file's extension to an item format (DataWriter.item_format_from_file_extension), raising
+# ValueError for any other; and the load step takes only the destination's
+# supported_loader_file_formats, which must name known formats too. "csv" is one postgres
+# already takes, and a file in the package that is not csv is told apart by its first bytes
+# (is_binary_copy_file), not by its name.
+IMPORT_FORMAT = "csv"
 MAGIC = b"#elt-pgcopy-binary "
 PGCOPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"  # how every binary COPY stream begins
 FOOTER_SCAN = 1 << 20  # the footer (column names) is found in the file's last MiB
@@ -45,18 +55,11 @@ FREEZE_MIN_BYTES = 32 << 20
 MAX_PROBE_SHARE = 0.02
 INDEX_PROBES = "set enable_hashjoin = off; set enable_mergejoin = off"
 INDEX_PROBES_RESET = "reset enable_hashjoin; reset enable_mergejoin"
-# The keys a change-log merge deletes, as tombstones for dbt (ops.raw_deletes), written in the
-# merge's transaction: every staged row of a key marked deleted (a key deleted and inserted
-# again in one window is tombstoned too; dbt checks raw before it deletes downstream)
-TOMBSTONES = (
-    "insert into ops.raw_deletes (table_name, row_key, load_id, reason, deleted_at) "
-    "select distinct %s, {key}::bigint, %s, 'cdc delete', _loaded_at "
-    "from {staging} where _cdc_deleted"
-)
 
 
 class LoadHooks(Protocol):
-    """What the loader is told from dlt's load threads, for the load it registered."""
+    """What the loader is told from dlt's load threads, for the load whose destination it set
+    them on (postgres_binary_copy.load_hooks)."""
 
     def table_written(self, table: str) -> None:
         """The table's rows are committed in its final table (the COPY of a replace load, the
@@ -67,29 +70,7 @@ class LoadHooks(Protocol):
         transaction."""
 
 
-_HOOKS: dict[str, LoadHooks] = {}
-_HOOKS_LOCK = threading.Lock()
-
-
-def register_hooks(load_id: str, hooks: LoadHooks) -> None:
-    with _HOOKS_LOCK:
-        _HOOKS[load_id] = hooks
-
-
-def forget_hooks(hooks: LoadHooks) -> None:
-    """Drop every registration of `hooks` (the load is over)."""
-    with _HOOKS_LOCK:
-        for load_id in [k for k, v in _HOOKS.items() if v is hooks]:
-            del _HOOKS[load_id]
-
-
-def _hooks(load_id: str) -> LoadHooks | None:
-    with _HOOKS_LOCK:
-        return _HOOKS.get(load_id)
-
-
-def _table_written(load_id: str, table: str) -> None:
-    hooks = _hooks(load_id)
+def _table_written(hooks: LoadHooks | None, table: str) -> None:
     if hooks is not None:
         try:
             hooks.table_written(table)
@@ -170,7 +151,8 @@ class BinaryCopyJob(RunnableLoadJob, HasFollowupJobs):
             # the others aside, with their error, in ops.dead_letters
             self._copy_with_dead_letters(table)
         if self._load_table.get("write_disposition") != "merge":
-            _table_written(self._load_id, self.load_table_name)  # merges: the SQL job tells
+            # merges: the SQL job tells
+            _table_written(self._job_client.load_hooks, self.load_table_name)
 
     def _copy_file(self, into: str) -> None:
         """COPY the file in. Into an empty table (an initial load, a full refresh, dlt's merge
@@ -196,7 +178,7 @@ class BinaryCopyJob(RunnableLoadJob, HasFollowupJobs):
                     # a transition table of every row would only be counted: the count is
                     # set from the COPY's instead (row_counts)
                     row_counts.drop_triggers(cur, sql_client.dataset_name, self.load_table_name)
-                    hooks = _hooks(self._load_id)
+                    hooks = self._job_client.load_hooks
                     if hooks is not None:
                         hooks.before_bulk_copy(cur, self.load_table_name)
                 options = "FORMAT binary, FREEZE" if freeze else "FORMAT binary"
@@ -268,9 +250,8 @@ class BinaryCopyJob(RunnableLoadJob, HasFollowupJobs):
 
 
 class MergeSqlJob(SqlLoadJob):
-    """dlt's merge SQL (staging into the final table); once it has committed, the table's
-    rows are final. A change-log (cdc) merge writes the tombstones of the keys it deletes in
-    the same transaction (TOMBSTONES)."""
+    """dlt's merge SQL (staging into the final table), by index probes when few rows are
+    staged (MAX_PROBE_SHARE); once it has committed, the table's rows are final."""
 
     def run(self) -> None:
         if self._load_table.get("write_disposition") != "merge":
@@ -280,7 +261,7 @@ class MergeSqlJob(SqlLoadJob):
         with sql_client.with_staging_dataset():
             staging = sql_client.make_qualified_table_name(self.load_table_name)
         final = sql_client.make_qualified_table_name(self.load_table_name)
-        probes, tombstones = self._plan(staging, final)
+        probes = self._few_staged(staging, final)
         with FileStorage.open_zipsafe_ro(self._file_path, "r", encoding="utf-8") as handle:
             merge = handle.read()
         with sql_client.native_connection.cursor() as cur:
@@ -288,37 +269,27 @@ class MergeSqlJob(SqlLoadJob):
                 cur.execute(INDEX_PROBES)
             try:
                 with self.maybe_transaction(merge):
-                    if tombstones:
-                        cur.execute(
-                            TOMBSTONES.format(key=tombstones, staging=staging),
-                            (self.load_table_name, self._load_id),
-                        )
                     sql_client.execute_many(self._split_fragments(merge))
             finally:
                 if probes:
                     cur.execute(INDEX_PROBES_RESET)
-        _table_written(self._load_id, self.load_table_name)
+        _table_written(self._job_client.load_hooks, self.load_table_name)
 
-    def _plan(self, staging: str, final: str) -> tuple[bool, str | None]:
-        """Whether the staged rows are at most MAX_PROBE_SHARE of the final table's, and the
-        quoted key column to tombstone (cdc tables, once the loader made ops.raw_deletes)."""
-        columns = self._load_table.get("columns", {})
-        key = next((c["name"] for c in columns.values() if c.get("primary_key")), None)
-        cdc = "_cdc_deleted" in columns and key is not None
+    def _few_staged(self, staging: str, final: str) -> bool:
+        """Whether the staged rows are at most MAX_PROBE_SHARE of the final table's."""
         with self._sql_client.native_connection.cursor() as cur:
             cur.execute(
                 f"select (select count(*) from {staging}), "
-                f"(select reltuples from pg_class where oid = to_regclass(%s)), "
-                f"to_regclass('ops.raw_deletes') is not null",
+                f"(select reltuples from pg_class where oid = to_regclass(%s))",
                 (final,),
             )
-            staged, rows, ops = cur.fetchone()
-        probes = rows is not None and rows > 0 and staged <= rows * MAX_PROBE_SHARE
-        quoted = self._sql_client.escape_column_name(key, quote=True) if cdc and ops else None
-        return probes, quoted
+            staged, rows = cur.fetchone()
+        return rows is not None and rows > 0 and staged <= rows * MAX_PROBE_SHARE
 
 
 class BinaryCopyPostgresClient(PostgresClient):
+    load_hooks: LoadHooks | None = None  # the factory's (postgres_binary_copy.client)
+
     def drop_tables(self, *tables: str, delete_schema: bool = True) -> None:
         """dlt's drop (a full refresh), with CASCADE: the views dbt builds on raw tables go
         with them and come back with the next `dbt build`. dlt drops them when it loads, so
@@ -337,7 +308,7 @@ class BinaryCopyPostgresClient(PostgresClient):
         self, table, file_path: str, load_id: str, restore: bool = False
     ) -> LoadJob:
         parsed = ParsedLoadJobFileName.parse(file_path)
-        if parsed.file_format == "csv" and is_binary_copy_file(file_path):
+        if parsed.file_format == IMPORT_FORMAT and is_binary_copy_file(file_path):
             return BinaryCopyJob(file_path)
         if SqlLoadJob.is_sql_job(file_path):
             return MergeSqlJob(file_path)
@@ -345,7 +316,16 @@ class BinaryCopyPostgresClient(PostgresClient):
 
 
 class postgres_binary_copy(postgres):  # noqa: N801 - dlt names destination factories in lower case
-    """dlt's postgres destination, plus binary COPY files."""
+    """dlt's postgres destination, plus binary COPY files. A loader that wants to hear what
+    the load's jobs do sets `load_hooks` on the factory of its pipeline (one factory serves one
+    load, see make_pipeline); its clients, and through them the jobs, carry them."""
+
+    load_hooks: LoadHooks | None = None
+
+    def client(self, schema, initial_config=None) -> BinaryCopyPostgresClient:
+        client = super().client(schema, initial_config)
+        client.load_hooks = self.load_hooks
+        return client
 
     @property
     def client_class(self) -> type[PostgresClient]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -13,6 +13,7 @@ from loader.config import Settings
 from loader.db import connect_raw, qualified
 from loader.extract import row_counts
 from loader.extract.catalog import good_key, key_is_enforced, source_columns
+from loader.extract.plan import Action
 from loader.extract.tables import LoaderConfig, TableSpec
 
 
@@ -50,7 +51,7 @@ def record_counts(settings: Settings, config: LoaderConfig, load_id: str | None,
                 )
                 dead = dict(cur.fetchall())
             for result in results:
-                if result.action == "skipped":
+                if result.action == Action.SKIPPED:
                     continue
                 result.dead_letters = int(dead.get(result.table, 0))
                 cur.execute(
@@ -110,9 +111,9 @@ def record_deletes(
 ) -> None:
     """Tombstones in ops.raw_deletes: one null key when a table is reloaded whole (written
     before the load commits: a load that then fails leaves a harmless tombstone, never a
-    delete that dbt misses). A cdc merge tombstones the keys it deletes in its own
-    transaction (binary_copy.MergeSqlJob), a repair in the transaction of its delete
-    (pipeline.repair_ranges). dbt deletes downstream only the tombstoned keys
+    delete that dbt misses), and the keys a cdc increment deletes, the same way (read in its
+    export's snapshot, resource.table_resource); a repair writes its own in the transaction of
+    its delete (repair.repair_ranges). dbt deletes downstream only the tombstoned keys
     (macros/incremental.sql, delete_missing_rows) instead of anti-joining whole tables; a
     key that came back is still in raw and is left alone."""
     if not keys:
@@ -205,37 +206,6 @@ def compare(
                 BucketDiff(spec.name, bucket, bucket * width, (bucket + 1) * width - 1, s[0], r[0])
             )
     return diffs
-
-
-def deep_reconcile(
-    settings: Settings,
-    config: LoaderConfig,
-    tables: list[str] | None = None,
-    *,
-    repair: bool = True,
-    width: int = 10_000,
-    progress: Callable[[str], None] = lambda _: None,
-) -> list[BucketDiff]:
-    """Compare every table by key bucket; re-extract the buckets that differ."""
-    from loader.extract.pipeline import repair_ranges
-
-    found: list[BucketDiff] = []
-    for spec in config.select(tables):
-        diffs = compare(settings, config, spec, width)
-        for d in diffs:
-            progress(
-                f"{spec.name}: keys {d.key_from}-{d.key_to} differ "
-                f"(source {d.source_rows} rows, raw {d.raw_rows})"
-            )
-        if diffs and repair:
-            repair_ranges(
-                settings, config, spec, [(d.key_from, d.key_to) for d in diffs], progress=progress
-            )
-        if repair:
-            recount(settings, config.dataset, spec.name)
-        found.extend(diffs)
-        record_deep(settings, diffs, repaired=repair)
-    return found
 
 
 def recount(settings: Settings, dataset: str, table: str) -> None:

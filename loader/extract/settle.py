@@ -8,7 +8,9 @@ from collections.abc import Callable
 
 from loader.config import Settings, UserError
 from loader.extract import reconcile
-from loader.extract.pipeline import LoadResult, TableResult, repair_ranges
+from loader.extract.plan import Action
+from loader.extract.repair import repair_ranges
+from loader.extract.results import LoadResult, TableResult
 from loader.extract.tables import LoaderConfig
 
 
@@ -28,7 +30,7 @@ def settle(
     compare it again; with `deep`, every table of the load, whatever its counts (the
     scheduled full check of `elt run`). Raise Unreconciled when a difference remains."""
     for result in load.tables.values():
-        if result.reconciled is False or (deep and result.action != "skipped"):
+        if result.reconciled is False or (deep and result.action != Action.SKIPPED):
             _settle_table(settings, config, result, progress)
     left = [r for r in load.tables.values() if r.reconciled is False]
     if left:

@@ -49,7 +49,7 @@ def loader_status(settings: Settings, config: LoaderConfig) -> list[TableStatus]
             TableStatus(
                 table=spec.name,
                 mode=spec.mode,
-                watermark=state.get("cdc_txid" if spec.mode == "cdc" else "watermark"),
+                watermark=state.get(spec.watermark_key),
                 last_load=state.get("last_loaded_at"),
                 rows_extracted=state.get("rows_extracted"),
                 rows_in_raw=raw_rows,

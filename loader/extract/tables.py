@@ -5,13 +5,22 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import timedelta
+from enum import StrEnum
 from pathlib import Path
 
 import yaml
 
 from loader.config import UserError
 
-MODES = ("timestamp", "cdc", "full")
+
+class Mode(StrEnum):
+    """How a table's changes are found: by a cursor column, from the change log, or not at
+    all (the whole table each load)."""
+
+    TIMESTAMP = "timestamp"
+    CDC = "cdc"
+    FULL = "full"
+
 _LAG = re.compile(r"^\s*(\d+)\s*(second|minute|hour|day)s?\s*$")
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
 
@@ -24,7 +33,7 @@ class TableConfigError(UserError, ValueError):
 class TableSpec:
     name: str
     primary_key: tuple[str, ...]
-    mode: str
+    mode: Mode
     cursor: str | None = None
     lag: timedelta = timedelta(minutes=15)
     # whether the source guarantees the key unique and not null (read from its catalog at each
@@ -41,6 +50,12 @@ class TableSpec:
                 f"{schema}.{self.name}, which has {', '.join(sorted(columns))}; fix "
                 "primary_key / cursor in tables.yml (ELT_TABLES_CONFIG)"
             )
+
+    @property
+    def watermark_key(self) -> str:
+        """The state key of where the next increment starts: the change log's transaction id
+        (cdc), else the cursor's watermark."""
+        return "cdc_txid" if self.mode == Mode.CDC else "watermark"
 
 
 @dataclass(frozen=True)
@@ -95,13 +110,14 @@ def load_config(path: Path) -> LoaderConfig:
         if not pk:
             raise TableConfigError(f"{where}: primary_key is required")
         keys = tuple(_ident(k, where) for k in ([pk] if isinstance(pk, str) else pk))
-        mode = entry.get("mode", "timestamp")
-        if mode not in MODES:
-            raise TableConfigError(f"{where}: mode {mode!r} is not one of {', '.join(MODES)}")
+        if entry.get("mode", Mode.TIMESTAMP) not in tuple(Mode):
+            raise TableConfigError(f"{where}: mode {entry['mode']!r} is not one of "
+                                   f"{', '.join(Mode)}")
+        mode = Mode(entry.get("mode", Mode.TIMESTAMP))
         cursor = entry.get("cursor")
-        if mode == "timestamp" and not cursor:
+        if mode == Mode.TIMESTAMP and not cursor:
             raise TableConfigError(f"{where}: mode timestamp needs a cursor column")
-        if mode == "cdc" and not cdc_table:
+        if mode == Mode.CDC and not cdc_table:
             raise TableConfigError(f"{where}: mode cdc needs `cdc: table:` at the top level")
         specs[name] = TableSpec(
             name=name,

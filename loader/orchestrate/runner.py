@@ -8,13 +8,31 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 
 import networkx as nx
 
 from loader.db import DatabaseUnavailable, backoff_delays, is_transient
 from loader.errors import causes
 
-SUCCESS, FAILED, SKIPPED = "success", "failed", "skipped"
+
+class TaskStatus(StrEnum):
+    """How a task attempt ended (RETRY: failed, and tried again) or why it never ran."""
+
+    SUCCESS = "success"
+    FAILED = "failed"
+    RETRY = "retry"
+    SKIPPED = "skipped"  # an upstream task failed
+
+
+class RunStatus(StrEnum):
+    """Where a run of `elt run` stands, as the run history records it."""
+
+    RUNNING = "running"
+    SUCCESS = "success"
+    FAILED = "failed"
+    CRASHED = "crashed"  # its process died before it recorded its end
+
 # how transient failures are retried: extra attempts, first delay, longest delay (seconds);
 # the Dagster assets' RetryPolicy (loader/dagster) uses the same numbers
 RETRIES, RETRY_BASE_DELAY, RETRY_MAX_DELAY = 3, 1.0, 30.0
@@ -33,12 +51,25 @@ class Task:
 @dataclass
 class TaskOutcome:
     task: Task
-    status: str
+    status: TaskStatus
     attempts: int = 0
     rows: int | None = None
     error: str | None = None
     seconds: float = 0.0
     unavailable: bool = False  # it failed because a database stayed unreachable
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One attempt of a task, as run_dag reports it when it ends."""
+
+    task: Task
+    number: int  # 1 for the first attempt
+    status: TaskStatus
+    started: datetime
+    finished: datetime
+    rows: int | None = None
+    error: str | None = None
 
 
 def retryable(exc: BaseException) -> bool:
@@ -64,9 +95,7 @@ def run_dag(
     tasks: list[Task],
     *,
     workers: int = 4,
-    on_attempt: Callable[
-        [Task, int, str, datetime, datetime, int | None, str | None], None
-    ] = lambda *a: None,
+    on_attempt: Callable[[Attempt], None] = lambda _: None,
     on_progress: Callable[[int, int, str], None] = lambda *a: None,
     sleep: Callable[[float], None] = time.sleep,
     base_delay: float = RETRY_BASE_DELAY,
@@ -88,23 +117,15 @@ def run_dag(
                 error = f"{type(exc).__name__}: {str(exc).strip()[:2000]}"
                 transient = retryable(exc)
                 delay = next(delays, None) if transient else None
-                on_attempt(
-                    task,
-                    attempt,
-                    FAILED if delay is None else "retry",
-                    started,
-                    datetime.now(UTC),
-                    None,
-                    error,
-                )
+                status = TaskStatus.FAILED if delay is None else TaskStatus.RETRY
+                on_attempt(Attempt(task, attempt, status, started, datetime.now(UTC), None, error))
                 if delay is None:
-                    return TaskOutcome(
-                        task, FAILED, attempt, None, error, time.monotonic() - t0, transient
-                    )
+                    return TaskOutcome(task, TaskStatus.FAILED, attempt, None, error,
+                                       time.monotonic() - t0, transient)
                 sleep(delay)
                 continue
-            on_attempt(task, attempt, SUCCESS, started, datetime.now(UTC), rows, None)
-            return TaskOutcome(task, SUCCESS, attempt, rows, None, time.monotonic() - t0)
+            on_attempt(Attempt(task, attempt, TaskStatus.SUCCESS, started, datetime.now(UTC), rows))
+            return TaskOutcome(task, TaskStatus.SUCCESS, attempt, rows, None, time.monotonic() - t0)
 
     total = len(tasks)
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -112,10 +133,11 @@ def run_dag(
             runnable, futures = [], {}
             for name in wave:
                 task = graph.nodes[name]["task"]
-                blocked = [d for d in graph.predecessors(name) if outcomes[d].status != SUCCESS]
+                blocked = [d for d in graph.predecessors(name)
+                           if outcomes[d].status != TaskStatus.SUCCESS]
                 if blocked:
                     outcomes[name] = TaskOutcome(
-                        task, SKIPPED, error=f"upstream {', '.join(blocked)} failed"
+                        task, TaskStatus.SKIPPED, error=f"upstream {', '.join(blocked)} failed"
                     )
                     continue
                 runnable.append(task)

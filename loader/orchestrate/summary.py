@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING
 
 from loader.config import Settings
 from loader.extract.reconcile import reconciled_label
-from loader.orchestrate.runner import SUCCESS, TaskOutcome
+from loader.orchestrate.runner import TaskOutcome, TaskStatus
 
 if TYPE_CHECKING:
-    from loader.orchestrate.job import RunState
+    from loader.orchestrate.tasks import RunState
 
 
 def summarise(state: RunState, outcomes: dict[str, TaskOutcome], seconds: float) -> dict:
@@ -91,10 +91,10 @@ def print_summary(
     if summary["freshness_ok"] is not None:
         echo(f"  source freshness: {'ok' if summary['freshness_ok'] else 'STALE'}")
     publish = summary["tasks"].get("publish", {}).get("status")
-    if summary.get("published") and publish == SUCCESS:
+    if summary.get("published") and publish == TaskStatus.SUCCESS:
         echo(f"  marts: reporters read the build of {str(summary['published']['built_at'])[:19]}"
              f" (published {str(summary['published']['published_at'])[:19]})")
-    elif "dbt_build" in summary["tasks"] and publish != SUCCESS:
+    elif "dbt_build" in summary["tasks"] and publish != TaskStatus.SUCCESS:
         echo("  marts: not published: reporters still read the last good build")
     if summary["quality"]:
         echo(f"  quality: {summary['quality']}")
@@ -104,6 +104,6 @@ def print_summary(
         if sent:
             echo("  alerts: " + "; ".join(f"{k}: {v}" for k, v in sent.items()))
     for name, t in summary["tasks"].items():
-        if t["status"] != SUCCESS:
+        if t["status"] != TaskStatus.SUCCESS:
             echo(f"  {name}: {t['status']}" + (f" — {t['error'][:300]}" if t["error"] else ""))
     echo(f"  run log: {settings.logs_dir / 'elt-runs.jsonl'}; history: `elt status`")

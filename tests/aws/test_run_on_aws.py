@@ -59,7 +59,7 @@ def aws_run(settings, password_role, aws, tmp_path_factory):
         "ELT_CLOUDWATCH_NAMESPACE": NAMESPACE,
     })
     printed: list[str] = []
-    code = job.run_job(s, scale=0.002, echo=printed.append, base_delay=0.01)
+    code = job.run_job(s, job.RunOptions(scale=0.002, base_delay=0.01), echo=printed.append)
     patch.undo()
     assert code == 0, "\n".join(printed)
     run_id, summary = query(s.warehouse, "select run_id, summary from ops.pipeline_runs")[0]

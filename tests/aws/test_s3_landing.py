@@ -13,6 +13,7 @@ from loader.aws.landing import backfill_from_s3, landed_loads
 from loader.cli import main
 from loader.config import Endpoint
 from loader.extract.pipeline import run_load
+from loader.extract.plan import LoadRequest
 from loader.extract.tables import load_config
 from loader.source import simulator
 from tests.conftest import query
@@ -131,12 +132,12 @@ def test_multipart_writer_uploads_in_parts_and_aborts_cleanly(boto):
 
 def test_a_failed_landing_fails_the_load_and_says_how_to_repair(settings, elt_env, aws,
                                                                  tmp_path):
-    from loader.extract.pipeline import LoadError
+    from loader.extract.results import LoadError
 
     s, _ = fresh(settings, elt_env, tmp_path, "landing_fail", scale=0.002,
                  ELT_S3_URL="s3://no-such-bucket/zone")
     with pytest.raises(LoadError, match="committed to raw, but landing it") as failed:
-        run_load(s, load_config(s.tables_config), tables=["customers"])
+        run_load(s, load_config(s.tables_config), LoadRequest(["customers"]))
     assert "elt load --full-refresh customers" in str(failed.value)
     assert query(s.warehouse, "select count(*) > 0 from raw_marketplace.customers") == [(True,)]
 
@@ -144,7 +145,7 @@ def test_a_failed_landing_fails_the_load_and_says_how_to_repair(settings, elt_en
 def test_a_repair_by_deep_reconciliation_is_landed_and_replayed(landed):
     """Changes the loader could not see (triggers off): the deep reconciliation repairs raw,
     and the landing zone gets the repair, so a replay from S3 agrees with the source."""
-    from loader.extract.reconcile import deep_reconcile
+    from loader.extract.repair import deep_reconcile
 
     s, _, config, _, _ = landed
     query_commit(s.source, """

@@ -7,6 +7,7 @@ import signal
 import sys
 
 from loader.config import load_settings
+from loader.extract import export
 from loader.extract import pipeline as loader_pipeline
 from loader.extract.tables import load_config
 
@@ -26,7 +27,7 @@ def kill_on_call(owner, name: str, after: int) -> None:
 
 def main(phase: str) -> None:
     if phase == "extract":
-        kill_on_call(loader_pipeline, "_export", after=2)
+        kill_on_call(export, "export_table", after=2)
     elif phase == "normalize":
         from dlt.pipeline.pipeline import Pipeline
 

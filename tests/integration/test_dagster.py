@@ -177,7 +177,8 @@ def test_dagster_builds_the_raw_and_marts_that_elt_run_builds(pipelines: Pipelin
         assert any(c.check_name.startswith("not_null") for c in checks), "dbt tests are checks"
         built = {e.asset_key for e in result.get_asset_materialization_events()}
         assert REPORT_KEY in built and dg.AssetKey(["marts", "fct_orders"]) in built
-        assert job.run_job(load_settings(p.elt_env), echo=lambda _: None, base_delay=0.01) == 0
+        fast = job.RunOptions(base_delay=0.01)
+        assert job.run_job(load_settings(p.elt_env), fast, echo=lambda _: None) == 0
         assert_raw_equals_source(p)
         assert_marts_equal_elt_runs(p)
 

@@ -20,7 +20,8 @@ import pytest
 
 from loader.config import PROJECT_ROOT, Endpoint, Settings, dbt_environment
 from loader.db import connect_raw
-from loader.extract.pipeline import LoadResult, run_load
+from loader.extract.pipeline import run_load
+from loader.extract.results import LoadResult
 from loader.extract.tables import load_config
 from loader.source import simulator
 from loader.source.simulator import SimConfig
@@ -631,7 +632,7 @@ def test_an_order_repaired_out_of_raw_sets_its_lines_aside(built: Project) -> No
     `elt reconcile --deep orders` removes it from raw and leaves a tombstone. The next
     increment takes the order out of the facts and re-validates its lines, still in raw,
     into quarantine: they point at an order that no longer exists."""
-    from loader.extract import reconcile
+    from loader.extract import repair
 
     order_id = built.scalar(
         "select o.order_id from dev_marts.fct_orders o where exists (select from "
@@ -646,7 +647,7 @@ def test_an_order_repaired_out_of_raw_sets_its_lines_aside(built: Project) -> No
         {"o": order_id},
     )
     config = load_config(built.settings.tables_config)
-    repaired = reconcile.deep_reconcile(built.settings, config, tables=["orders"])
+    repaired = repair.deep_reconcile(built.settings, config, tables=["orders"])
     assert [d.table for d in repaired] == ["orders"]
     # models only: an earlier test left a row its tests reject on purpose
     built.dbt("run", "--vars", '{"incremental_lookback": "0 seconds"}')

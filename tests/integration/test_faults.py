@@ -13,8 +13,9 @@ import pytest
 
 from loader import schemas
 from loader.config import load_settings
-from loader.extract import pipeline, reconcile
+from loader.extract import export, repair
 from loader.extract.pipeline import make_pipeline, run_load, table_states
+from loader.extract.plan import LoadRequest
 from loader.extract.tables import load_config
 from loader.orchestrate import history, job
 from tests.conftest import query
@@ -50,11 +51,11 @@ def test_an_unexpected_load_error_ends_elt_run_in_seconds_and_frees_the_lock(
     def broken_export(*args, **kwargs):
         raise ZeroDivisionError("a bug in the export")
 
-    monkeypatch.setattr(pipeline, "_export", broken_export)
+    monkeypatch.setattr(export, "export_table", broken_export)
     outcome: dict = {}
 
     def run() -> None:
-        outcome["code"] = job.run_job(s, echo=lambda _: None, base_delay=0.01)
+        outcome["code"] = job.run_job(s, job.RunOptions(base_delay=0.01), echo=lambda _: None)
 
     worker = threading.Thread(target=run, daemon=True)
     t0 = time.monotonic()
@@ -118,7 +119,7 @@ def test_a_watermark_poisoned_by_an_older_version_resumes_from_the_source_clock(
             orders["watermark"] = "9999-12-31 00:00:00+00"
     p.sync_destination = lambda: None  # keep the poisoned local state for this one run
     commit_a_copy_of_row_one(s, "orders", "order_id", NOW)
-    result = run_load(s, config, tables=["orders"])
+    result = run_load(s, config, LoadRequest(["orders"]))
     assert result.tables["orders"].rows_extracted >= 1
     assert_raw_equals_source(s, config)
 
@@ -154,7 +155,7 @@ def test_null_and_repeated_keys_go_to_dead_letters_and_the_rest_loads(
     _execute(s.source, "update app.events set event_id = 51 where kind = 'second seven'")
     again = run_load(s, config).tables["events"]
     assert again.reconciled is False and again.source_rows == 51
-    reconcile.deep_reconcile(s, config)
+    repair.deep_reconcile(s, config)
     assert query(s.warehouse, "select count(*) from raw_app.events where event_id in (7, 51)") \
         == [(2,)]
     assert run_load(s, config).tables["events"].reconciled
@@ -203,7 +204,7 @@ def test_sigkill_of_elt_run_alone_ends_its_dbt_and_the_next_run_completes_the_bu
     import psutil
 
     s, env = fresh(settings, elt_env, tmp_path, "killrun", scale=0.002)
-    assert job.run_job(s, echo=lambda _: None, base_delay=0.01) == 0
+    assert job.run_job(s, job.RunOptions(base_delay=0.01), echo=lambda _: None) == 0
     _execute(s.source, "update marketplace.orders set status = 'shipped' where order_id < 40")
     commit_a_copy_of_row_one(s, "orders", "order_id", NOW)
     run = subprocess.Popen([sys.executable, "-m", "loader.cli", "run"],
@@ -225,14 +226,14 @@ def test_sigkill_of_elt_run_alone_ends_its_dbt_and_the_next_run_completes_the_bu
     assert not alive, f"dbt outlived its runner: {[p.cmdline()[:3] for p in alive]}"
 
     printed: list[str] = []
-    assert job.run_job(s, echo=printed.append, base_delay=0.01) == 0
+    assert job.run_job(s, job.RunOptions(base_delay=0.01), echo=printed.append) == 0
     killed = query(s.warehouse, "select run_id from ops.pipeline_runs where status = 'crashed'")
     assert len(killed) == 1
     assert any(f"run {killed[0][0]} was killed" in line for line in printed), printed
     incremental = marts_fingerprint(s)
-    from loader.orchestrate.dbt import run_dbt
+    from loader.orchestrate.dbt import DBT_VARS, run_dbt
 
-    run_dbt(s, "build", "--full-refresh", "--vars", job.DBT_VARS)
+    run_dbt(s, "build", "--full-refresh", "--vars", DBT_VARS)
     assert marts_fingerprint(s) == incremental, "the marts differ from a full refresh"
 
 
@@ -350,24 +351,24 @@ def test_one_load_is_one_cut_of_the_source(settings, elt_env, tmp_path, monkeypa
     customer and their order together, committed between the waves and during an export,
     reach raw whole or not at all, and whole with the next load."""
     from loader.extract.cut import SnapshotHolder
-    from loader.orchestrate.job import waves_for
+    from loader.orchestrate.tasks import waves_for
 
     s, _ = fresh(settings, elt_env, tmp_path, "cut", scale=0.002)
     config = load_config(s.tables_config)
     run_load(s, config)
-    real_export = pipeline._export
+    real_export = export.export_table
     during: list[int] = []
 
     def export_after_a_commit(*args, **kwargs):
-        if args[2].name == "orders" and not during:
+        if args[1].spec.name == "orders" and not during:  # (load, plan, ...)
             during.append(1)
             commit_customer_with_order(s, 2)
         return real_export(*args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "_export", export_after_a_commit)
+    monkeypatch.setattr(export, "export_table", export_after_a_commit)
     with SnapshotHolder(s.source) as holder:
         for n, wave in enumerate(waves_for(s, config)):
-            run_load(s, config, tables=wave, holder=holder)
+            run_load(s, config, LoadRequest(wave), holder=holder)
             if n == 0:
                 commit_customer_with_order(s, 1)
     assert during, "no commit during the orders export"

@@ -14,8 +14,10 @@ from pathlib import Path
 import pytest
 
 from loader.config import PROJECT_ROOT, load_settings
-from loader.extract import reconcile
-from loader.extract.pipeline import LoadError, make_pipeline, run_load, table_states
+from loader.extract import reconcile, repair
+from loader.extract.pipeline import make_pipeline, run_load, table_states
+from loader.extract.plan import LoadRequest
+from loader.extract.results import LoadError
 from loader.extract.tables import TableConfigError, load_config
 from loader.source import simulator
 from loader.source.simulator import SimConfig
@@ -174,7 +176,7 @@ def test_increments_after_three_days_leave_raw_equal_to_source(loaded):
     assert_raw_equals_source(s, config)
     # rows deleted from raw by hand: deep reconciliation finds and repairs them
     _execute(s.warehouse, "delete from raw_marketplace.orders where order_id in (3, 4)")
-    found = reconcile.deep_reconcile(s, config)
+    found = repair.deep_reconcile(s, config)
     assert [d.table for d in found] == ["orders"]
     assert_raw_equals_source(s, config)
     repaired = query(
@@ -183,7 +185,7 @@ def test_increments_after_three_days_leave_raw_equal_to_source(loaded):
         "(select from raw_marketplace.orders o where o.order_id = row_key)",
     )
     assert repaired == [(0,)], "a repair tombstones only keys it removed from raw"
-    assert reconcile.deep_reconcile(s, config) == []
+    assert repair.deep_reconcile(s, config) == []
     assert all(r.reconciled for r in run_load(s, config).tables.values())
     logged = query(s.warehouse, "select count(*) from ops.deep_reconciliation")[0][0]
     assert logged == len(found)
@@ -228,23 +230,23 @@ def test_the_source_count_is_taken_in_the_snapshot_the_rows_came_from(loaded, mo
     """An increment counts the source while dlt loads, after the export: a row committed in
     between must not be counted (raw cannot have it yet), and the next load brings it."""
 
-    from loader.extract import pipeline
+    from loader.extract import export
 
     s, _, config, _ = loaded
-    run_load(s, config, tables=["customers"])  # settle what earlier tests left
-    count_in_snapshot = pipeline._count_and_close
+    run_load(s, config, LoadRequest(["customers"]))  # settle what earlier tests left
+    count_in_snapshot = export._count_and_close
 
     def commit_a_customer_then_count(conn, statement, params):
         commit_a_copy_of_row_one(s, "customers", "customer_id", ", 'email', 'between-' || t.email")
         return count_in_snapshot(conn, statement, params)
 
-    monkeypatch.setattr(pipeline, "_count_and_close", commit_a_customer_then_count)
-    during = run_load(s, config, tables=["customers"]).tables["customers"]
+    monkeypatch.setattr(export, "_count_and_close", commit_a_customer_then_count)
+    during = run_load(s, config, LoadRequest(["customers"])).tables["customers"]
     monkeypatch.undo()
     assert during.action == "increment" and during.reconciled, (
         f"source {during.source_rows} vs raw {during.raw_rows}"
     )
-    after = run_load(s, config, tables=["customers"]).tables["customers"]
+    after = run_load(s, config, LoadRequest(["customers"])).tables["customers"]
     assert after.rows_extracted == 1 and after.reconciled
     assert after.raw_rows == during.raw_rows + 1
 
@@ -262,7 +264,7 @@ def test_backfill_reextracts_a_window_without_moving_the_watermark(loaded):
     conn.close()
     end = datetime.now(UTC) + timedelta(minutes=1)
     result = run_load(
-        s, config, tables=["orders"], backfill_window=(datetime(2000, 1, 1, tzinfo=UTC), end)
+        s, config, LoadRequest(["orders"], backfill_window=(datetime(2000, 1, 1, tzinfo=UTC), end))
     )
     assert result.tables["orders"].action == "backfill"
     assert table_states(make_pipeline(s, config))["orders"]["watermark"] == before
@@ -271,7 +273,7 @@ def test_backfill_reextracts_a_window_without_moving_the_watermark(loaded):
 
 def test_full_refresh_reloads_a_table_from_scratch(loaded):
     s, _, config, _ = loaded
-    result = run_load(s, config, tables=["bids"], full_refresh=True)
+    result = run_load(s, config, LoadRequest(["bids"], full_refresh=True))
     assert result.tables["bids"].action == "full"
     assert set(result.tables) == {"bids"}
     assert_raw_equals_source(s, config)
@@ -514,24 +516,24 @@ def test_a_bulk_export_reads_the_snapshot_its_watermark_came_from(loaded, monkey
     position in: a row committed in between is neither exported nor counted, and the next
     increment brings it."""
 
-    from loader.extract import pipeline
+    from loader.extract import export
 
     s, _, config, _ = loaded
-    copy_in_snapshot, calls = pipeline._copy_out_psql, []
+    copy_in_snapshot, calls = export._copy_out_psql, []
 
     def commit_a_product_then_copy(*args):
         commit_a_copy_of_row_one(s, "products", "product_id")
         calls.append(args)
         return copy_in_snapshot(*args)
 
-    monkeypatch.setattr(pipeline, "_copy_out_psql", commit_a_product_then_copy)
-    during = run_load(s, config, tables=["products"], full_refresh=True).tables["products"]
+    monkeypatch.setattr(export, "_copy_out_psql", commit_a_product_then_copy)
+    during = run_load(s, config, LoadRequest(["products"], full_refresh=True)).tables["products"]
     monkeypatch.undo()
     assert len(calls) == 1, "the full load did not export through psql"
     assert during.action == "full" and during.reconciled, (
         f"source {during.source_rows} vs raw {during.raw_rows}"
     )
-    after = run_load(s, config, tables=["products"]).tables["products"]
+    after = run_load(s, config, LoadRequest(["products"])).tables["products"]
     assert after.rows_extracted == 1 and after.reconciled
     assert after.raw_rows == during.raw_rows + 1
     assert_raw_equals_source(s, config)
@@ -542,7 +544,7 @@ def test_without_psql_a_bulk_export_runs_in_process(loaded, monkeypatch):
 
     s, _, config, _ = loaded
     monkeypatch.setattr(warehouse, "client_program", lambda name: None)
-    result = run_load(s, config, tables=["products"], full_refresh=True).tables["products"]
+    result = run_load(s, config, LoadRequest(["products"], full_refresh=True)).tables["products"]
     assert result.action == "full" and result.reconciled and result.rows_extracted > 0
     assert_raw_equals_source(s, config)
 
@@ -557,11 +559,11 @@ def test_a_failed_psql_export_says_why_and_the_rerun_repairs(loaded, monkeypatch
     monkeypatch.setattr(warehouse, "client_program", lambda name: broken)
     before = query(s.warehouse, "select count(*) from raw_marketplace.products")
     with pytest.raises(LoadError, match=r"export through psql failed \(exit 2\).*refused"):
-        run_load(s, config, tables=["products"], full_refresh=True)
+        run_load(s, config, LoadRequest(["products"], full_refresh=True))
     monkeypatch.undo()
     # the refresh drops the table only once extracted: raw is as it was
     assert query(s.warehouse, "select count(*) from raw_marketplace.products") == before
-    result = run_load(s, config, tables=["products"]).tables["products"]
+    result = run_load(s, config, LoadRequest(["products"])).tables["products"]
     assert result.reconciled
     assert_raw_equals_source(s, config)
 
@@ -606,7 +608,7 @@ def test_raw_counts_kept_by_triggers_follow_every_write(settings, elt_env, tmp_p
     """Raw counts come from statement triggers, not scans: they still see rows deleted by
     hand (the next load reports the mismatch), a repair, a TRUNCATE, and triggers disabled
     by hand send the loader back to count(*)."""
-    from loader.extract.reconcile import deep_reconcile
+    from loader.extract.repair import deep_reconcile
 
     s, _ = fresh(settings, elt_env, tmp_path, "rc")
     config = load_config(s.tables_config)
@@ -620,14 +622,14 @@ def test_raw_counts_kept_by_triggers_follow_every_write(settings, elt_env, tmp_p
         assert kept[f"raw_marketplace.{table}"] == actual, table
 
     _execute(s.warehouse, "delete from raw_marketplace.orders where order_id <= 7")
-    hand = run_load(s, config, tables=["orders"]).tables["orders"]
+    hand = run_load(s, config, LoadRequest(["orders"])).tables["orders"]
     assert hand.reconciled is False and hand.raw_rows == hand.source_rows - 7
     deep_reconcile(s, config, ["orders"], width=1000)
-    assert run_load(s, config, tables=["orders"]).tables["orders"].reconciled
+    assert run_load(s, config, LoadRequest(["orders"])).tables["orders"].reconciled
 
     _execute(s.warehouse, "alter table raw_marketplace.orders disable trigger elt_rows_deleted")
     _execute(s.warehouse, "delete from raw_marketplace.orders where order_id <= 3")
-    recount = run_load(s, config, tables=["orders"]).tables["orders"]
+    recount = run_load(s, config, LoadRequest(["orders"])).tables["orders"]
     assert recount.raw_rows == recount.source_rows - 3, "disabled triggers: count(*) again"
     enabled = query(
         s.warehouse,
@@ -641,19 +643,19 @@ def test_raw_counts_kept_by_triggers_follow_every_write(settings, elt_env, tmp_p
     _execute(s.warehouse, "delete from raw_marketplace.orders where order_id <= 5")
     _execute(s.warehouse, "alter table raw_marketplace.orders enable trigger elt_rows_deleted")
     deep_reconcile(s, config, ["orders"], width=1000)
-    assert run_load(s, config, tables=["orders"]).tables["orders"].reconciled
+    assert run_load(s, config, LoadRequest(["orders"])).tables["orders"].reconciled
 
     _execute(s.warehouse, "truncate raw_marketplace.products")
-    emptied = run_load(s, config, tables=["products"]).tables["products"]
+    emptied = run_load(s, config, LoadRequest(["products"])).tables["products"]
     assert emptied.raw_rows == 0 and emptied.reconciled is False
 
 
 def test_ops_tables_dropped_by_hand_come_back_with_the_next_load(settings, elt_env, tmp_path):
     s, _ = fresh(settings, elt_env, tmp_path, "op")
     config = load_config(s.tables_config)
-    run_load(s, config, tables=["products"])
+    run_load(s, config, LoadRequest(["products"]))
     _execute(s.warehouse, "drop table ops.raw_deletes; drop table ops.raw_row_counts")
-    again = run_load(s, config, tables=["products"]).tables["products"]
+    again = run_load(s, config, LoadRequest(["products"])).tables["products"]
     assert again.reconciled
     assert query(
         s.warehouse,

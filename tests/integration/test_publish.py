@@ -20,7 +20,7 @@ import pytest
 
 from loader.config import Settings
 from loader.db import connect_raw
-from loader.orchestrate import dbt, job
+from loader.orchestrate import dbt, job, tasks
 from loader.orchestrate.dbt import run_dbt
 from loader.orchestrate.publish import Publication, build_invocation, last_publication
 from loader.source import simulator
@@ -125,7 +125,7 @@ def warehouse(settings, elt_env, tmp_path_factory) -> Iterator[tuple[Settings, d
             if cur.fetchone() is None:
                 cur.execute(f'create role "{name}" {options}')
     admin.close()
-    assert job.run_job(s, echo=lambda _: None, base_delay=0.01) == 0
+    assert job.run_job(s, job.RunOptions(base_delay=0.01), echo=lambda _: None) == 0
     yield s, env
     for key, value in saved.items():
         if value is None:
@@ -210,7 +210,7 @@ def test_a_failed_mart_test_publishes_nothing_and_the_next_good_run_publishes_ev
     watching = Observer(reporter)
     watching.start()
     printed: list[str] = []
-    assert job.run_job(s, echo=printed.append, base_delay=0.01) == 1
+    assert job.run_job(s, job.RunOptions(base_delay=0.01), echo=printed.append) == 1
     seen = watching.stop()
 
     run = query(s.warehouse, "select status, summary from ops.pipeline_runs "
@@ -241,7 +241,7 @@ def test_a_failed_mart_test_publishes_nothing_and_the_next_good_run_publishes_ev
     watching = Observer(reporter)
     watching.start()
     printed = []
-    assert job.run_job(s, echo=printed.append, base_delay=0.01) == 0, printed
+    assert job.run_job(s, job.RunOptions(base_delay=0.01), echo=printed.append) == 0, printed
     seen = watching.stop()
     assert any("tested every row" in line for line in printed), printed
     after = assert_published_together(s, reporter, before, count)
@@ -316,7 +316,7 @@ def test_a_build_killed_mid_way_publishes_nothing_and_the_next_run_publishes_eve
 
     watching = Observer(reporter)
     watching.start()
-    assert job.run_job(s, echo=lambda _: None, base_delay=0.01) == 0
+    assert job.run_job(s, job.RunOptions(base_delay=0.01), echo=lambda _: None) == 0
     seen = watching.stop()
     assert_published_together(s, reporter, before, count)
     changed = reporter.changed()
@@ -336,19 +336,21 @@ def test_copies_that_take_turns_equal_a_full_refresh(warehouse):
                        f"where customer_id = {customer}")
     _execute(s.source, "delete from marketplace.bids where bid_id in "
                        f"({', '.join(str(b[0]) for b in bids)})")
-    assert job.run_job(s, echo=lambda _: None, base_delay=0.01) == 0  # copy A catches up
+    # copy A catches up
+    assert job.run_job(s, job.RunOptions(base_delay=0.01), echo=lambda _: None) == 0
     lagging = query(s.warehouse, "select count(*) from dev_marts_build.fct_orders "
                                  "where customer_id = %s", (customer,))[0][0]
     assert lagging > 0, "the copy now being built has not seen the change yet"
     simulator.advance(s.source, 1)
-    assert job.run_job(s, echo=lambda _: None, base_delay=0.01) == 0  # copy B, one behind
+    # copy B, one behind
+    assert job.run_job(s, job.RunOptions(base_delay=0.01), echo=lambda _: None) == 0
     for sql in ("select count(*) from dev_marts.fct_orders where customer_id = %s",
                 "select count(*) from dev_marts.fct_order_items where customer_id = %s"):
         assert query(s.warehouse, sql, (customer,)) == [(0,)], sql
     assert query(s.warehouse, "select count(*) from dev_marts.fct_bids where bid_id = any(%s)",
                  ([b[0] for b in bids],)) == [(0,)]
     incremental = marts_fingerprint(s)
-    run_dbt(s, "build", "--full-refresh", "--vars", job.DBT_VARS)  # publishes at its end
+    run_dbt(s, "build", "--full-refresh", "--vars", dbt.DBT_VARS)  # publishes at its end
     assert marts_fingerprint(s) == incremental, "the marts differ from a full refresh"
 
 
@@ -358,18 +360,18 @@ def test_a_build_that_leaves_publishing_to_later_is_published_by_the_run(warehou
     s, _ = warehouse
     before = last_publication(s.warehouse, s.env)
     simulator.advance(s.source, 1)
-    monkeypatch.setattr(job, "DBT_VARS", '{"incremental_lookback": "0 seconds", '
+    monkeypatch.setattr(tasks, "DBT_VARS", '{"incremental_lookback": "0 seconds", '
                                          '"publish_on_build": false}')
     commands: list[str] = []
-    real = job.run_dbt
+    real = tasks.run_dbt
 
     def recorded(settings, *args, **kwargs):
         commands.append(args[0])
         return real(settings, *args, **kwargs)
 
-    monkeypatch.setattr(job, "run_dbt", recorded)  # the build
+    monkeypatch.setattr(tasks, "run_dbt", recorded)  # the build
     monkeypatch.setattr(dbt, "run_dbt", recorded)  # the publish and the freshness
-    assert job.run_job(s, echo=lambda _: None, base_delay=0.01) == 0
+    assert job.run_job(s, job.RunOptions(base_delay=0.01), echo=lambda _: None) == 0
     assert sorted(commands) == ["build", "run-operation", "source"]
     built = query(s.warehouse, "select invocation_id from quality.dbt_invocations "
                                "where command = 'build' order by finished_at desc limit 1")[0][0]

@@ -12,7 +12,9 @@ import pytest
 
 from loader.config import Endpoint, Settings, dbt_environment
 from loader.db import connect_raw
-from loader.extract.pipeline import LoadResult, run_load
+from loader.extract.pipeline import run_load
+from loader.extract.plan import LoadRequest
+from loader.extract.results import LoadResult
 from loader.extract.tables import load_config
 from loader.source import simulator
 from loader.source.simulator import SimConfig
@@ -85,7 +87,7 @@ def loader_loads(admin_built: Project) -> dict[str, LoadResult]:
     )
     config = load_config(as_loader.tables_config)
     increment = run_load(as_loader, config)
-    full = run_load(as_loader, config, tables=["products"], full_refresh=True)
+    full = run_load(as_loader, config, LoadRequest(["products"], full_refresh=True))
     return {"increment": increment, "full": full}
 
 

@@ -9,8 +9,8 @@ import json
 import pytest
 
 from loader.extract import settle
-from loader.extract.pipeline import LoadError
-from loader.orchestrate import dbt, job
+from loader.extract.results import LoadError
+from loader.orchestrate import dbt, job, tasks
 from loader.orchestrate.dbt import DbtFailed
 from tests.conftest import query
 from tests.integration.test_faults import NOW, _execute, commit_a_copy_of_row_one, elt, fresh
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def built(settings, elt_env, tmp_path_factory):
     s, env = fresh(settings, elt_env, tmp_path_factory.mktemp("rf"), "runfail", scale=0.002)
-    assert job.run_job(s, echo=lambda _: None, base_delay=0.01) == 0
+    assert job.run_job(s, job.RunOptions(base_delay=0.01), echo=lambda _: None) == 0
     return s, env
 
 
@@ -40,8 +40,8 @@ def channels(box) -> dict[str, list]:
 def run(s, box_ports) -> tuple[int, list[str]]:
     _, http_port, smtp_port = box_ports
     printed: list[str] = []
-    code = job.run_job(configured(s, http_port, smtp_port), echo=printed.append,
-                       base_delay=0.01)
+    code = job.run_job(configured(s, http_port, smtp_port), job.RunOptions(base_delay=0.01),
+                       echo=printed.append)
     return code, printed
 
 
@@ -104,14 +104,14 @@ def test_a_failed_dbt_build_or_freshness_check_alerts_every_channel(
     s, _ = built
     box = inbox[0]
     commit_a_copy_of_row_one(s, "orders", "order_id", NOW)  # something for dbt to build
-    real = job.run_dbt
+    real = tasks.run_dbt
 
     def run_dbt(settings, *args, **kwargs):
         if args[0] == failing:
             raise DbtFailed(f"`dbt {failing}` failed (exit 1): injected")
         return real(settings, *args, **kwargs)
 
-    monkeypatch.setattr(job, "run_dbt", run_dbt)  # the build
+    monkeypatch.setattr(tasks, "run_dbt", run_dbt)  # the build
     monkeypatch.setattr(dbt, "run_dbt", run_dbt)  # the freshness check and the publish
     code, _ = run(s, inbox)
     assert code == 1

@@ -17,7 +17,7 @@ from loader.config import load_settings
 from loader.errors import ExitCode
 from loader.extract import reconcile
 from loader.extract.tables import load_config
-from loader.orchestrate import history, job
+from loader.orchestrate import history, job, tasks
 from loader.orchestrate.dbt import target_path
 from loader.orchestrate.history import RunLock, RunLocked
 from tests.conftest import create_database, offline_packages, query
@@ -44,7 +44,7 @@ def env(settings, elt_env, tmp_path_factory):
 def first_run(env):
     s = load_settings(env)
     printed = []
-    code = job.run_job(s, scale=0.002, echo=printed.append, base_delay=0.01)
+    code = job.run_job(s, job.RunOptions(scale=0.002, base_delay=0.01), echo=printed.append)
     assert code == 0
     assert not any(SECRET in line for line in printed)
     return s
@@ -121,20 +121,21 @@ def test_killed_warehouse_connection_fails_the_run_and_leaves_marts_untouched(
     from loader.source import simulator
 
     simulator.advance(s.source, 1)
-    real_run_load = job.run_load
+    real_run_load = tasks.run_load
     kills = []
 
-    def run_load_with_killed_connection(settings, config, **kwargs):
-        if "orders" in (kwargs.get("tables") or []):
+    def run_load_with_killed_connection(settings, config, request=None, **kwargs):
+        if "orders" in (request.tables or []):
             conn = psycopg2.connect(settings.warehouse.dsn)
             kills.append(1)
             with conn.cursor() as cur:  # the server ends this session: SQLSTATE 57P01
                 cur.execute("select pg_terminate_backend(pg_backend_pid())")
-        return real_run_load(settings, config, **kwargs)
+        return real_run_load(settings, config, request, **kwargs)
 
-    monkeypatch.setattr(job, "run_load", run_load_with_killed_connection)
+    monkeypatch.setattr(tasks, "run_load", run_load_with_killed_connection)
     # retried 3 times, then the warehouse counts as gone: exit 3, not 1 (a failed task)
-    assert job.run_job(s, echo=lambda _: None, base_delay=0.01) == ExitCode.UNAVAILABLE == 3
+    code = job.run_job(s, job.RunOptions(base_delay=0.01), echo=lambda _: None)
+    assert code == ExitCode.UNAVAILABLE == 3
     assert len(kills) == 4, "a killed connection is transient: retried 3 times"
     run = query(s.warehouse, "select status, error from ops.pipeline_runs "
                              "order by started_at desc limit 1")[0]
@@ -148,8 +149,8 @@ def test_killed_warehouse_connection_fails_the_run_and_leaves_marts_untouched(
     assert [f[1] for f in failed] == ["load_wave_2"]
     assert failed[0][2] == {"tables": ["orders", "products"]}
 
-    monkeypatch.setattr(job, "run_load", real_run_load)
-    assert job.run_job(s, retry_failed=True, echo=lambda _: None) == 0
+    monkeypatch.setattr(tasks, "run_load", real_run_load)
+    assert job.run_job(s, job.RunOptions(retry_failed=True), echo=lambda _: None) == 0
     assert history.unresolved_failures(s.warehouse) == []
     config = load_config(s.tables_config)
     for spec in config.tables.values():
@@ -164,7 +165,7 @@ def test_killed_warehouse_connection_fails_the_run_and_leaves_marts_untouched(
 
 def test_retry_failed_with_nothing_failed_says_so(first_run):
     lines = []
-    assert job.run_job(first_run, retry_failed=True, echo=lines.append) == 0
+    assert job.run_job(first_run, job.RunOptions(retry_failed=True), echo=lines.append) == 0
     assert "no failed tasks to retry" in lines
 
 

@@ -16,7 +16,7 @@ STREAM = PGCOPY_SIGNATURE + b"\x00\x00\x00\x00\x00\x00\x00\x00" + MAGIC + b"x,y\
 
 
 def test_the_footer_names_the_columns_and_the_stream_stops_before_it(tmp_path):
-    path = tmp_path / "orders.1.csv"
+    path = tmp_path / "orders.1.pgcopy"
     with path.open("wb") as handle:
         handle.write(STREAM)
         write_footer(handle, ["order_id", "status", "_loaded_at"])
@@ -27,7 +27,7 @@ def test_the_footer_names_the_columns_and_the_stream_stops_before_it(tmp_path):
 
 
 def test_files_of_earlier_versions_name_their_columns_in_a_header(tmp_path):
-    path = tmp_path / "orders.0.csv"
+    path = tmp_path / "orders.0.pgcopy"
     path.write_bytes(MAGIC + b"order_id,status\n" + STREAM)
     with open_export(str(path)) as (names, stream):
         assert names == ["order_id", "status"]
@@ -36,7 +36,7 @@ def test_files_of_earlier_versions_name_their_columns_in_a_header(tmp_path):
 
 
 def test_dlt_csv_files_are_left_to_dlt(tmp_path):
-    path = tmp_path / "orders.2.csv"
+    path = tmp_path / "orders.2.pgcopy"
     path.write_text("order_id,status\n1,paid\n")
     assert not is_binary_copy_file(str(path))
 

@@ -9,8 +9,8 @@ import psycopg2
 import pytest
 
 from loader.orchestrate.graph import DependencyCycle, load_waves, table_graph
-from loader.orchestrate.job import select_for_retry
-from loader.orchestrate.runner import FAILED, SKIPPED, SUCCESS, Task, run_dag
+from loader.orchestrate.runner import Task, TaskStatus, run_dag
+from loader.orchestrate.tasks import select_for_retry
 
 MARKETPLACE_FKS = [
     ("products", "customers"), ("orders", "customers"), ("order_items", "orders"),
@@ -56,7 +56,7 @@ def test_independent_tasks_of_a_wave_run_in_parallel():
     tasks = [Task("root", lambda: 0)] + [Task(f"t{i}", work, deps=("root",)) for i in range(3)]
     outcomes = run_dag(tasks, workers=3)
     assert peak[0] == 3
-    assert all(o.status == SUCCESS for o in outcomes.values())
+    assert all(o.status == TaskStatus.SUCCESS for o in outcomes.values())
 
 
 def test_transient_failure_is_retried_then_succeeds():
@@ -70,9 +70,9 @@ def test_transient_failure_is_retried_then_succeeds():
 
     attempts = []
     outcomes = run_dag([Task("load", flaky, retries=3)], sleep=lambda _: None,
-                       on_attempt=lambda t, n, status, *rest: attempts.append((n, status)))
-    assert outcomes["load"].status == SUCCESS and outcomes["load"].rows == 42
-    assert attempts == [(1, "retry"), (2, "retry"), (3, SUCCESS)]
+                       on_attempt=lambda at: attempts.append((at.number, at.status)))
+    assert outcomes["load"].status == TaskStatus.SUCCESS and outcomes["load"].rows == 42
+    assert attempts == [(1, "retry"), (2, "retry"), (3, TaskStatus.SUCCESS)]
 
 
 def test_exhausted_retries_fail_the_task_and_skip_what_follows():
@@ -82,9 +82,9 @@ def test_exhausted_retries_fail_the_task_and_skip_what_follows():
     tasks = [Task("load", always, retries=2), Task("dbt", lambda: 1, deps=("load",)),
              Task("other", lambda: 1)]
     outcomes = run_dag(tasks, sleep=lambda _: None)
-    assert outcomes["load"].status == FAILED and outcomes["load"].attempts == 3
-    assert outcomes["dbt"].status == SKIPPED
-    assert outcomes["other"].status == SUCCESS
+    assert outcomes["load"].status == TaskStatus.FAILED and outcomes["load"].attempts == 3
+    assert outcomes["dbt"].status == TaskStatus.SKIPPED
+    assert outcomes["other"].status == TaskStatus.SUCCESS
 
 
 def test_permanent_errors_are_not_retried():
@@ -121,10 +121,11 @@ def test_a_cause_chain_that_loops_back_on_itself_ends():
 def test_exit_codes_tell_failures_apart():
     from loader.errors import ExitCode
     from loader.orchestrate.job import exit_code
-    from loader.orchestrate.runner import FAILED, SUCCESS, Task, TaskOutcome
+    from loader.orchestrate.runner import Task, TaskOutcome, TaskStatus
 
     task = Task("t", lambda: 0)
-    assert exit_code({"t": TaskOutcome(task, SUCCESS)}) == ExitCode.SUCCESS == 0
-    assert exit_code({"t": TaskOutcome(task, FAILED)}) == ExitCode.FAILED == 1
-    gone = TaskOutcome(task, FAILED, unavailable=True)
-    assert exit_code({"t": TaskOutcome(task, FAILED), "u": gone}) == ExitCode.UNAVAILABLE == 3
+    assert exit_code({"t": TaskOutcome(task, TaskStatus.SUCCESS)}) == ExitCode.SUCCESS == 0
+    assert exit_code({"t": TaskOutcome(task, TaskStatus.FAILED)}) == ExitCode.FAILED == 1
+    gone = TaskOutcome(task, TaskStatus.FAILED, unavailable=True)
+    failed = TaskOutcome(task, TaskStatus.FAILED)
+    assert exit_code({"t": failed, "u": gone}) == ExitCode.UNAVAILABLE == 3
