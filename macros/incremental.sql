@@ -4,7 +4,9 @@
     load it came from last changed. A child re-validates the rows whose own load is newer
     than its newest _loaded_at, and the rows whose parent was validated after its newest
     _validated_at; a fact rebuilds the rows whose inputs were validated after its own
-    newest _validated_at. So an increment touches what changed, and what changed with it. -#}
+    newest _validated_at. So an increment touches what changed, and what changed with it.
+    A validated model calls validated_rows, which calls the others; the facts call the
+    helpers below it themselves. Every macro is documented in macros/_macros.yml. -#}
 
 {#- The plumbing of a validated model (models/intermediate/marketplace/int_*_validated.sql),
     called as a block around its business rules, so the model reads as those rules:
