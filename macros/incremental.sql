@@ -4,7 +4,144 @@
     load it came from last changed. A child re-validates the rows whose own load is newer
     than its newest _loaded_at, and the rows whose parent was validated after its newest
     _validated_at; a fact rebuilds the rows whose inputs were validated after its own
-    newest _validated_at. So an increment touches what changed, and what changed with it. -#}
+    newest _validated_at. So an increment touches what changed, and what changed with it.
+    A validated model calls validated_rows, which calls the others; the facts call the
+    helpers below it themselves. Every macro is documented in macros/_macros.yml. -#}
+
+{#- The plumbing of a validated model (models/intermediate/marketplace/int_*_validated.sql),
+    called as a block around its business rules, so the model reads as those rules:
+
+        {% call validated_rows('orders', 'stg_marketplace__orders', key='order_id', ...) %}
+        customers as (...),
+        validated as (select orders.*, case ... end as quarantine_reason from orders ...)
+        {% endcall %}
+
+    It configures the model, opens the query with a CTE named `name` over `rows` (the staging
+    model), lets the block add its CTEs, the last one `validated`, and stamps each row's
+    _validated_at (kept while its _loaded_at, quarantine_reason and the `compared` columns
+    stand). Incremental (the default), `name` holds only the rows to re-validate: those
+    loaded since the newest _loaded_at here, those whose parent was re-validated since the
+    newest _validated_at here or left (closed in its `snapshot`, or tombstoned in its
+    `raw_table`), and, with `future_dated`, those set aside as dated in the future. After the
+    insert, the rows whose key left `rows` are deleted (delete_missing_rows). A parent is
+    {'on': column here, 'validated': its validated model, 'key': its key (default `on`),
+    'snapshot' or 'raw_table': how a deleted one is known}. materialized='table' rebuilds in
+    full (a verdict that depends on every row) and only stamps. -#}
+{% macro validated_rows(name, rows, key, raw_table=none, parents=[], compared=[],
+                        future_dated=false, materialized='incremental') -%}
+    {%- set incremental = materialized == 'incremental' -%}
+    {%- set indexes = [{'columns': [key], 'unique': true}] -%}
+    {%- if incremental -%}
+        {%- do indexes.append({'columns': ['_loaded_at']}) -%}
+    {%- endif -%}
+    {%- do indexes.append({'columns': ['_validated_at']}) -%}
+    {%- if incremental -%}
+        {%- for parent in parents -%}
+            {%- do indexes.append({'columns': [parent.on]}) -%}
+        {%- endfor -%}
+        {{ config(
+            materialized='incremental',
+            incremental_strategy='delete+insert',
+            tags=['incremental'],
+            unique_key=key,
+            on_schema_change='append_new_columns',
+            indexes=indexes,
+            post_hook=[
+                "{{ delete_missing_rows(ref('" ~ rows ~ "'), '" ~ key ~ "', '"
+                ~ raw_table ~ "') }}",
+                "{{ index_quarantined_rows() }}",
+            ],
+        ) }}
+    {%- else -%}
+        {{ config(materialized=materialized, indexes=indexes) }}
+    {%- endif -%}
+    {#- what only an increment reads, declared to dbt at parse time (lineage, build order);
+        a unit test gives its inputs and reads no tombstones -#}
+    {%- for parent in parents -%}
+        {%- do ref(parent.validated) -%}
+        {%- if parent.snapshot -%}
+            {%- do ref(parent.snapshot) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {%- if incremental and model.resource_type != 'unit_test' -%}
+        {%- do source('ops', 'raw_deletes') -%}
+    {%- endif -%}
+    {%- set previous = previous_build() if not incremental or is_incremental() else none -%}
+with
+
+{{ name }} as (
+    select * from {{ ref(rows) }}
+    {%- if incremental and previous is not none %}
+        {#- one compile-time query for the cutoff, however often it is used below -#}
+        {%- set cutoff = incremental_cutoff('_validated_at') %}
+        {#- `key = any(array(...))`, not `key in (...)`: a condition PostgreSQL pushes into
+            the view below and answers by index, where a semi-join would scan it whole #}
+    where
+        {{ key }} = any(
+            array(
+                select changed.{{ key }}
+                from {{ ref(rows) }} as changed
+                where changed._loaded_at > {{ incremental_cutoff() }}
+                {%- for parent in parents %}
+                union
+                select built.{{ key }}
+                from {{ previous }} as built
+                inner join {{ ref(parent.validated) }} as parent
+                    on built.{{ parent.on }} = parent.{{ parent.key or parent.on }}
+                where parent._validated_at > {{ cutoff }}
+                union
+                {%- if parent.snapshot %}
+                -- a deleted parent is gone from its validated table: its snapshot tells
+                select built.{{ key }}
+                from {{ previous }} as built
+                where
+                    built.{{ parent.on }} in (
+                        {{ closed_since(parent.snapshot, parent.key or parent.on, cutoff) }}
+                    )
+                {%- else %}
+                -- a parent that left raw (a repair by `elt reconcile --deep`) is gone from
+                -- its validated table: its tombstone tells
+                select built.{{ key }}
+                from {{ previous }} as built
+                where
+                    built.{{ parent.on }}
+                    = any(array({{ tombstoned_keys(parent.raw_table, cutoff) }}))
+                {%- endif %}
+                {%- endfor %}
+                {%- if future_dated %}
+                union
+                -- a row dated in the future is checked again until its time comes
+                select built.{{ key }}
+                from {{ previous }} as built
+                where built.quarantine_reason = 'date_in_future'
+                {%- endif %}
+            )
+        )
+    {%- endif %}
+),
+
+{{ caller() | trim }},
+
+final as (
+    select
+        validated.*,
+        case
+            when
+                previous._loaded_at = validated._loaded_at
+                and not (previous.quarantine_reason is distinct from validated.quarantine_reason)
+                {%- for column in compared %}
+                and not (previous.{{ column }} is distinct from validated.{{ column }})
+                {%- endfor %}
+                then previous._validated_at
+            else {{ validation_time() }}
+        end as _validated_at
+    from validated
+    left join {{ previous_or_empty(previous, 'validated') }} as previous
+        on validated.{{ key }} = previous.{{ key }}
+)
+
+select * from final
+{%- endmacro %}
 
 {#- This invocation's validation time: one value for every row it writes. -#}
 {% macro validation_time() -%}
@@ -72,8 +209,8 @@
 {#- The keys that left raw_table after `cutoff` (a select of one column), from the loader's
     tombstones; none where there is no ops.raw_deletes (dbt run without the loader). -#}
 {% macro tombstoned_keys(raw_table, cutoff) -%}
-    {%- if execute and adapter.get_relation(this.database, 'ops', 'raw_deletes') is not none -%}
-        select tombstone.row_key from ops.raw_deletes as tombstone
+    {%- if execute and load_relation(source('ops', 'raw_deletes')) is not none -%}
+        select tombstone.row_key from {{ source('ops', 'raw_deletes') }} as tombstone
         where
             tombstone.table_name = '{{ raw_table }}'
             and tombstone.deleted_at > {{ cutoff }}
@@ -90,12 +227,13 @@
     {%- if not execute or flags.FULL_REFRESH or not raw_table -%}
         {{ return(none) }}
     {%- endif -%}
-    {%- if adapter.get_relation(this.database, 'ops', 'raw_deletes') is none -%}
+    {%- if load_relation(source('ops', 'raw_deletes')) is none -%}
         {{ return(none) }}
     {%- endif -%}
     {%- set found = run_query(
         "select (previous.built - interval '" ~ var('incremental_lookback') ~ "')::text, "
-        ~ "exists (select from ops.raw_deletes where table_name = '" ~ raw_table ~ "' "
+        ~ "exists (select from " ~ source('ops', 'raw_deletes')
+        ~ " where table_name = '" ~ raw_table ~ "' "
         ~ "and row_key is null and deleted_at > previous.built - interval '"
         ~ var('incremental_lookback') ~ "') "
         ~ "from (select max(_validated_at) as built from " ~ this

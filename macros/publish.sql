@@ -329,6 +329,18 @@
         end loop;
 
         perform {{ project_hook_lock() }};
+        -- the marts' dbt `grants` config (dbt_project.yml) on their views, which are the
+        -- publish's relations, not dbt's: dbt grants only on what it builds, and a view
+        -- recreated above (a changed column) starts without grants
+        {%- for node in mart_nodes() if node.config.grants %}
+            {%- set view = api.Relation.create(
+                database=target.database, schema=schemas.views, identifier=node.name,
+                type='view') %}
+            {%- for statement in get_dcl_statement_list(view, node.config.grants,
+                                                        get_grant_sql) %}
+        {{ statement }};
+            {%- endfor %}
+        {%- endfor %}
         create schema if not exists quality;
         create table if not exists quality.mart_publications (
             published_at timestamptz not null default clock_timestamp(),

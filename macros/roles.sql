@@ -4,6 +4,14 @@
                   schemas and quality;
       reporter    reads the marts only: the views of schema marts (macros/publish.sql),
                   which read the published copy with their owner's rights; never the copies.
+    What dbt can express is dbt's: the marts' `grants` config (dbt_project.yml) gives reporter
+    select on what it reads; dbt applies it to the tables it builds, and the publish to the
+    views of `marts` (the views are the publish's, not dbt's relations). The hooks here do
+    what dbt's grants cannot: create the roles; schema privileges (USAGE, CREATE: dbt grants
+    on relations only), so reporter reaches the schema `marts` and no other (the copies'
+    tables carry the marts' grants too, out of its reach); the loader's schemas (raw, ops),
+    which dbt does not build; default privileges, for the tables the loader and the
+    transformer's members create between two runs; and ownership, which dbt cannot set.
     The roles are NOLOGIN groups: grant them to real login users (`grant reporter to bi_user`).
     Creating roles needs CREATEROLE; without it (a locked-down prod) creation is skipped, and so
     are the grants (a user that may not manage roles cannot grant on others' objects either).
@@ -66,14 +74,18 @@
     {%- else -%}
         {%- set roles = role_names() -%}
         {%- set raw_schemas = var('raw_schemas', ['raw_marketplace', 'raw_marketplace_staging']) -%}
-        {#- the dbt schemas as this target names them (macros/generate_schema_name.sql) -#}
-        {%- set dbt_schemas = ['quality'] -%}
-        {%- for custom in ['staging', 'intermediate', 'quarantine', 'marts', 'marts_build',
-                           'marts_live', 'snapshots', 'reference', 'test_failures',
-                           'elementary', none] -%}
-            {%- do dbt_schemas.append(generate_schema_name(custom, none) | trim) -%}
+        {#- the schemas dbt writes: its nodes' (models, seeds, snapshots, stored test
+            failures, elementary's), the marts' views and copies (macros/publish.sql), the
+            target's own, and quality (macros/quality) -#}
+        {%- set marts_copies = marts_schemas() -%}
+        {%- set dbt_schemas = ['quality', generate_schema_name(none, none) | trim] -%}
+        {%- set node_schemas = graph.nodes.values() | map(attribute='schema') | list
+            if execute else [] -%}
+        {%- for schema in node_schemas + marts_copies.values() | list
+            if schema not in dbt_schemas -%}
+            {%- do dbt_schemas.append(schema) -%}
         {%- endfor -%}
-        {%- set marts = generate_schema_name('marts', none) | trim -%}
+        {%- set marts = marts_copies.views -%}
         do $$
         declare
             loader text := '{{ roles.loader }}';
@@ -151,12 +163,16 @@
                     execute format('grant select on all tables in schema %I to %I',
                                    s, transformer);
                 end if;
+                -- reporter's select on the marts is dbt's `grants` config (see above)
                 if s = '{{ marts }}' then
                     execute format('grant usage on schema %I to %I', s, reporter);
-                    execute format('grant select on all tables in schema %I to %I', s, reporter);
                 else
                     execute format('revoke all on schema %I from %I', s, reporter);
-                    execute format('revoke all on all tables in schema %I from %I', s, reporter);
+                    if s <> all(array['{{ marts_copies.build }}', '{{ marts_copies.live }}'])
+                    then
+                        execute format('revoke all on all tables in schema %I from %I',
+                                       s, reporter);
+                    end if;
                 end if;
 
                 -- tables created later: by this user, the writer role or one of its members
@@ -175,13 +191,7 @@
                     execute format(
                         'alter default privileges for role %I in schema %I '
                         'grant all on tables to %I', creator, s, writer);
-                    if s = any(dbt_schemas) then
-                        if s = '{{ marts }}' then
-                            execute format(
-                                'alter default privileges for role %I in schema %I '
-                                'grant select on tables to %I', creator, s, reporter);
-                        end if;
-                    else
+                    if s <> all(dbt_schemas) then
                         execute format(
                             'alter default privileges for role %I in schema %I '
                             'grant select on tables to %I', creator, s, transformer);

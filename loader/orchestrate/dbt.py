@@ -26,6 +26,15 @@ ELEMENTARY_TABLES = ("data_monitoring_metrics", "schema_columns_snapshot")
 DBT_VARS = '{"incremental_lookback": "0 seconds"}'
 
 
+def build_vars(base: str, tests_since: str | None) -> str:
+    """The --vars of a build: `base` (a JSON object, DBT_VARS) and, after a successful build
+    of the same project, test_since, which scopes the row-by-row tests to what changed since
+    (macros/tests/get_where_subquery.sql). dbt re-parses the project in full when its vars
+    change, so an increment that scopes its tests pays one full parse."""
+    extra = {"test_since": tests_since} if tests_since else {}
+    return json.dumps({**json.loads(base), **extra})
+
+
 class DbtFailed(UserError, RuntimeError):
     """A dbt command exited non-zero; the message holds the end of its output."""
 

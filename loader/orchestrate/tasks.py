@@ -20,6 +20,7 @@ from loader.extract.tables import LoaderConfig
 from loader.orchestrate import history
 from loader.orchestrate.dbt import (
     DBT_VARS,
+    build_vars,
     ensure_elementary_models,
     run_dbt,
     source_freshness,
@@ -165,8 +166,8 @@ def pipeline_tasks(
             state.tests_since = built_at
         try:
             ensure_elementary_models(settings)
-            run_dbt(settings, "build", "--vars", DBT_VARS,
-                    env={"ELT_TEST_SINCE": state.tests_since or ""}, progress=state.progress)
+            run_dbt(settings, "build", "--vars", build_vars(DBT_VARS, state.tests_since),
+                    progress=state.progress)
             state.build_invocation = build_invocation()
         finally:
             state.tests = test_results()

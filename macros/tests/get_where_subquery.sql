@@ -1,9 +1,10 @@
 {#- dbt wraps the model of every generic test in get_where_subquery (its `where` config). This
-    override adds the changed-rows scope of an increment: when the runner sets
-    ELT_TEST_SINCE (the start of the previous successful build of the same project), the
-    row-by-row tests on the large incremental relations check only the rows this build
-    wrote or the loader brought since then. Everything else, and every build without
-    ELT_TEST_SINCE (a first build, a changed project, `dbt build` by hand), tests in full. -#}
+    override adds the changed-rows scope of an increment: when the runner passes the var
+    test_since (the start of the previous successful build of the same project:
+    `--vars '{"test_since": "..."}'`), the row-by-row tests on the large incremental
+    relations check only the rows this build wrote or the loader brought since then.
+    Everything else, and every build without test_since (a first build, a changed project,
+    `dbt build` by hand), tests in full. -#}
 {% macro get_where_subquery(relation) -%}
     {%- set where = config.get('where') -%}
     {%- set scope = changed_rows_scope(relation) -%}
@@ -28,7 +29,7 @@
 
 {#- The predicate for the changed rows of `relation`, or none to test it in full. -#}
 {% macro changed_rows_scope(relation) -%}
-    {%- set since = env_var('ELT_TEST_SINCE', '') -%}
+    {%- set since = var('test_since', none) -%}
     {%- if not since or not execute or model.resource_type != 'test' -%}
         {{ return(none) }}
     {%- endif -%}
@@ -43,7 +44,7 @@
     also used by the tests that compare groups of rows (rows_reconcile, sums_match) to pick
     the keys they recheck. -#}
 {% macro changed_rows_predicate(relation) -%}
-    {%- set since = env_var('ELT_TEST_SINCE', '') -%}
+    {%- set since = var('test_since', none) -%}
     {%- if not since or not execute or relation is string -%}
         {{ return(none) }}
     {%- endif -%}

@@ -491,7 +491,7 @@ def test_docs_site_has_lineage_from_sources_to_marts(built: Project) -> None:
 def test_an_increment_tests_the_rows_it_changed_and_still_catches_a_bad_one(
     late_orders: dict, built: Project
 ) -> None:
-    """With ELT_TEST_SINCE (what `elt run` sets after a successful build), the row-by-row
+    """With the var test_since (what `elt run` passes after a successful build), the row-by-row
     tests read only the rows loaded or rebuilt since; a bad new row still fails them.
     (Runs last among the data tests: it leaves an order with an unknown status behind.)"""
     since = built.scalar("select max(_loaded_at) from raw_marketplace.orders")
@@ -502,9 +502,10 @@ def test_an_increment_tests_the_rows_it_changed_and_still_catches_a_bad_one(
         (late_orders["customer_id"],),
     )
     built.load()
-    env = {**built.env, "ELT_TEST_SINCE": since.isoformat()}
+    env = built.env
     scoped = subprocess.run(
-        [str(DBT), "test", "--select", "stg_marketplace__orders"],
+        [str(DBT), "test", "--select", "stg_marketplace__orders",
+         "--vars", json.dumps({"test_since": since.isoformat()})],
         cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
     )
     assert scoped.returncode == 0, scoped.stdout[-3000:]  # the status test warns

@@ -156,7 +156,10 @@ def test_a_reporter_user_reads_marts_but_not_raw(
     # the marts the transformer user just rebuilt: default privileges of transformer's members
     assert can_select(reporter, "dev_marts.fct_orders")
     assert can_select(reporter, "dev_marts.daily_revenue")
+    # the copies' tables carry the marts' dbt grants too: the schemas keep reporter out
     for relation in (
+        "dev_marts_live.fct_orders",
+        "dev_marts_build.fct_orders",
         "raw_marketplace.orders",
         "dev_staging.stg_marketplace__orders",
         "dev_quarantine.int_orders_quarantined",

@@ -1,95 +1,19 @@
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='delete+insert',
-        tags=['incremental'],
-        unique_key='bid_id',
-        on_schema_change='append_new_columns',
-        indexes=[
-            {'columns': ['bid_id'], 'unique': true},
-            {'columns': ['_loaded_at']},
-            {'columns': ['_validated_at']},
-            {'columns': ['product_id']},
-            {'columns': ['bidder_id']},
-        ],
-        post_hook=[
-            "{{ delete_missing_rows(ref('stg_marketplace__bids'), 'bid_id', 'bids') }}",
-            "{{ index_quarantined_rows() }}",
-        ],
-    )
-}}
+{#- A bid is set aside with the first rule it breaks. Increments re-validate the bids loaded
+    since the newest here, those whose product or bidder was re-validated or deleted since (a
+    price change reloads the product, so its bids are compared again), and those dated in the
+    future (macros/incremental.sql, macros/validation.sql). -#}
 
-{#- Increments re-validate the bids loaded since the newest here, and those whose product or
-    bidder was re-validated since: a price change reloads the product, so its bids are
-    compared again (macros/incremental.sql), and those set aside as dated in the future
-    (macros/validation.sql). -#}
-
--- depends_on: {{ ref('customers_snapshot') }}
-
-{%- set previous = previous_build() if is_incremental() else none %}
-{#- one compile-time query for the cutoff, however often it is used below #}
-{%- set cutoff = incremental_cutoff('_validated_at') if previous is not none %}
-{#- `key = any(array(...))`, not `key in (...)`: a condition PostgreSQL pushes into the view
-    below and answers by index, where a semi-join would scan it whole. #}
-
-with
-
-bids as (
-    select * from {{ ref('stg_marketplace__bids') }}
-    {% if previous is not none -%}
-        where
-            bid_id = any(
-                array(
-                    select changed.bid_id
-                    from {{ ref('stg_marketplace__bids') }} as changed
-                    where changed._loaded_at > {{ incremental_cutoff() }}
-                    union
-                    select built.bid_id
-                    from {{ previous }} as built
-                    inner join {{ ref('int_products_validated') }} as products
-                        on built.product_id = products.product_id
-                    where products._validated_at > {{ cutoff }}
-                    union
-                    select built.bid_id
-                    from {{ previous }} as built
-                    inner join {{ ref('int_customers_validated') }} as bidders
-                        on built.bidder_id = bidders.customer_id
-                    where bidders._validated_at > {{ cutoff }}
-                    union
-                    select built.bid_id
-                    from {{ previous }} as built
-                    where
-                        built.product_id in (
-                            {{ closed_since('products_snapshot', 'product_id', cutoff) }}
-                        )
-                    union
-                    select built.bid_id
-                    from {{ previous }} as built
-                    where
-                        built.bidder_id in (
-                            {{ closed_since('customers_snapshot', 'customer_id', cutoff) }}
-                        )
-                    union
-                    -- a row dated in the future is checked again until its time comes
-                    select built.bid_id
-                    from {{ previous }} as built
-                    where built.quarantine_reason = 'date_in_future'
-                )
-            )
-    {%- endif %}
-),
-
-products as (
-    select * from {{ ref('int_products_validated') }}
-),
-
-bidders as (
-    select * from {{ ref('int_customers_validated') }}
-),
-
-product_versions as (
-    select * from {{ ref('products_snapshot') }}
-),
+{% call validated_rows(
+    'bids', 'stg_marketplace__bids', key='bid_id', raw_table='bids',
+    parents=[
+        {'on': 'product_id', 'validated': 'int_products_validated',
+         'snapshot': 'products_snapshot'},
+        {'on': 'bidder_id', 'validated': 'int_customers_validated', 'key': 'customer_id',
+         'snapshot': 'customers_snapshot'},
+    ],
+    compared=['product_price_at_bid'],
+    future_dated=true,
+) %}
 
 -- The product's price when the bid was written: the earliest snapshot version still valid at
 -- the bid's created_at (a price change in the same source transaction counts as after the
@@ -99,7 +23,7 @@ price_at_bid as (
         bids.bid_id,
         product_versions.price
     from bids
-    inner join product_versions
+    inner join {{ ref('products_snapshot') }} as product_versions
         on
             bids.product_id = product_versions.product_id
             and coalesce(product_versions.dbt_valid_to, 'infinity') >= bids.created_at
@@ -121,32 +45,12 @@ validated as (
                 then 'bid_at_or_above_price'
         end as quarantine_reason
     from bids
-    left join products
+    left join {{ ref('int_products_validated') }} as products
         on bids.product_id = products.product_id
-    left join bidders
+    left join {{ ref('int_customers_validated') }} as bidders
         on bids.bidder_id = bidders.customer_id
     left join price_at_bid
         on bids.bid_id = price_at_bid.bid_id
-),
-
-final as (
-    select
-        validated.*,
-        -- kept while the row's load and verdict stand (macros/incremental.sql)
-        case
-            when
-                previous._loaded_at = validated._loaded_at
-                and not (previous.quarantine_reason is distinct from validated.quarantine_reason)
-                and not (
-                    previous.product_price_at_bid
-                    is distinct from validated.product_price_at_bid
-                )
-                then previous._validated_at
-            else {{ validation_time() }}
-        end as _validated_at
-    from validated
-    left join {{ previous_or_empty(previous, 'validated') }} as previous
-        on validated.bid_id = previous.bid_id
 )
 
-select * from final
+{% endcall %}

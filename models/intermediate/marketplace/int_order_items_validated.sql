@@ -1,75 +1,16 @@
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='delete+insert',
-        tags=['incremental'],
-        unique_key='order_item_id',
-        on_schema_change='append_new_columns',
-        indexes=[
-            {'columns': ['order_item_id'], 'unique': true},
-            {'columns': ['_loaded_at']},
-            {'columns': ['_validated_at']},
-            {'columns': ['order_id']},
-            {'columns': ['product_id']},
-        ],
-        post_hook=[
-            "{{ delete_missing_rows(ref('stg_marketplace__order_items'), 'order_item_id', 'order_items') }}",
-            "{{ index_quarantined_rows() }}",
-        ],
-    )
-}}
+{#- An order line is set aside with the first rule it breaks. Increments re-validate the
+    lines loaded since the newest here, and those whose order or product was re-validated or
+    left since (macros/incremental.sql). -#}
 
-{#- Increments re-validate the items loaded since the newest here, and those whose order or
-    product was re-validated since (macros/incremental.sql). -#}
-
--- depends_on: {{ ref('products_snapshot') }}
-
-{%- set previous = previous_build() if is_incremental() else none %}
-{#- one compile-time query for the cutoff, however often it is used below #}
-{%- set cutoff = incremental_cutoff('_validated_at') if previous is not none %}
-{#- `key = any(array(...))`, not `key in (...)`: a condition PostgreSQL pushes into the view
-    below and answers by index, where a semi-join would scan it whole. #}
-
-with
-
-order_items as (
-    select * from {{ ref('stg_marketplace__order_items') }}
-    {% if previous is not none -%}
-        where
-            order_item_id = any(
-                array(
-                    select changed.order_item_id
-                    from {{ ref('stg_marketplace__order_items') }} as changed
-                    where changed._loaded_at > {{ incremental_cutoff() }}
-                    union
-                    select built.order_item_id
-                    from {{ previous }} as built
-                    inner join {{ ref('int_orders_validated') }} as orders
-                        on built.order_id = orders.order_id
-                    where orders._validated_at > {{ cutoff }}
-                    union
-                    -- an order that left raw (a repair by `elt reconcile --deep`) is gone
-                    -- from its validated table: its tombstone re-validates its lines
-                    select built.order_item_id
-                    from {{ previous }} as built
-                    where built.order_id = any(array({{ tombstoned_keys('orders', cutoff) }}))
-                    union
-                    select built.order_item_id
-                    from {{ previous }} as built
-                    inner join {{ ref('int_products_validated') }} as products
-                        on built.product_id = products.product_id
-                    where products._validated_at > {{ cutoff }}
-                    union
-                    select built.order_item_id
-                    from {{ previous }} as built
-                    where
-                        built.product_id in (
-                            {{ closed_since('products_snapshot', 'product_id', cutoff) }}
-                        )
-                )
-            )
-    {%- endif %}
-),
+{% call validated_rows(
+    'order_items', 'stg_marketplace__order_items', key='order_item_id',
+    raw_table='order_items',
+    parents=[
+        {'on': 'order_id', 'validated': 'int_orders_validated', 'raw_table': 'orders'},
+        {'on': 'product_id', 'validated': 'int_products_validated',
+         'snapshot': 'products_snapshot'},
+    ],
+) %}
 
 orders as (
     select * from {{ ref('int_orders_validated') }}
@@ -97,22 +38,6 @@ validated as (
         on order_items.order_id = orders.order_id
     left join products
         on order_items.product_id = products.product_id
-),
-
-final as (
-    select
-        validated.*,
-        -- kept while the row's load and verdict stand (macros/incremental.sql)
-        case
-            when
-                previous._loaded_at = validated._loaded_at
-                and not (previous.quarantine_reason is distinct from validated.quarantine_reason)
-                then previous._validated_at
-            else {{ validation_time() }}
-        end as _validated_at
-    from validated
-    left join {{ previous_or_empty(previous, 'validated') }} as previous
-        on validated.order_item_id = previous.order_item_id
 )
 
-select * from final
+{% endcall %}

@@ -1,23 +1,10 @@
-{{
-    config(
-        materialized='table',
-        indexes=[
-            {'columns': ['product_id'], 'unique': true},
-            {'columns': ['_validated_at']},
-        ],
-    )
-}}
-
 {#- Small enough to rebuild in full; a row keeps its _validated_at while its load and verdict
-    stand, so the bids and items of unchanged products are not re-validated. -#}
+    stand, so the bids and items of unchanged products are not re-validated
+    (macros/incremental.sql). -#}
 
-{%- set previous = previous_build() %}
-
-with
-
-products as (
-    select * from {{ ref('stg_marketplace__products') }}
-),
+{% call validated_rows(
+    'products', 'stg_marketplace__products', key='product_id', materialized='table'
+) %}
 
 sellers as (
     select * from {{ ref('int_customers_validated') }}
@@ -34,22 +21,6 @@ validated as (
     from products
     left join sellers
         on products.seller_id = sellers.customer_id
-),
-
-final as (
-    select
-        validated.*,
-        -- kept while the row's load and verdict stand (macros/incremental.sql)
-        case
-            when
-                previous._loaded_at = validated._loaded_at
-                and not (previous.quarantine_reason is distinct from validated.quarantine_reason)
-                then previous._validated_at
-            else {{ validation_time() }}
-        end as _validated_at
-    from validated
-    left join {{ previous_or_empty(previous, 'validated') }} as previous
-        on validated.product_id = previous.product_id
 )
 
-select * from final
+{% endcall %}

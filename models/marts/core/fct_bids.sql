@@ -23,6 +23,8 @@
 -- the increment reads the validated tables behind the clean views
 -- depends_on: {{ ref('int_bids_validated') }}
 -- depends_on: {{ ref('int_products_validated') }}
+-- and, after its insert, the loader's tombstones (delete_missing_rows)
+-- depends_on: {{ source('ops', 'raw_deletes') }}
 
 {%- set previous = previous_build() if is_incremental() else none %}
 {#- one compile-time query for the cutoff, however often it is used below #}

@@ -33,6 +33,8 @@
 -- depends_on: {{ ref('int_payments_validated') }}
 -- depends_on: {{ ref('int_order_items_validated') }}
 -- depends_on: {{ ref('int_products_validated') }}
+-- and, after its insert, the loader's tombstones (delete_missing_rows)
+-- depends_on: {{ source('ops', 'raw_deletes') }}
 
 {%- set previous = previous_build() if is_incremental() else none %}
 {#- one compile-time query for the cutoff, however often it is used below #}
