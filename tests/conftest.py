@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
 import tempfile
+import threading
 from collections.abc import Iterator
 from datetime import date
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from aiosmtpd.controller import Controller
 
 from loader import warehouse
 from loader.config import PROJECT_ROOT, Settings, load_settings
@@ -96,3 +100,40 @@ def private_settings(settings: Settings, name: str, home: Path) -> Settings:
         warehouse=settings.warehouse.with_database(f"{name}_warehouse"),
         home=home,
     )
+
+
+# a local JSON webhook server and SMTP server that record what the alerts send
+class Inbox:
+    def __init__(self) -> None:
+        self.posts: list[tuple[str, dict]] = []
+        self.mails: list[bytes] = []
+
+    async def handle_DATA(self, server, session, envelope):  # aiosmtpd handler hook
+        self.mails.append(envelope.content)
+        return "250 OK"
+
+
+@pytest.fixture
+def inbox() -> Iterator[tuple[Inbox, int, int]]:
+    box = Inbox()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            box.posts.append((self.path, json.loads(body)))
+            status = 500 if self.path == "/broken" else 200
+            self.send_response(status)
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args) -> None:
+            pass
+
+    http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=http.serve_forever, daemon=True).start()
+    smtp_port = free_port()
+    smtp = Controller(box, hostname="127.0.0.1", port=smtp_port)
+    smtp.start()
+    yield box, http.server_address[1], smtp_port
+    smtp.stop()
+    http.shutdown()

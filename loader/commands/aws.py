@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from loader.commands.shared import echo, progress
+from loader.commands.shared import echo, flag, progress
 from loader.config import Settings
 from loader.errors import ExitCode
 
@@ -20,11 +20,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     pkg = sub.add_parser("package", help="build a deployment package (aws extra)")
     pkg.add_argument("kind", choices=["lambda"])
     pkg.add_argument("--output", default="dist/elt-lambda.zip", help="the zip to write")
-    pkg.add_argument(
-        "--with-dependencies",
-        action="store_true",
-        help="put the runtime dependencies in the zip too, when they fit Lambda's 250 MB",
-    )
+    flag(pkg, "--with-dependencies",
+         "put the runtime dependencies in the zip too, when they fit Lambda's 250 MB")
     pkg.set_defaults(func=cmd_package)
 
 

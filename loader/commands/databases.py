@@ -7,7 +7,7 @@ import argparse
 import json
 from datetime import date
 
-from loader.commands.shared import echo, number, progress
+from loader.commands.shared import echo, flag, number, progress
 from loader.config import Settings
 
 
@@ -17,7 +17,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     wh_sub.add_parser("start", help="start the embedded server (harmless when running)")
     wh_sub.add_parser("stop", help="stop the embedded server")
     st = wh_sub.add_parser("status", help="whether it runs, where, and its version")
-    st.add_argument("--json", action="store_true", help="print JSON")
+    flag(st, "--json", "print JSON")
     url = wh_sub.add_parser("url", help="print a connection URL (never with a password)")
     url.add_argument(
         "--database",
@@ -49,7 +49,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="the history ends where this day begins (its last day is the day before), "
         "YYYY-MM-DD (default: 30 days ago); `source advance` simulates from this day on",
     )
-    init.add_argument("--force", action="store_true", help="drop and rebuild an existing source")
+    flag(init, "--force", "drop and rebuild an existing source")
     adv = src_sub.add_parser("advance", help="simulate days of activity")
     adv.add_argument("--days", type=int, default=1, help="days to simulate (default 1)")
     src.set_defaults(func=cmd_source)

@@ -7,7 +7,7 @@ import argparse
 import json
 import sys
 
-from loader.commands.shared import CliError, echo, loader_config, progress, timestamp
+from loader.commands.shared import CliError, echo, flag, loader_config, progress, timestamp
 from loader.config import Settings
 from loader.errors import ExitCode
 
@@ -15,40 +15,28 @@ from loader.errors import ExitCode
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     load = sub.add_parser("load", help="extract what changed and merge it into raw")
     load.add_argument("tables", nargs="*", help="tables to load (default: all in tables.yml)")
-    load.add_argument(
-        "--full-refresh",
-        action="store_true",
-        help="reload the tables from scratch and reset their watermarks",
-    )
+    flag(load, "--full-refresh", "reload the tables from scratch and reset their watermarks")
     load.set_defaults(func=cmd_load)
 
     bf = sub.add_parser("backfill", help="re-extract a time window without moving watermarks")
     bf.add_argument("table")
     bf.add_argument("--start", type=timestamp, help="inclusive, ISO timestamp")
     bf.add_argument("--end", type=timestamp, help="exclusive, ISO timestamp")
-    bf.add_argument(
-        "--from-s3",
-        action="store_true",
-        help="replay the loads landed in ELT_S3_URL (in the window of their load time, or "
-        "all) instead of reading the source",
-    )
+    flag(bf, "--from-s3", "replay the loads landed in ELT_S3_URL (in the window of their load "
+         "time, or all) instead of reading the source")
     bf.set_defaults(func=cmd_backfill)
 
     rec = sub.add_parser("reconcile", help="compare source and raw")
     rec.add_argument("tables", nargs="*")
-    rec.add_argument(
-        "--deep",
-        action="store_true",
-        help="compare checksums per key range and re-extract the ranges that differ",
-    )
-    rec.add_argument("--no-repair", action="store_true", help="with --deep: only report")
+    flag(rec, "--deep", "compare checksums per key range and re-extract the ranges that differ")
+    flag(rec, "--no-repair", "with --deep: only report")
     rec.set_defaults(func=cmd_reconcile)
 
     dl = sub.add_parser("deadletters", help="rows set aside by the loader: list, replay")
     dl_sub = dl.add_subparsers(dest="action", required=True, metavar="ACTION")
     dl_list = dl_sub.add_parser("list", help="pending dead letters (--all: resolved too)")
     dl_list.add_argument("table", nargs="?", default=None)
-    dl_list.add_argument("--all", action="store_true", help="also the resolved ones")
+    flag(dl_list, "--all", "also the resolved ones")
     dl_show = dl_sub.add_parser("show", help="one dead letter with its row and error")
     dl_show.add_argument("id", type=int)
     dl_replay = dl_sub.add_parser(

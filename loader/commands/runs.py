@@ -7,14 +7,14 @@ import json
 import time
 from pathlib import Path
 
-from loader.commands.shared import CliError, echo, loader_config, number, progress
+from loader.commands.shared import CliError, echo, flag, loader_config, number, progress
 from loader.config import Settings
 from loader.db import DatabaseUnavailable
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     status = sub.add_parser("status", help="watermarks, last loads and reconciliation")
-    status.add_argument("--json", action="store_true", help="print JSON")
+    flag(status, "--json", "print JSON")
     status.set_defaults(func=cmd_status)
 
     run = sub.add_parser("run", help="the whole job: warehouse, source, load, dbt")
@@ -27,17 +27,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         default=0.1,
         help="scale of the source built on a fresh ELT_HOME (default 0.1)",
     )
-    run.add_argument(
-        "--retry-failed",
-        action="store_true",
-        help="rerun the tasks that failed (ops.failed_tasks) and what follows them",
-    )
-    run.add_argument(
-        "--full-tests",
-        action="store_true",
-        help="run the dbt tests on every row (by default, after a successful build, the "
-        "row-by-row tests check only the rows written since)",
-    )
+    flag(run, "--retry-failed",
+         "rerun the tasks that failed (ops.failed_tasks) and what follows them")
+    flag(run, "--full-tests", "run the dbt tests on every row (by default, after a successful "
+         "build, the row-by-row tests check only the rows written since)")
     run.add_argument(
         "--deep-every",
         type=int,
@@ -59,11 +52,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     report.add_argument(
         "--output-dir", type=Path, default=None, help="where to write (default ELT_REPORTS_DIR)"
     )
-    report.add_argument(
-        "--alert",
-        action="store_true",
-        help="send failures and anomalies to the ELT_ALERT_* channels",
-    )
+    flag(report, "--alert", "send failures and anomalies to the ELT_ALERT_* channels")
     report.set_defaults(func=cmd_report)
 
 

@@ -28,6 +28,11 @@ def loader_config(settings: Settings):
     return load_config(settings.tables_config)
 
 
+def flag(parser: argparse.ArgumentParser, name: str, help: str) -> None:  # noqa: A002
+    """An option that is off unless given (`--json`, `--force`...)."""
+    parser.add_argument(name, action="store_true", help=help)
+
+
 def number(text: str) -> float:
     """A float for argparse; ranges are checked where the value is used, with advice."""
     try:

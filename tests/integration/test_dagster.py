@@ -28,7 +28,6 @@ from loader.orchestrate.publish import last_publication
 from loader.source import simulator
 from loader.source.simulator import SimConfig
 from tests.conftest import SIM_END, create_database, query
-from tests.integration.test_quality_alerts import inbox  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.slow
 SCALE = 0.002
@@ -192,7 +191,7 @@ IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
 
 
 def test_a_failed_load_stops_dbt_and_fails_the_run_and_its_retry_completes(
-    pipelines: Pipelines, monkeypatch, tmp_path, inbox  # noqa: F811
+    pipelines: Pipelines, monkeypatch, tmp_path, inbox
 ) -> None:
     """A load that fails (a cursor column gone from the source) fails the run before dbt and
     alerts; once the column is back, Dagster's re-execution from the failure completes it."""
@@ -234,7 +233,7 @@ def test_a_failed_load_stops_dbt_and_fails_the_run_and_its_retry_completes(
     assert_raw_equals_source(p)
 
 
-def assert_failure_alerted(p: Pipelines, instance, run_id: str, inbox) -> None:  # noqa: F811
+def assert_failure_alerted(p: Pipelines, instance, run_id: str, inbox) -> None:
     """The run-failure sensor sends elt run's alert for the failed run to the channels."""
     box, http_port, _ = inbox
     run = instance.get_run_by_id(run_id)

@@ -5,56 +5,15 @@ through a stand-in that records it was asked."""
 from __future__ import annotations
 
 import dataclasses
-import json
-import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from loader.config import Settings
 from loader.quality import QualityReport, send_alerts
 from loader.quality.results import CheckResult
 from tests.conftest import create_database, free_port
-
-
-class Inbox:
-    def __init__(self) -> None:
-        self.posts: list[tuple[str, dict]] = []
-        self.mails: list[bytes] = []
-
-    async def handle_DATA(self, server, session, envelope):  # aiosmtpd handler hook
-        self.mails.append(envelope.content)
-        return "250 OK"
-
-
-@pytest.fixture
-def inbox() -> Iterator[tuple[Inbox, int, int]]:
-    box = Inbox()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            box.posts.append((self.path, json.loads(body)))
-            status = 500 if self.path == "/broken" else 200
-            self.send_response(status)
-            self.end_headers()
-            self.wfile.write(b"ok")
-
-        def log_message(self, *args) -> None:
-            pass
-
-    http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=http.serve_forever, daemon=True).start()
-    smtp_port = free_port()
-    smtp = Controller(box, hostname="127.0.0.1", port=smtp_port)
-    smtp.start()
-    yield box, http.server_address[1], smtp_port
-    smtp.stop()
-    http.shutdown()
 
 
 @pytest.fixture(scope="module")

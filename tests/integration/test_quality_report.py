@@ -10,9 +10,6 @@ import re
 import shutil
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -161,29 +158,9 @@ def rendered_text(page: Path, fragment: str, profile: Path) -> str:
     return soup.get_text(" ", strip=True)
 
 
-@pytest.fixture
-def webhook() -> Iterator[tuple[list[dict], int]]:
-    posts: list[dict] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            posts.append(json.loads(body))
-            self.send_response(200)
-            self.end_headers()
-            self.wfile.write(b"ok")
-
-        def log_message(self, *args) -> None:
-            pass
-
-    http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=http.serve_forever, daemon=True).start()
-    yield posts, http.server_address[1]
-    http.shutdown()
-
-
-def test_edr_monitor_sends_elementarys_alerts_to_the_slack_webhook(built: Built, webhook) -> None:
-    posts, port = webhook
+def test_edr_monitor_sends_elementarys_alerts_to_the_slack_webhook(built: Built, inbox) -> None:
+    box, port, _ = inbox
+    posts = box.posts  # (path, body) of every POST
     s = dataclasses.replace(built.settings, quality=dataclasses.replace(
         built.settings.quality, slack_webhook_url=f"http://127.0.0.1:{port}/services/T/B/secret"))
     state = send_slack_alerts(s)

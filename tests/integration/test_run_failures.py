@@ -14,7 +14,7 @@ from loader.orchestrate import dbt, job, tasks
 from loader.orchestrate.dbt import DbtFailed
 from tests.conftest import query
 from tests.integration.test_faults import NOW, _execute, commit_a_copy_of_row_one, elt, fresh
-from tests.integration.test_quality_alerts import configured, inbox  # noqa: F401 (fixture)
+from tests.integration.test_quality_alerts import configured
 
 pytestmark = pytest.mark.slow
 
@@ -51,7 +51,7 @@ def last_run(s) -> tuple:
 
 
 def test_a_difference_the_repair_cannot_remove_fails_the_run_and_alerts(
-    built, inbox, monkeypatch  # noqa: F811
+    built, inbox, monkeypatch
 ):
     s, env = built
     box = inbox[0]
@@ -79,7 +79,7 @@ def test_a_difference_the_repair_cannot_remove_fails_the_run_and_alerts(
 
 
 def test_a_repair_that_succeeds_is_counted_and_the_run_says_it_recovered(
-    built, inbox  # noqa: F811
+    built, inbox
 ):
     s, _ = built
     box = inbox[0]
@@ -99,7 +99,7 @@ def test_a_repair_that_succeeds_is_counted_and_the_run_says_it_recovered(
 
 @pytest.mark.parametrize("failing", ["build", "source"])
 def test_a_failed_dbt_build_or_freshness_check_alerts_every_channel(
-    built, inbox, monkeypatch, failing  # noqa: F811
+    built, inbox, monkeypatch, failing
 ):
     s, _ = built
     box = inbox[0]
