@@ -28,10 +28,11 @@ DBT_VARS = '{"incremental_lookback": "0 seconds"}'
 
 def build_vars(base: str, tests_since: str | None) -> str:
     """The --vars of a build: `base` (a JSON object, DBT_VARS) and, after a successful build
-    of the same project, test_since, which scopes the row-by-row tests to what changed since
-    (macros/tests/get_where_subquery.sql). dbt re-parses the project in full when its vars
-    change, so an increment that scopes its tests pays one full parse."""
-    extra = {"test_since": tests_since} if tests_since else {}
+    of the same project (`tests_since`, its start), test_since, which scopes the row-by-row
+    tests to what changed since (macros/tests/get_where_subquery.sql). It says
+    previous_build, not the timestamp: dbt parses the whole project again whenever a var's
+    value changes, and the macro reads the same start from the run history."""
+    extra = {"test_since": "previous_build"} if tests_since else {}
     return json.dumps({**json.loads(base), **extra})
 
 

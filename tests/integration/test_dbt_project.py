@@ -503,23 +503,36 @@ def test_an_increment_tests_the_rows_it_changed_and_still_catches_a_bad_one(
     )
     built.load()
     env = built.env
-    scoped = subprocess.run(
-        [str(DBT), "test", "--select", "stg_marketplace__orders",
-         "--vars", json.dumps({"test_since": since.isoformat()})],
-        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
+    # `elt run` names the previous build (var test_since: previous_build) and the macro reads
+    # its start from the run history: the same scope as the timestamp given by hand
+    query_commit(
+        built.warehouse,
+        "insert into ops.pipeline_runs (run_id, status, summary) values"
+        " ('test-previous-build', 'success', jsonb_build_object('dbt_built_at', %s::text))",
+        (since.isoformat(),),
     )
-    assert scoped.returncode == 0, scoped.stdout[-3000:]  # the status test warns
-    results = json.loads((Path(env["DBT_TARGET_PATH"]) / "run_results.json").read_text())
-    flagged = {r["unique_id"].split(".")[2]: r["failures"] for r in results["results"]
-               if r["failures"]}
-    assert flagged == {
-        "accepted_values_stg_marketplace__orders_order_status__pending__paid__shipped"
-        "__delivered__cancelled__returned": 1
-    }
-    compiled_dir = Path(env["DBT_TARGET_PATH"]) / "compiled"
-    compiled = next(compiled_dir.rglob("not_null_stg_marketplace__orders_order_id.sql"))
-    compiled = compiled.read_text()
-    assert f"_loaded_at > '{since.isoformat()}'" in compiled
+    try:
+        for test_since in (since.isoformat(), "previous_build"):
+            scoped = subprocess.run(
+                [str(DBT), "test", "--select", "stg_marketplace__orders",
+                 "--vars", json.dumps({"test_since": test_since})],
+                cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
+            )
+            assert scoped.returncode == 0, scoped.stdout[-3000:]  # the status test warns
+            target = Path(env["DBT_TARGET_PATH"])
+            results = json.loads((target / "run_results.json").read_text())
+            flagged = {r["unique_id"].split(".")[2]: r["failures"] for r in results["results"]
+                       if r["failures"]}
+            assert flagged == {
+                "accepted_values_stg_marketplace__orders_order_status__pending__paid__shipped"
+                "__delivered__cancelled__returned": 1
+            }, test_since
+            compiled = next((target / "compiled").rglob(
+                "not_null_stg_marketplace__orders_order_id.sql")).read_text()
+            assert f"_loaded_at > '{since.isoformat()}'" in compiled, test_since
+    finally:
+        query_commit(built.warehouse,
+                     "delete from ops.pipeline_runs where run_id = 'test-previous-build'")
 
 
 def test_sqlfluff_lint_is_clean(built: Project) -> None:

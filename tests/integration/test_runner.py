@@ -161,6 +161,11 @@ def test_killed_warehouse_connection_fails_the_run_and_leaves_marts_untouched(
                                                   " where status = 'success' order by started_at")]
     first, last = summaries[0], summaries[-1]
     assert last["tests_since"] == first["dbt_built_at"]
+    # dbt read that start from the run history (var test_since: previous_build) and scoped
+    # the row-by-row tests of the staging views to the rows loaded since
+    compiled = next((target_path() / "compiled").rglob(
+        "not_null_stg_marketplace__orders_order_id.sql")).read_text()
+    assert f"_loaded_at > '{first['dbt_built_at']}'" in compiled
 
 
 def test_retry_failed_with_nothing_failed_says_so(first_run):
