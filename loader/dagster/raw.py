@@ -143,8 +143,9 @@ def _check_results(
 def _metadata(result: LoadResult, table: TableResult) -> dict:
     return {
         "load_id": result.load_id or "(nothing new)",
-        "action": table.action,
-        "mode": table.mode,
+        # plain strings: Dagster serialises only the enums it knows
+        "action": str(table.action),
+        "mode": str(table.mode),
         "rows_extracted": table.rows_extracted,
         "dagster/row_count": table.raw_rows,
         "watermark": table.watermark or "",
