@@ -3,7 +3,9 @@ applied once, in order, by one call.
 
 `loader/schemas/<schema>/NNNN_<what>.sql` is version NNNN of that schema. `ensure(conn,
 "ops")` applies the versions the warehouse lacks, in one transaction, and records each in
-`<schema>.schema_migrations`; a warehouse that is up to date costs two catalog reads.
+`<schema>.schema_migrations`; a warehouse that is up to date costs three catalog reads. A
+table or function the versions create that is gone (dropped by hand) is made again: every
+version is written to run again over what it made (`if not exists`, `or replace`).
 Concurrent callers (the load's threads, a Dagster step beside `elt status`) queue on a
 transaction-level advisory lock, so DDL never runs twice at once.
 """
@@ -24,6 +26,8 @@ HERE = Path(__file__).parent
 SCHEMAS = ("ops", "quality")
 VERSION_TABLE = "schema_migrations"
 _FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+_TABLE = re.compile(r"create table if not exists (\w+\.\w+)", re.I)
+_FUNCTION = re.compile(r"create or replace function (\w+\.\w+)\(", re.I)
 # pg_advisory_xact_lock(LOCK_CLASS, hashtext(schema)): apart from the run lock (history.py)
 LOCK_CLASS = 7_432_002
 
@@ -70,6 +74,19 @@ def applied_version(conn: psycopg2.extensions.connection, schema: str) -> int:
         return int(cur.fetchone()[0])
 
 
+def missing_objects(conn: psycopg2.extensions.connection, schema: str) -> list[str]:
+    """The tables and functions the versions of `schema` create that the warehouse lacks."""
+    text = "\n".join(m.sql for m in migrations(schema))
+    tables, functions = _TABLE.findall(text), _FUNCTION.findall(text)
+    with conn.cursor() as cur:
+        cur.execute(
+            "select array(select t from unnest(%s::text[]) t where to_regclass(t) is null)"
+            " || array(select f from unnest(%s::text[]) f where to_regproc(f) is null)",
+            (tables, functions),
+        )
+        return list(cur.fetchone()[0])
+
+
 def ensure(conn: psycopg2.extensions.connection, *schemas: str) -> list[Migration]:
     """Create or upgrade each of `schemas` (default: all the loader owns) to its newest
     version; returns the migrations applied, none when the warehouse is up to date. Commits
@@ -77,7 +94,8 @@ def ensure(conn: psycopg2.extensions.connection, *schemas: str) -> list[Migratio
     applied: list[Migration] = []
     for schema in schemas or SCHEMAS:
         wanted = migrations(schema)
-        if applied_version(conn, schema) >= wanted[-1].version:
+        if (applied_version(conn, schema) >= wanted[-1].version
+                and not missing_objects(conn, schema)):
             continue
         autocommit = conn.autocommit
         conn.commit()
@@ -115,6 +133,8 @@ def _upgrade(cur, schema: str, wanted: list[Migration]) -> list[Migration]:
     done = []
     for migration in wanted:
         if migration.version in have:
+            # applied, but something it made may be gone: it runs again over what is there
+            cur.execute(migration.sql)
             continue
         cur.execute(migration.sql)
         cur.execute(
