@@ -141,6 +141,7 @@ class QualitySettings:
     retention_days: int = 90
     reports_dir: Path = PROJECT_ROOT / "reports"
     report_url: str = ""  # link put in alerts; default: file:// URL of the HTML report
+    html_report: bool = True  # `elt run` renders elementary.html (edr report, about 20 s)
     alert_level: str = "fail"  # fail: failures, errors and anomalies; warn: every warning too
     suppress_minutes: int = 60
     slack_webhook_url: str = field(default="", repr=False)
@@ -287,6 +288,7 @@ def _mirror(env: dict[str, str]) -> Path | None:
 
 
 TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off")
 
 
 def _endpoint(env: dict[str, str], role: str, default: Endpoint) -> Endpoint:
@@ -318,10 +320,14 @@ def _quality_settings(env: dict[str, str]) -> QualitySettings:
     if starttls not in ("", "0", "1", "true", "false", "yes", "no"):
         raise ConfigError(f"ELT_ALERT_SMTP_STARTTLS={starttls!r}: use true or false")
     defaults = QualitySettings()
+    html = env.get("ELT_HTML_REPORT", "true").strip().lower() or "true"
+    if html not in TRUE_WORDS + FALSE_WORDS:
+        raise ConfigError(f"ELT_HTML_REPORT={html!r}: use true or false")
     return QualitySettings(
         retention_days=_int_env(env, "ELT_QUALITY_RETENTION_DAYS", 90, 1, 36500),
         reports_dir=Path(env.get("ELT_REPORTS_DIR") or defaults.reports_dir).expanduser(),
         report_url=env.get("ELT_REPORT_URL", "").strip(),
+        html_report=html in TRUE_WORDS,
         alert_level=level,
         suppress_minutes=_int_env(env, "ELT_ALERT_SUPPRESS_MINUTES", 60, 0, 525600),
         slack_webhook_url=env.get("ELT_ALERT_SLACK_WEBHOOK_URL", "").strip(),

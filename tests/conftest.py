@@ -37,8 +37,14 @@ def offline_packages() -> dict[str, str]:
     return {"ELT_DBT_PACKAGES_MIRROR": mirror} if mirror else {}
 
 
+# elementary's HTML report (`edr report`, 20-25 s a run) is rendered by the tests that look
+# at it (test_quality_report, test_readme, the browser tests); the other tests' runs write
+# quality.json only, as ELT_HTML_REPORT=false does for a user
+TEST_DEFAULTS = {"ELT_ENV": "dev", "ELT_HTML_REPORT": "false"}
+
+
 def settings_for(home: Path, port: int, **extra: str) -> Settings:
-    env = {"ELT_HOME": str(home), "ELT_PG_PORT": str(port), "ELT_ENV": "dev",
+    env = {"ELT_HOME": str(home), "ELT_PG_PORT": str(port), **TEST_DEFAULTS,
            **offline_packages(), **extra}
     return load_settings(env)
 
@@ -50,7 +56,7 @@ def elt_env() -> Iterator[dict[str, str]]:
     Its home is outside pytest's temp root, which another pytest session on the machine may
     lock down (chmod 700) while this server still needs to reach it as its own user."""
     home = Path(tempfile.mkdtemp(prefix="elt-test-"))
-    env = {"ELT_HOME": str(home), "ELT_PG_PORT": str(free_port()), "ELT_ENV": "dev",
+    env = {"ELT_HOME": str(home), "ELT_PG_PORT": str(free_port()), **TEST_DEFAULTS,
            **offline_packages()}
     settings = load_settings(env)
     # the tests run dbt themselves: its packages first (from ELT_DBT_PACKAGES_MIRROR offline)

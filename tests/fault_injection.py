@@ -117,9 +117,9 @@ def run_faults(kills: int, server_kills: int, scale: float, seed: int,
                echo=print) -> dict:
     rng = random.Random(seed)
     home = Path(tempfile.mkdtemp(prefix="elt-faults-"))
-    from tests.conftest import free_port
+    from tests.conftest import TEST_DEFAULTS, free_port
 
-    env = {"ELT_HOME": str(home), "ELT_PG_PORT": str(free_port()), "ELT_ENV": "dev",
+    env = {"ELT_HOME": str(home), "ELT_PG_PORT": str(free_port()), **TEST_DEFAULTS,
            "ELT_DEEP_RECONCILE_EVERY": "0"}
     settings = load_settings(env)
     outcomes: list[Outcome] = []
@@ -208,9 +208,9 @@ def consecutive_runs(runs: int, scale: float, seed: int, echo=print) -> dict:
     side each time: how many runs failed, and how many dbt logs mention a catalog race
     ('tuple concurrently updated')."""
     home = Path(tempfile.mkdtemp(prefix="elt-runs-"))
-    from tests.conftest import free_port
+    from tests.conftest import TEST_DEFAULTS, free_port
 
-    env = {"ELT_HOME": str(home), "ELT_PG_PORT": str(free_port()), "ELT_ENV": "dev",
+    env = {"ELT_HOME": str(home), "ELT_PG_PORT": str(free_port()), **TEST_DEFAULTS,
            "DBT_TARGET_PATH": str(home / "target"), "DBT_LOG_PATH": str(home / "dbt-logs")}
     settings = load_settings(env)
     warehouse.start(settings)

@@ -78,14 +78,15 @@ def cmd_dag(args: argparse.Namespace, settings: Settings) -> int:
     from pathlib import Path
 
     from loader import warehouse
-    from loader.orchestrate.dbt import run_dbt, target_path
+    from loader.orchestrate.dbt import BUILD_VARS, run_dbt, target_path
     from loader.orchestrate.picture import draw
     from loader.orchestrate.tasks import source_foreign_keys, waves_for
 
     warehouse.ensure_running(settings)
     progress("parsing the dbt project for its lineage (dbt parse, up to a minute)")
     started = time.monotonic()
-    run_dbt(settings, "parse")  # the lineage as the project stands now
+    # the lineage as the project stands now (the build's vars: its partial parse stays valid)
+    run_dbt(settings, "parse", "--vars", BUILD_VARS)
     progress(f"parsed in {time.monotonic() - started:.0f} s; reading the source's foreign keys")
     config = loader_config(settings)
     waves, fks = waves_for(settings, config), source_foreign_keys(settings, config)

@@ -23,7 +23,8 @@ def build_report_asset(marts: list[dg.AssetKey]) -> dg.AssetsDefinition:
 
         settings = elt.settings()
         with retried_if_transient():
-            report = build_report(settings, progress=context.log.info)
+            report = build_report(settings, progress=context.log.info,
+                                  html=settings.quality.html_report)
             alerts = send_alerts(settings, report)
         # like `elt run`'s report task, a failed check is reported and alerted, not a failed
         # step: the marts it reads are published already

@@ -12,9 +12,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from psycopg2 import sql
+
 from loader import children, credentials
 from loader.config import PROJECT_ROOT, Settings, UserError, dbt_environment, dbt_schema
-from loader.db import connect_raw
+from loader.db import connect_raw, execute
 from loader.packages import ensure_packages
 
 # elementary's tables its monitors read and write while they run: a monitor started before
@@ -25,15 +27,13 @@ ELEMENTARY_TABLES = ("data_monitoring_metrics", "schema_columns_snapshot")
 # load take the same lock), so the incremental models need no lookback window here
 DBT_VARS = '{"incremental_lookback": "0 seconds"}'
 
-
-def build_vars(base: str, tests_since: str | None) -> str:
-    """The --vars of a build: `base` (a JSON object, DBT_VARS) and, after a successful build
-    of the same project (`tests_since`, its start), test_since, which scopes the row-by-row
-    tests to what changed since (macros/tests/get_where_subquery.sql). It says
-    previous_build, not the timestamp: dbt parses the whole project again whenever a var's
-    value changes, and the macro reads the same start from the run history."""
-    extra = {"test_since": "previous_build"} if tests_since else {}
-    return json.dumps({**json.loads(base), **extra})
+# the --vars of every dbt command `elt run` runs in the project's target (the build,
+# elementary's models, the publish): the same on every run, because dbt parses the whole
+# project again whenever a var's value changes (about 11 s against 3-4 s for a partial parse
+# on this machine, docs/benchmarks.md). test_since says previous_build: the row-by-row tests
+# read the scope this run recorded for its build (history.note_build_started) from the run
+# history when they run (macros/tests/get_where_subquery.sql); none there means every row
+BUILD_VARS = json.dumps({**json.loads(DBT_VARS), "test_since": "previous_build"})
 
 
 class DbtFailed(UserError, RuntimeError):
@@ -105,23 +105,40 @@ def run_dbt(
     return result
 
 
+def elementary_version() -> str:
+    """The version of elementary's dbt package installed in the project (dbt_packages/)."""
+    path = PROJECT_ROOT / "dbt_packages" / "elementary" / "dbt_project.yml"
+    found = re.search(r"^version:\s*['\"]?([^'\"\s]+)", path.read_text(), re.M)
+    return found.group(1) if found else "unknown"
+
+
 def ensure_elementary_models(settings: Settings) -> bool:
-    """On a warehouse elementary has not set up yet, `dbt run --select elementary` first, as
-    its docs ask after installing the package. True when it had to."""
+    """elementary's own models (its tables of results, artifacts and metrics, and the views
+    `edr` reads) are built by `dbt run --select elementary`, as its docs ask after installing
+    or upgrading the package, not by every build (`elt run` builds with --exclude
+    package:elementary: they hold nothing a build changes, and rebuilding them took about
+    20 s of every build). Runs it on a warehouse elementary has not set up yet or set up with
+    another version of the package, and marks the schema with the version. True when it ran."""
     schema = dbt_schema(settings.env, "elementary")
+    stamp = f"elementary {elementary_version()}"
     conn = connect_raw(settings.warehouse)
     try:
         with conn.cursor() as cur:
             cur.execute(
-                "select count(*) from unnest(%s::text[]) as t where to_regclass(t) is null",
-                ([f'"{schema}"."{table}"' for table in ELEMENTARY_TABLES],),
+                "select count(*) filter (where to_regclass(t) is null), "
+                "obj_description(to_regnamespace(%s), 'pg_namespace') "
+                "from unnest(%s::text[]) as t",
+                (f'"{schema}"', [f'"{schema}"."{table}"' for table in ELEMENTARY_TABLES]),
             )
-            missing = cur.fetchone()[0]
+            missing, marked = cur.fetchone()
     finally:
         conn.close()
-    if missing:
-        run_dbt(settings, "run", "--select", "elementary")
-    return bool(missing)
+    if not missing and marked == stamp:
+        return False
+    run_dbt(settings, "run", "--select", "package:elementary", "--vars", BUILD_VARS)
+    execute(settings.warehouse, sql.SQL("comment on schema {} is {}").format(
+        sql.Identifier(schema), sql.Literal(stamp)))
+    return True
 
 
 def run_results(target: Path | None = None) -> dict[str, int]:

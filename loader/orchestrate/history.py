@@ -160,14 +160,17 @@ def start_run(endpoint: Endpoint, run_id: str, args: dict) -> None:
     )
 
 
-def note_build_started(endpoint: Endpoint, run_id: str) -> None:
+def note_build_started(endpoint: Endpoint, run_id: str, tests_since: str | None) -> None:
     """Mark the run's dbt build as started: a run that dies before its end leaves it there,
-    and the next run sees a build that did not finish (interrupted_build)."""
+    and the next run sees a build that did not finish (interrupted_build). `tests_since` is
+    the build's test scope (none: every row), which its tests read from here
+    (macros/tests/get_where_subquery.sql)."""
     _execute(
         endpoint,
         "update ops.pipeline_runs set summary = coalesce(summary, '{}'::jsonb) "
-        "|| jsonb_build_object('dbt_build_started_at', now()) where run_id = %s",
-        (run_id,),
+        "|| jsonb_build_object('dbt_build_started_at', now(), 'tests_since', %s::text) "
+        "where run_id = %s",
+        (tests_since, run_id),
     )
 
 

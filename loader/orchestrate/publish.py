@@ -11,7 +11,7 @@ from pathlib import Path
 from loader.config import Endpoint, Settings, dbt_schema
 from loader.db import connect_raw
 from loader.orchestrate import dbt
-from loader.orchestrate.dbt import DBT_VARS, target_path
+from loader.orchestrate.dbt import BUILD_VARS, target_path
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ def ensure_published(settings: Settings, built_by: str | None, *, strict: bool) 
     publication = last_publication(settings.warehouse, settings.env)
     if publication is not None and publication.built_by == built_by:
         return publication
-    dbt.run_dbt(settings, "run-operation", "publish_marts", "--vars", DBT_VARS)
+    dbt.run_dbt(settings, "run-operation", "publish_marts", "--vars", BUILD_VARS)
     publication = last_publication(settings.warehouse, settings.env)
     if publication is None or (strict and publication.built_by != built_by):
         raise MartsNotPublished(

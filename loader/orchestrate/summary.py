@@ -51,7 +51,8 @@ def summarise(state: RunState, outcomes: dict[str, TaskOutcome], seconds: float)
             "published_at": state.publication.published_at,
         } if state.publication is not None else None,
         "quality": state.report.summary() if state.report is not None else None,
-        "report": str(state.report.html_path) if state.report is not None else None,
+        "report": (str(state.report.html_path)
+                   if state.report is not None and state.report.html_rendered else None),
         "alerts": dict(state.alerts.channels) if state.alerts is not None else None,
     }
 
@@ -98,7 +99,8 @@ def print_summary(
         echo("  marts: not published: reporters still read the last good build")
     if summary["quality"]:
         echo(f"  quality: {summary['quality']}")
-        echo(f"  report: {summary['report']}")
+        echo(f"  report: {summary['report']}" if summary["report"] else
+             "  report: quality.json only (ELT_HTML_REPORT=false): `elt report` renders the HTML")
     if summary["alerts"]:
         sent = {k: v for k, v in summary["alerts"].items() if v != "not configured"}
         if sent:

@@ -19,8 +19,7 @@ from loader.extract.settle import settle
 from loader.extract.tables import LoaderConfig
 from loader.orchestrate import history
 from loader.orchestrate.dbt import (
-    DBT_VARS,
-    build_vars,
+    BUILD_VARS,
     ensure_elementary_models,
     run_dbt,
     source_freshness,
@@ -156,17 +155,18 @@ def pipeline_tasks(
         # read (dbt killed between a model and its tests): this build, whose copy that is,
         # tests every row before it publishes
         state.failed_build_run = history.failed_build(settings.warehouse)
-        history.note_build_started(settings.warehouse, state.run_id)
         # after a successful build of the same project, the row-by-row tests check only the
-        # rows written since it (macros/tests/get_where_subquery.sql); a first build, a
-        # changed project or --full-tests check every row
+        # rows written since it (macros/tests/get_where_subquery.sql reads the scope recorded
+        # here); a first build, a changed project or --full-tests check every row
         same_project = previous.get("dbt_project_hash") == state.dbt_project_hash
         if (built_at and same_project and not state.full_tests and not state.interrupted_run
                 and not state.failed_build_run):
             state.tests_since = built_at
+        history.note_build_started(settings.warehouse, state.run_id, state.tests_since)
         try:
             ensure_elementary_models(settings)
-            run_dbt(settings, "build", "--vars", build_vars(DBT_VARS, state.tests_since),
+            # elementary's models are built by ensure_elementary_models, not every build
+            run_dbt(settings, "build", "--exclude", "package:elementary", "--vars", BUILD_VARS,
                     progress=state.progress)
             state.build_invocation = build_invocation()
         finally:
@@ -196,7 +196,8 @@ def pipeline_tasks(
     def report() -> int:
         from loader.quality import build_report
 
-        state.report = build_report(settings)
+        # elementary.html too unless ELT_HTML_REPORT=false (then `elt report` renders it)
+        state.report = build_report(settings, html=settings.quality.html_report)
         return len(state.report.checks)
 
     def alerts() -> int:

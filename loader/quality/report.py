@@ -37,6 +37,7 @@ class QualityReport:
     json_path: Path
     seconds: float = 0.0
     html_error: str = ""  # why `edr report` wrote no HTML, when it did not
+    html_rendered: bool = True  # false: asked for quality.json only (ELT_HTML_REPORT=false)
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -128,6 +129,7 @@ def build_report(
     report = QualityReport(run_id, started, checks, out_dir / "elementary.html",
                            out_dir / "quality.json")
     report.timings["checks"] = round(time.monotonic() - t0, 3)
+    report.html_rendered = html
     if html:
         progress("quality: edr report")
         t1 = time.monotonic()

@@ -9,7 +9,7 @@ import pytest
 from loader.cli import main
 from loader.source import simulator
 from loader.source.simulator import SimConfig
-from tests.conftest import SIM_END, create_database
+from tests.conftest import SIM_END, TEST_DEFAULTS, create_database
 
 
 @pytest.fixture()
@@ -22,6 +22,7 @@ def cli_env(monkeypatch, settings, elt_env, tmp_path):
         "ELT_PG_PORT": port,
         "ELT_SOURCE_URL": f"postgresql://postgres@127.0.0.1:{port}/cli_src",
         "ELT_WAREHOUSE_URL": f"postgresql://postgres@127.0.0.1:{port}/cli_wh",
+        **TEST_DEFAULTS,
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
@@ -81,6 +82,8 @@ def test_elt_run_builds_loads_and_models_end_to_end(cli_env, capsys, settings):
     assert main(["run", "--scale", "0.002"]) == 0
     out = capsys.readouterr().out
     assert "SUCCESS" in out and "dbt tests:" in out and "MISMATCH" not in out
+    # the tests' environment sets ELT_HTML_REPORT=false: the summary says where the HTML is not
+    assert "report: quality.json only (ELT_HTML_REPORT=false)" in out
     wh = settings.warehouse.with_database("cli_wh")
     marts = query(wh, "select count(*) from dev_marts.fct_orders")[0][0]
     assert marts > 0

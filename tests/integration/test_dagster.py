@@ -27,7 +27,7 @@ from loader.orchestrate.history import RunLock
 from loader.orchestrate.publish import last_publication
 from loader.source import simulator
 from loader.source.simulator import SimConfig
-from tests.conftest import SIM_END, create_database, query
+from tests.conftest import SIM_END, TEST_DEFAULTS, create_database, query
 
 pytestmark = pytest.mark.slow
 SCALE = 0.002
@@ -61,7 +61,7 @@ def pipelines(settings, elt_env, tmp_path_factory) -> Pipelines:
 
     def env(home: str, warehouse_db: str) -> dict[str, str]:
         return {
-            "ELT_ENV": "dev",
+            **TEST_DEFAULTS,
             "ELT_HOME": str(tmp_path_factory.mktemp(home)),
             "ELT_PG_PORT": port,
             "ELT_SOURCE_URL": f"postgresql://postgres@127.0.0.1:{port}/dg_src",

@@ -297,10 +297,10 @@ def test_a_warehouse_killed_mid_run_exits_3_and_the_run_is_marked_crashed():
 
     from loader import warehouse
     from loader.source.simulator import SimConfig, init
-    from tests.conftest import SIM_END, free_port
+    from tests.conftest import SIM_END, TEST_DEFAULTS, free_port
 
     home = tempfile.mkdtemp(prefix="elt-kill-")
-    env = {"ELT_HOME": home, "ELT_PG_PORT": str(free_port()), "ELT_ENV": "dev"}
+    env = {"ELT_HOME": home, "ELT_PG_PORT": str(free_port()), **TEST_DEFAULTS}
     s = load_settings(env)
     warehouse.start(s)
     try:

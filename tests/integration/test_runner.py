@@ -13,14 +13,14 @@ import psycopg2
 import pytest
 
 from loader.cli import main
-from loader.config import load_settings
+from loader.config import PROJECT_ROOT, load_settings
 from loader.errors import ExitCode
 from loader.extract import reconcile
 from loader.extract.tables import load_config
 from loader.orchestrate import history, job, tasks
 from loader.orchestrate.dbt import target_path
 from loader.orchestrate.history import RunLock, RunLocked
-from tests.conftest import create_database, offline_packages, query
+from tests.conftest import TEST_DEFAULTS, create_database, offline_packages, query
 
 pytestmark = pytest.mark.slow
 SECRET = "s3cret-Run-Pw"
@@ -36,6 +36,7 @@ def env(settings, elt_env, tmp_path_factory):
         "ELT_SOURCE_URL": f"postgresql://postgres@127.0.0.1:{port}/run_src",
         # the embedded server trusts local users: any password works, and none may leak
         "ELT_WAREHOUSE_URL": f"postgresql://postgres:{SECRET}@127.0.0.1:{port}/run_wh",
+        **TEST_DEFAULTS,
         **offline_packages(),
     }
 
@@ -150,6 +151,8 @@ def test_killed_warehouse_connection_fails_the_run_and_leaves_marts_untouched(
     assert failed[0][2] == {"tables": ["orders", "products"]}
 
     monkeypatch.setattr(tasks, "run_load", real_run_load)
+    dbt_log = PROJECT_ROOT / "logs" / "dbt.log"
+    logged_before = dbt_log.stat().st_size if dbt_log.exists() else 0
     assert job.run_job(s, job.RunOptions(retry_failed=True), echo=lambda _: None) == 0
     assert history.unresolved_failures(s.warehouse) == []
     config = load_config(s.tables_config)
@@ -166,6 +169,13 @@ def test_killed_warehouse_connection_fails_the_run_and_leaves_marts_untouched(
     compiled = next((target_path() / "compiled").rglob(
         "not_null_stg_marketplace__orders_order_id.sql")).read_text()
     assert f"_loaded_at > '{first['dbt_built_at']}'" in compiled
+    # ... with the same vars as the first build (the scope is in the run history, not in a
+    # var): dbt kept its partial parse instead of parsing the whole project again
+    with dbt_log.open(errors="replace") as log:
+        log.seek(logged_before if dbt_log.stat().st_size >= logged_before else 0)
+        logged = log.read()
+    assert "Running with dbt" in logged
+    assert "Unable to do partial parsing" not in logged
 
 
 def test_retry_failed_with_nothing_failed_says_so(first_run):

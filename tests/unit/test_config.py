@@ -106,3 +106,16 @@ def test_elt_env_reaches_dbt_normalised_with_the_embedded_port(tmp_path):
     env = dbt_environment(s)
     assert env["ELT_ENV"] == "dev"
     assert env["ELT_WAREHOUSE_PORT"] == "56001"
+
+
+@pytest.mark.parametrize(("value", "rendered"), [
+    (None, True), ("true", True), ("on", True), ("false", False), ("0", False), ("No", False),
+])
+def test_elt_run_renders_the_html_report_unless_told_not_to(tmp_path, value, rendered):
+    env = {"ELT_HOME": str(tmp_path)} | ({"ELT_HTML_REPORT": value} if value else {})
+    assert load_settings(env).quality.html_report is rendered
+
+
+def test_a_bad_html_report_switch_says_what_to_use(tmp_path):
+    with pytest.raises(ConfigError, match="ELT_HTML_REPORT='maybe': use true or false"):
+        load_settings({"ELT_HOME": str(tmp_path), "ELT_HTML_REPORT": "maybe"})
