@@ -6,6 +6,7 @@ was. The copies the builds alternate between stay equal to a full refresh."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -360,8 +361,8 @@ def test_a_build_that_leaves_publishing_to_later_is_published_by_the_run(warehou
     s, _ = warehouse
     before = last_publication(s.warehouse, s.env)
     simulator.advance(s.source, 1)
-    monkeypatch.setattr(tasks, "DBT_VARS", '{"incremental_lookback": "0 seconds", '
-                                         '"publish_on_build": false}')
+    monkeypatch.setattr(tasks, "BUILD_VARS", json.dumps(
+        {**json.loads(dbt.BUILD_VARS), "publish_on_build": False}))
     commands: list[str] = []
     real = tasks.run_dbt
 
