@@ -6,6 +6,10 @@ it into dlt under the format name IMPORT_FORMAT (why: see there). This destinati
 the binary COPY signature and loads the file with `COPY ... FROM STDIN (FORMAT binary)`; every
 other file goes to dlt's own jobs. dlt still owns the packages, the schema, the staging tables,
 the merge and the state.
+
+It only loads: what the loader keeps about a load (raw row counts, rows set aside) the loader
+writes itself, told by the LoadHooks it sets on the destination, inside the load's
+transaction where it must be atomic with the rows.
 """
 
 from __future__ import annotations
@@ -24,8 +28,6 @@ from dlt.common.storages.load_package import ParsedLoadJobFileName
 from dlt.destinations.impl.postgres.factory import postgres
 from dlt.destinations.impl.postgres.postgres import PostgresClient
 from dlt.destinations.job_client_impl import SqlLoadJob
-
-from loader.extract import row_counts
 
 log = logging.getLogger(__name__)
 
@@ -59,15 +61,23 @@ INDEX_PROBES_RESET = "reset enable_hashjoin; reset enable_mergejoin"
 
 class LoadHooks(Protocol):
     """What the loader is told from dlt's load threads, for the load whose destination it set
-    them on (postgres_binary_copy.load_hooks)."""
+    them on (postgres_binary_copy.load_hooks). The calls with a cursor run in the load's
+    transaction: what they write commits or rolls back with the rows."""
 
     def table_written(self, table: str) -> None:
         """The table's rows are committed in its final table (the COPY of a replace load, the
         merge SQL of a merge load)."""
 
     def before_bulk_copy(self, cursor, table: str) -> None:
-        """A bulk COPY into the empty final table `table` is about to run on `cursor`, in its
-        transaction."""
+        """A bulk COPY into the final table `table`, emptied in this transaction, is about to
+        run on `cursor`."""
+
+    def after_bulk_copy(self, cursor, table: str, rows: int) -> None:
+        """That COPY wrote `rows` rows: the table's whole content at commit."""
+
+    def rows_rejected(self, cursor, table: str, load_id: str, rejected: str) -> None:
+        """Rows of the file for `table` that the warehouse refused are in the temporary table
+        `rejected` (row_key text, error text, row_image jsonb); the others are in."""
 
 
 def _table_written(hooks: LoadHooks | None, table: str) -> None:
@@ -76,10 +86,6 @@ def _table_written(hooks: LoadHooks | None, table: str) -> None:
             hooks.table_written(table)
         except Exception:  # noqa: BLE001 - the load has committed; the caller counts later
             log.exception("%s: the after-write hook failed", table)
-
-
-def sql_literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 def write_footer(handle: IO[bytes], columns: list[str]) -> None:
@@ -147,9 +153,12 @@ class BinaryCopyJob(RunnableLoadJob, HasFollowupJobs):
             self._copy_file(table)
         except (psycopg2.DataError, psycopg2.IntegrityError):
             # a row the target cannot hold (class 22: bad encoding, out of range; class 23: a
-            # constraint the warehouse adds, such as a CHECK): load the rows that fit and set
-            # the others aside, with their error, in ops.dead_letters
-            self._copy_with_dead_letters(table)
+            # constraint the warehouse adds, such as a CHECK): load the rows that fit and hand
+            # the others, with their error, to the loader (rows_rejected), which sets them
+            # aside; with nobody to take them, the load fails rather than drop them
+            if self._job_client.load_hooks is None:
+                raise
+            self._copy_with_rejects(table)
         if self._load_table.get("write_disposition") != "merge":
             # merges: the SQL job tells
             _table_written(self._job_client.load_hooks, self.load_table_name)
@@ -161,8 +170,8 @@ class BinaryCopyJob(RunnableLoadJob, HasFollowupJobs):
         visibility map. Small files skip it.
 
         Into a final table it emptied, the rows COPY wrote are the table's row count at commit
-        (TRUNCATE locks it until then): they set its kept count (row_counts) in the same
-        transaction."""
+        (TRUNCATE locks it until then): they are handed to the loader (after_bulk_copy) in the
+        same transaction."""
         sql_client = self._job_client.sql_client
         with open_export(self._file_path) as (names, stream):
             columns = ", ".join(sql_client.escape_column_name(n, quote=True) for n in names)
@@ -174,24 +183,18 @@ class BinaryCopyJob(RunnableLoadJob, HasFollowupJobs):
                 final = self._load_table.get("write_disposition") != "merge"
                 if freeze:
                     cur.execute(f"truncate {into}")
-                if freeze and final:
-                    # a transition table of every row would only be counted: the count is
-                    # set from the COPY's instead (row_counts)
-                    row_counts.drop_triggers(cur, sql_client.dataset_name, self.load_table_name)
-                    hooks = self._job_client.load_hooks
-                    if hooks is not None:
-                        hooks.before_bulk_copy(cur, self.load_table_name)
+                hooks = self._job_client.load_hooks if freeze and final else None
+                if hooks is not None:
+                    hooks.before_bulk_copy(cur, self.load_table_name)
                 options = "FORMAT binary, FREEZE" if freeze else "FORMAT binary"
                 statement = f"COPY {into} ({columns}) FROM STDIN WITH ({options})"
                 cur.copy_expert(statement, stream, size=1 << 20)
-                if freeze and final:
-                    rows = cur.rowcount
-                    cur.execute("select to_regclass('ops.raw_row_counts') is not null")
-                    if cur.fetchone()[0]:
-                        row_counts.set_up(cur, sql_client.dataset_name, self.load_table_name, rows)
+                if hooks is not None:
+                    hooks.after_bulk_copy(cur, self.load_table_name, cur.rowcount)
 
-    def _copy_with_dead_letters(self, table: str) -> None:
-        """Row by row, in the database, for the one file that failed: good rows in, bad aside."""
+    def _copy_with_rejects(self, table: str) -> None:
+        """Row by row, in the database, for the one file that failed: good rows in, the others
+        into a temporary table handed to the loader, in one transaction."""
         sql_client = self._job_client.sql_client
         conn = sql_client.native_connection
         conn.rollback()
@@ -228,9 +231,7 @@ class BinaryCopyJob(RunnableLoadJob, HasFollowupJobs):
                 begin
                     insert into {table} ({", ".join(quoted)}) values ({", ".join(converted)});
                 exception when others then
-                    insert into ops.dead_letters (table_name, row_key, error, load_id, row_image)
-                    values ({sql_literal(self.load_table_name)}, r.{key_q}::text, sqlerrm,
-                            {sql_literal(self._load_id)}, to_jsonb(r));
+                    insert into _elt_rejected values (r.{key_q}::text, sqlerrm, to_jsonb(r));
                 end;
             end loop;
         end $$;
@@ -243,8 +244,13 @@ class BinaryCopyJob(RunnableLoadJob, HasFollowupJobs):
                 stream,
                 size=1 << 20,
             )
+            cur.execute("drop table if exists pg_temp._elt_rejected")
+            cur.execute("create temp table _elt_rejected "
+                        "(row_key text, error text, row_image jsonb)")
             cur.execute(block)
-            cur.execute("drop table pg_temp._elt_landing")
+            self._job_client.load_hooks.rows_rejected(
+                cur, self.load_table_name, self._load_id, "pg_temp._elt_rejected")
+            cur.execute("drop table pg_temp._elt_landing, pg_temp._elt_rejected")
         if not conn.autocommit:
             conn.commit()
 

@@ -1,5 +1,6 @@
-"""Rows set aside instead of loaded (ops.dead_letters): rows the warehouse rejected
-(binary_copy), and rows whose key the source leaves null or repeated (the export)."""
+"""Rows set aside instead of loaded (ops.dead_letters): rows the warehouse rejected (the
+destination hands them over, set_aside), and rows whose key the source leaves null or
+repeated (the export)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from psycopg2 import sql
 from psycopg2.extras import execute_values
 
 from loader.config import Settings
@@ -39,6 +41,17 @@ def record(
             "values %s",
             [(table, key, reason, load_id, json.dumps(image)) for key, reason, image in rows],
         )
+
+
+def set_aside(cur, table: str, load_id: str, rejected: str) -> None:
+    """Store the rows of `rejected` (a relation of row_key, error, row_image: the rows of the
+    load `load_id` the warehouse refused for `table`), in the caller's transaction."""
+    cur.execute(
+        sql.SQL("insert into ops.dead_letters (table_name, row_key, error, load_id, row_image) "
+                "select %s, row_key, error, %s, row_image from {}").format(
+            sql.SQL(".").join(sql.Identifier(part) for part in rejected.split("."))),
+        (table, load_id),
+    )
 
 
 @dataclass
