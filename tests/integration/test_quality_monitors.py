@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from loader.config import PROJECT_ROOT, Settings
+from loader.config import PROJECT_ROOT, Settings, dbt_schema
 from loader.db import connect_raw
 from tests.conftest import create_database, query
 from tests.integration.test_dbt_project import private_dbt_env
@@ -134,15 +134,16 @@ def monitor(local: Settings, work: Path) -> dict[str, str]:
     dbt("run", "--select", "elementary")
     dbt("test", "--select", "source:marketplace", "--indirect-selection", "cautious",
         "--vars", json.dumps(CLOCK))
+    results = f'"{dbt_schema(local.env, "elementary")}".elementary_test_results'
     rows = query(
         local.warehouse,
-        """select r.test_unique_id, r.test_short_name, r.table_name,
-                  coalesce(r.column_name, ''), r.status
-           from elementary.elementary_test_results as r
-           join (select distinct on (test_unique_id) test_unique_id, invocation_id
-                 from elementary.elementary_test_results
-                 order by test_unique_id, detected_at desc) as newest
-               using (test_unique_id, invocation_id)""",
+        f"""select r.test_unique_id, r.test_short_name, r.table_name,
+                   coalesce(r.column_name, ''), r.status
+            from {results} as r
+            join (select distinct on (test_unique_id) test_unique_id, invocation_id
+                  from {results}
+                  order by test_unique_id, detected_at desc) as newest
+                using (test_unique_id, invocation_id)""",
     )
     # a column monitor writes one row per metric: the test's status is the worst of them
     worst: dict[str, str] = {}
