@@ -44,20 +44,14 @@ def _settings():
 
 def _task_seconds(settings) -> dict[str, float]:
     """Seconds per task of the last run, from the runner's history (ops.task_runs)."""
-    from loader.db import connect_raw
+    from loader.db import Session
 
-    conn = connect_raw(settings.warehouse)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(
-                "select task, sum(duration_s), sum(rows) filter (where status = 'success') "
-                "from ops.task_runs where run_id = "
-                "(select run_id from ops.pipeline_runs order by started_at desc limit 1) "
-                "group by task"
-            )
-            found = {task: (s, rows) for task, s, rows in cur.fetchall()}
-    finally:
-        conn.close()
+    with Session(settings.warehouse, "reading the run history") as session:
+        found = {task: (s, rows) for task, s, rows in session.query(
+            "select task, sum(duration_s), sum(rows) filter (where status = 'success') "
+            "from ops.task_runs where run_id = "
+            "(select run_id from ops.pipeline_runs order by started_at desc limit 1) "
+            "group by task")}
     waves = [v for k, v in found.items() if k.startswith("load_wave")]
     out = {k: round(s, 2) for k, (s, _) in found.items() if not k.startswith("load_wave")}
     return {"load": round(sum(s for s, _ in waves), 2), **out,

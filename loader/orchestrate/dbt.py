@@ -16,7 +16,7 @@ from psycopg2 import sql
 
 from loader import children, credentials
 from loader.config import PROJECT_ROOT, Settings, UserError, dbt_environment, dbt_schema
-from loader.db import connect_raw, execute
+from loader.db import Session, execute
 from loader.packages import ensure_packages
 
 # elementary's tables its monitors read and write while they run: a monitor started before
@@ -121,18 +121,13 @@ def ensure_elementary_models(settings: Settings) -> bool:
     another version of the package, and marks the schema with the version. True when it ran."""
     schema = dbt_schema(settings.env, "elementary")
     stamp = f"elementary {elementary_version()}"
-    conn = connect_raw(settings.warehouse)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(
-                "select count(*) filter (where to_regclass(t) is null), "
-                "obj_description(to_regnamespace(%s), 'pg_namespace') "
-                "from unnest(%s::text[]) as t",
-                (f'"{schema}"', [f'"{schema}"."{table}"' for table in ELEMENTARY_TABLES]),
-            )
-            missing, marked = cur.fetchone()
-    finally:
-        conn.close()
+    with Session(settings.warehouse, "reading elementary's schema") as session:
+        [(missing, marked)] = session.query(
+            "select count(*) filter (where to_regclass(t) is null), "
+            "obj_description(to_regnamespace(%s), 'pg_namespace') "
+            "from unnest(%s::text[]) as t",
+            (f'"{schema}"', [f'"{schema}"."{table}"' for table in ELEMENTARY_TABLES]),
+        )
     if not missing and marked == stamp:
         return False
     run_dbt(settings, "run", "--select", "package:elementary", "--vars", BUILD_VARS)
