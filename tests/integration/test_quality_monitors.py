@@ -27,9 +27,23 @@ LAST = date(2026, 6, 30)  # the last complete load day; elementary's clock is th
 DAYS = 62
 CLOCK = {"custom_run_started_at": f"{LAST + timedelta(days=1)}T00:00:00"}
 
+
+def loads(base: int, weekend: bool = True) -> str:
+    """Each day's load of about `base` rows (half as many more at weekends, unless not
+    `weekend`), as the rows of FROM: l.loaded_at is its stamp."""
+    busier = "l.weekend" if weekend else "false"
+    return ("(select pg_temp.stamp(load_day) as loaded_at, load_day, weekend from loads) as l,"
+            f" lateral pg_temp.rows_of(l.load_day, {base}, {busier}) as n")
+
+
+def drawn(base: int) -> str:
+    """The same with a random draw `r` per row, which picks its category."""
+    return f"(select random() as r, l.loaded_at from {loads(base)}) as s"
+
+
 # One load a day per table, stamped once (as the loader stamps _loaded_at), soon after
 # 01:00; its rows are the previous day's activity. Volumes a little noisy, busier at weekends.
-HISTORY = """
+HISTORY = f"""
 create schema raw_marketplace;
 select setseed(0.42);
 create temp table loads as
@@ -45,38 +59,30 @@ create table raw_marketplace.customers as
 select row_number() over () as customer_id,
        case when random() < 0.02 then null else 'c' || (random() * 1e6)::int || '@x.com' end
            as email, loaded_at as _loaded_at
-from (select pg_temp.stamp(load_day) as loaded_at, load_day from loads) as l,
-     lateral pg_temp.rows_of(l.load_day, 120, false) as n;
+from {loads(120, weekend=False)};
 create table raw_marketplace.products as
 select row_number() over () as product_id, round((5 + random() * 495)::numeric, 2) as price,
        loaded_at as _loaded_at
-from (select pg_temp.stamp(load_day) as loaded_at, load_day from loads) as l,
-     lateral pg_temp.rows_of(l.load_day, 40, false) as n;
+from {loads(40, weekend=False)};
 create table raw_marketplace.orders as
 select row_number() over () as order_id,
        case when r < 0.7 then 'delivered' when r < 0.85 then 'shipped'
             when r < 0.95 then 'cancelled' else 'returned' end as status,
        round((20 + random() * 180)::numeric, 2) as total_amount, loaded_at as _loaded_at
-from (select random() as r, l.loaded_at
-      from (select pg_temp.stamp(load_day) as loaded_at, load_day, weekend from loads) as l,
-           lateral pg_temp.rows_of(l.load_day, 300, l.weekend) as n) as s;
+from {drawn(300)};
 create table raw_marketplace.order_items as
 select row_number() over () as order_item_id, round((5 + random() * 95)::numeric, 2) as unit_price,
        loaded_at as _loaded_at
-from (select pg_temp.stamp(load_day) as loaded_at, load_day, weekend from loads) as l,
-     lateral pg_temp.rows_of(l.load_day, 600, l.weekend) as n;
+from {loads(600)};
 create table raw_marketplace.payments as
 select row_number() over () as payment_id, round((20 + random() * 180)::numeric, 2) as amount,
        case when r < 0.6 then 'card' when r < 0.85 then 'paypal' else 'bank_transfer' end
            as method, loaded_at as _loaded_at
-from (select random() as r, l.loaded_at
-      from (select pg_temp.stamp(load_day) as loaded_at, load_day, weekend from loads) as l,
-           lateral pg_temp.rows_of(l.load_day, 280, l.weekend) as n) as s;
+from {drawn(280)};
 create table raw_marketplace.bids as
 select row_number() over () as bid_id, round((5 + random() * 95)::numeric, 2) as amount,
        loaded_at as _loaded_at
-from (select pg_temp.stamp(load_day) as loaded_at, load_day, weekend from loads) as l,
-     lateral pg_temp.rows_of(l.load_day, 72, l.weekend) as n;
+from {loads(72)};
 """
 
 FAULTS = """
