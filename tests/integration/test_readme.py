@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from loader.config import PROJECT_ROOT
-from tests.conftest import free_port
+from tests.conftest import free_port, offline_packages
 
 pytestmark = pytest.mark.slow
 
@@ -45,6 +45,8 @@ def user_env(tmp_path_factory) -> dict[str, str]:
     port = str(free_port())
     assert port != "55432"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ELT_", "DBT_"))}
+    # ... but this machine's: offline, the README has the user name the dbt packages mirror
+    env.update(offline_packages())
     env.update({"ELT_HOME": str(home), "ELT_PG_PORT": port,
                 # the report goes beside the home, not into the checkout's reports/
                 "ELT_REPORTS_DIR": str(home / "reports")})
