@@ -242,10 +242,13 @@ def count_statement(
             table, where
         ), {}
     missed = sql.SQL(
-        "not coalesce(t.{c} >= %(since)s::timestamptz, false) "
-        # between 0: a tuple frozen more than 2^31 transactions ago keeps its raw xmin,
-        # whose age then wraps below zero; it is old, not new
-        "and age(t.xmin) between 0 and age(mod(%(prev_xmin)s::bigint, 4294967296)::text::xid)"
+        # the previous snapshot's age in a subquery: computed once, not for every row; the
+        # upper bound first, which most rows (older) fail, so their age is computed once
+        "age(t.xmin) <= (select age(mod(%(prev_xmin)s::bigint, 4294967296)::text::xid)) "
+        # >= 0: a tuple frozen more than 2^31 transactions ago keeps its raw xmin, whose age
+        # then wraps below zero; it is old, not new
+        "and age(t.xmin) >= 0 "
+        "and not coalesce(t.{c} >= %(since)s::timestamptz, false)"
     ).format(c=sql.Identifier(spec.cursor))
     # one aggregate carries the filter (each further one would evaluate it again for every
     # row: measured twice the cost); how far behind the rows lie is read by their ctids
