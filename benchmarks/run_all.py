@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import subprocess
 import sys
@@ -585,6 +586,23 @@ def section_publish(d: dict) -> str:
     ])
 
 
+def _section_key(title: str) -> str:
+    """What a section measures: the script its title names, else the title."""
+    script = re.search(r"`(benchmarks/[\w./]+)`", title)
+    return script.group(1) if script else title.strip()
+
+
+def kept_sections(generated: list[str]) -> list[str]:
+    """The sections of the current page this run does not write (measured by scripts run on
+    their own, such as elementary_cost.py or increment_ab.py, or written by hand), as they
+    are: rewriting the page must not lose them."""
+    if not DOC.exists():
+        return []
+    written = {_section_key(p.split("\n", 1)[0]) for p in generated if p.startswith("## ")}
+    chunks = re.split(r"(?m)^(?=## )", DOC.read_text())[1:]
+    return [c.strip() for c in chunks if _section_key(c.split("\n", 1)[0]) not in written]
+
+
 MERGE = """## Merge strategy for increments
 
 The dlt research prototype measured, on a 1.5M-row table with 10k changed rows, `upsert`
@@ -706,6 +724,7 @@ def write_doc(scale: float | None, seconds: dict[str, float] | None) -> None:
     if exported:
         parts.append(s3_export.section(exported) + _note(exported))
     parts.append(MERGE)
+    parts += kept_sections(parts)
     DOC.write_text("\n\n".join(parts) + "\n")
     print(f"\nwrote {DOC.relative_to(ROOT)} and {PLOT.relative_to(ROOT)}")
 
