@@ -13,7 +13,7 @@ import pytest
 from loader.aws.cloudwatch import LogShipper
 from loader.config import load_settings
 from tests.aws.conftest import rds_secret, set_password
-from tests.conftest import create_database, query
+from tests.conftest import create_database, create_warehouse, query
 
 pytestmark = pytest.mark.slow
 PASSWORD = "Leak-Canary-7f3a9"
@@ -31,7 +31,7 @@ def aws_run(settings, password_role, aws, tmp_path_factory):
 
     session = boto3.session.Session()
     session.client("s3").create_bucket(Bucket=BUCKET)
-    create_database(settings, "aws_run_wh")
+    create_warehouse(settings, "aws_run_wh")
     create_database(settings, "aws_run_src")
     set_password(settings, PASSWORD)
     sm = session.client("secretsmanager")

@@ -9,14 +9,14 @@ import pytest
 from loader.cli import main
 from loader.source import simulator
 from loader.source.simulator import SimConfig
-from tests.conftest import SIM_END, TEST_DEFAULTS, create_database
+from tests.conftest import SIM_END, TEST_DEFAULTS, create_database, create_warehouse
 
 
 @pytest.fixture()
 def cli_env(monkeypatch, settings, elt_env, tmp_path):
     port = elt_env["ELT_PG_PORT"]
     create_database(settings, "cli_src")
-    create_database(settings, "cli_wh")
+    create_warehouse(settings, "cli_wh")
     env = {
         "ELT_HOME": str(tmp_path),
         "ELT_PG_PORT": port,

@@ -27,7 +27,7 @@ from loader.orchestrate.history import RunLock
 from loader.orchestrate.publish import last_publication
 from loader.source import simulator
 from loader.source.simulator import SimConfig
-from tests.conftest import SIM_END, TEST_DEFAULTS, create_database, query
+from tests.conftest import SIM_END, TEST_DEFAULTS, create_database, create_warehouse, query
 
 pytestmark = pytest.mark.slow
 SCALE = 0.002
@@ -56,8 +56,10 @@ class Pipelines:
 @pytest.fixture(scope="module")
 def pipelines(settings, elt_env, tmp_path_factory) -> Pipelines:
     port = elt_env["ELT_PG_PORT"]
-    for name in ("dg_src", "dg_wh", "dg_ref", "dg_cmp"):
+    for name in ("dg_src", "dg_cmp"):
         create_database(settings, name)
+    for name in ("dg_wh", "dg_ref"):
+        create_warehouse(settings, name)
 
     def env(home: str, warehouse_db: str) -> dict[str, str]:
         return {

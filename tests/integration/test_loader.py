@@ -21,7 +21,14 @@ from loader.extract.results import LoadError
 from loader.extract.tables import TableConfigError, load_config
 from loader.source import simulator
 from loader.source.simulator import SimConfig
-from tests.conftest import SIM_END, create_database, offline_packages, query
+from tests.conftest import (
+    SIM_END,
+    TEST_DEFAULTS,
+    create_database,
+    create_warehouse,
+    offline_packages,
+    query,
+)
 
 TABLES = simulator.TABLES
 
@@ -32,16 +39,18 @@ def make_env(elt_env: dict[str, str], home: Path, name: str, **extra: str) -> di
         "ELT_HOME": str(home),
         "ELT_SOURCE_URL": f"postgresql://postgres@127.0.0.1:{port}/{name}_src",
         "ELT_WAREHOUSE_URL": f"postgresql://postgres@127.0.0.1:{port}/{name}_wh",
+        **TEST_DEFAULTS,
         **offline_packages(),
         **extra,
     }
 
 
 def fresh(settings_any, elt_env, tmp_path, name: str, scale: float = 0.005, **extra):
-    """A new source (simulated) and an empty warehouse, each in its own database."""
+    """A new source (simulated) and an empty warehouse (but for elementary's models, see
+    create_warehouse), each in its own database."""
     env = make_env(elt_env, tmp_path / name, name, **extra)
     create_database(settings_any, f"{name}_src")
-    create_database(settings_any, f"{name}_wh")
+    create_warehouse(settings_any, f"{name}_wh")
     s = load_settings(env)
     simulator.init(s.source, SimConfig(scale=scale, seed=11, end_date=SIM_END))
     return s, env

@@ -14,13 +14,20 @@ import pytest
 
 from loader.cli import main
 from loader.config import load_settings
+from loader.db import connect_raw
 from loader.errors import ExitCode
 from loader.extract import reconcile
 from loader.extract.tables import load_config
-from loader.orchestrate import history, job, tasks
+from loader.orchestrate import dbt, history, job, tasks
 from loader.orchestrate.dbt import target_path
 from loader.orchestrate.history import RunLock, RunLocked
-from tests.conftest import TEST_DEFAULTS, create_database, offline_packages, query
+from tests.conftest import (
+    TEST_DEFAULTS,
+    create_database,
+    create_warehouse,
+    offline_packages,
+    query,
+)
 
 pytestmark = pytest.mark.slow
 SECRET = "s3cret-Run-Pw"
@@ -30,7 +37,7 @@ SECRET = "s3cret-Run-Pw"
 def env(settings, elt_env, tmp_path_factory):
     port = elt_env["ELT_PG_PORT"]
     create_database(settings, "run_src")
-    create_database(settings, "run_wh")
+    create_warehouse(settings, "run_wh")
     return {
         "ELT_HOME": str(tmp_path_factory.mktemp("run-home")),
         "ELT_SOURCE_URL": f"postgresql://postgres@127.0.0.1:{port}/run_src",
@@ -99,6 +106,39 @@ def test_a_fresh_run_builds_everything_and_records_its_history(first_run):
     assert done == total > 100
     # dbt counts the nodes it runs; run_results also lists hooks and exposures
     assert total <= len(build_results["results"])
+
+
+def test_elementary_is_set_up_once_per_warehouse_and_again_for_another_version(
+    first_run, monkeypatch
+):
+    """A warehouse elementary has set up (the run's warehouse was cloned from one whose
+    setup ran dbt: elementary_template) runs no dbt for it; one whose schema carries another
+    package version is set up again and marked with this one."""
+    s = first_run
+    calls = []
+    monkeypatch.setattr(dbt, "run_dbt", lambda settings, *args, **kw: calls.append(args))
+    assert dbt.ensure_elementary_models(s) is False
+    assert calls == []
+    stamp = query(s.warehouse, "select obj_description('dev_elementary'::regnamespace, "
+                               "'pg_namespace')")[0][0]
+    assert stamp == f"elementary {dbt.elementary_version()}"
+    _comment_elementary(s, "elementary 0.0.1")
+    try:
+        assert dbt.ensure_elementary_models(s) is True
+        assert calls and calls[0][:3] == ("run", "--select", "package:elementary")
+        assert query(s.warehouse, "select obj_description('dev_elementary'::regnamespace, "
+                                  "'pg_namespace')")[0][0] == stamp
+    finally:
+        _comment_elementary(s, stamp)
+
+
+def _comment_elementary(s, comment: str) -> None:
+    conn = connect_raw(s.warehouse, autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("comment on schema dev_elementary is %s", (comment,))
+    finally:
+        conn.close()
 
 
 def test_a_second_run_with_no_change_changes_nothing(first_run):
