@@ -60,9 +60,12 @@ def settle(settings, drop: str | None = None) -> None:
     conn.close()
 
 
-def copy_pipe(settings, tables: list[str], target: str) -> int:
-    """COPY TO STDOUT piped into COPY FROM STDIN, one thread per table (binary format)."""
-    src_ep = settings.warehouse.with_database(SRC)
+def copy_pipe(
+    settings, tables: list[str], target: str, source: str = SRC, schema: str = "marketplace"
+) -> int:
+    """COPY TO STDOUT piped into COPY FROM STDIN, one thread per table (binary format), from
+    `schema` of the database `source`."""
+    src_ep = settings.warehouse.with_database(source)
     dst_ep = settings.warehouse.with_database(target)
     conn = connect_raw(dst_ep, autocommit=True)
     with conn.cursor() as cur:
@@ -77,11 +80,11 @@ def copy_pipe(settings, tables: list[str], target: str) -> int:
                 """select string_agg(format('%%I %%s', column_name,
                    format_type(atttypid, atttypmod)), ', ' order by attnum)
                    from pg_attribute a join information_schema.columns c
-                     on c.table_schema = 'marketplace' and c.table_name = %s
+                     on c.table_schema = %s and c.table_name = %s
                     and c.column_name = a.attname
-                   where attrelid = ('marketplace.' || %s)::regclass and attnum > 0
-                     and not attisdropped""",
-                (t, t),
+                   where attrelid = (quote_ident(%s) || '.' || quote_ident(%s))::regclass
+                     and attnum > 0 and not attisdropped""",
+                (schema, t, schema, t),
             )
             ddl.append(f"create table raw.{t} ({cur.fetchone()[0]})")
     src.close()
@@ -99,7 +102,7 @@ def copy_pipe(settings, tables: list[str], target: str) -> int:
 
         def produce():
             with os.fdopen(w, "wb") as out, s.cursor() as cur:
-                cur.copy_expert(f"copy marketplace.{table} to stdout (format binary)", out)
+                cur.copy_expert(f"copy {schema}.{table} to stdout (format binary)", out)
 
         producer = threading.Thread(target=produce)
         producer.start()
