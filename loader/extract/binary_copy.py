@@ -38,9 +38,12 @@ FILE_EXTENSION = "pgcopy"  # the export files on disk: what they are
 # names the package's copy by that format (`<table>.<file_id>.<retry>.csv`); normalize maps a
 # file's extension to an item format (DataWriter.item_format_from_file_extension), raising
 # ValueError for any other; and the load step takes only the destination's
-# supported_loader_file_formats, which must name known formats too. "csv" is one postgres
-# already takes, and a file in the package that is not csv is told apart by its first bytes
-# (is_binary_copy_file), not by its name.
+# supported_loader_file_formats, which must name known formats too. A `.reference` file (a
+# path to the real file) would name it honestly, but an imported file needs a writer of its
+# format and "reference" has none (create_import_spec raises FileFormatForItemFormatNotFound);
+# a real CSV export would load 1.49x slower than binary (docs/benchmarks.md, section 1).
+# "csv" is one postgres already takes, and a file in the package that is not csv is told apart
+# by its first bytes (is_binary_copy_file), not by its name.
 IMPORT_FORMAT = "csv"
 MAGIC = b"#elt-pgcopy-binary "
 PGCOPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"  # how every binary COPY stream begins
