@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.load_throughput import recreate, settle  # noqa: E402
+from benchmarks.harness import recreate, settle  # noqa: E402
 from loader import warehouse  # noqa: E402
 from loader.config import load_settings  # noqa: E402
 from loader.source import simulator  # noqa: E402
@@ -88,13 +88,13 @@ def main() -> None:
     warehouse.ensure_running(base)
     variants = {"a": baseline_tree(base, args.baseline), "b": ROOT}
     print(f"A = {args.baseline} ({variants['a']}), B = this tree ({ROOT})", flush=True)
-    recreate(base, SOURCE)
+    recreate(SOURCE)
     simulator.init(base.warehouse.with_database(SOURCE),
                    simulator.SimConfig(scale=args.scale, seed=5))
     for name in variants:
-        recreate(base, f"bench_ab_{name}")
+        recreate(f"bench_ab_{name}")
         shutil.rmtree(base.home / "bench" / "ab" / f"home_{name}", ignore_errors=True)
-        settle(base)
+        settle()
         first = load(base, variants[name], name)
         print(f"initial load {name.upper()}: {first['rows']:,} rows in {first['seconds']:.1f}s",
               flush=True)
@@ -102,7 +102,7 @@ def main() -> None:
     for day in range(1, args.days + 1):
         simulator.advance(base.warehouse.with_database(SOURCE), 1)
         for name in ("a", "b") if day % 2 else ("b", "a"):
-            settle(base)
+            settle()
             days[name].append(load(base, variants[name], name))
         print(f"day {day}: " + ", ".join(
             f"{n.upper()} {days[n][-1]['rows']:,} rows {days[n][-1]['seconds']:.2f}s"
@@ -115,7 +115,7 @@ def main() -> None:
            "ratio": ratio, "load_average": os.getloadavg()}
     (ROOT / "docs" / "increment_ab.json").write_text(json.dumps(out, indent=2))
     for name in ("src", "a", "b"):
-        settle(base, drop=f"bench_ab_{name}")
+        settle(drop=f"bench_ab_{name}")
 
 
 if __name__ == "__main__":

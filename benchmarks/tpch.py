@@ -22,6 +22,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks import harness  # noqa: E402
 from benchmarks.load_throughput import copy_pipe  # noqa: E402
 from loader import warehouse  # noqa: E402
-from loader.db import connect_raw  # noqa: E402
+from loader.db import Session, connect_raw  # noqa: E402
 
 SOURCE_DB = "bench_tpch_src"
 SCHEMA = "tpch"
@@ -109,12 +110,9 @@ def ensure_source(sf: float) -> dict[str, int]:
     stamp = f"tpch sf {sf:g}"
     src = harness.endpoint(SOURCE_DB)
     if harness.database_exists(SOURCE_DB):
-        conn = connect_raw(src)
-        with conn.cursor() as cur:
-            cur.execute("select obj_description(to_regnamespace(%s), 'pg_namespace')",
-                        (SCHEMA,))
-            found = cur.fetchone()[0]
-        conn.close()
+        with Session(src, "reading the TPC-H source") as session:
+            [(found,)] = session.query(
+                "select obj_description(to_regnamespace(%s), 'pg_namespace')", (SCHEMA,))
         if found == stamp:
             return counts(src)
     files = generate(sf)
@@ -136,13 +134,9 @@ def ensure_source(sf: float) -> dict[str, int]:
 
 
 def counts(endpoint, schema: str = SCHEMA) -> dict[str, int]:
-    conn = connect_raw(endpoint)
-    with conn.cursor() as cur:
-        cur.execute(" union all ".join(
-            f"select '{t}', count(*) from {schema}.{t}" for t in TABLES))
-        found = dict(cur.fetchall())
-    conn.close()
-    return found
+    with Session(endpoint, "counting TPC-H") as session:
+        return dict(session.query(" union all ".join(
+            f"select '{t}', count(*) from {schema}.{t}" for t in TABLES)))
 
 
 def columns_of(table: str) -> list[tuple[str, str]]:
@@ -153,16 +147,11 @@ def columns_of(table: str) -> list[tuple[str, str]]:
 def checksums(endpoint, schema: str) -> dict[str, str]:
     """Per table, an order-independent checksum of every row, each column read as the source
     declares it (the warehouse may widen a type), not the loader's bookkeeping columns."""
-    conn = connect_raw(endpoint)
-    found = {}
-    with conn.cursor() as cur:
-        for table in TABLES:
-            values = ", ".join(f"{name}::{kind}" for name, kind in columns_of(table))
-            cur.execute(f"select sum(hashtextextended(row({values})::text, 0)) "
-                        f"from {schema}.{table}")
-            found[table] = str(cur.fetchone()[0])
-    conn.close()
-    return found
+    with Session(endpoint, "checksumming TPC-H") as session:
+        return {table: str(session.query(
+            "select sum(hashtextextended(row({})::text, 0)) from {}.{}".format(
+                ", ".join(f"{name}::{kind}" for name, kind in columns_of(table)),
+                schema, table))[0][0]) for table in TABLES}
 
 
 def pipe(target: str) -> dict:
@@ -174,8 +163,6 @@ def pipe(target: str) -> dict:
 
 def this_loader(target: str, config: str) -> dict:
     """Child: this loader's initial load of every table, listed by `config` alone."""
-    import time
-
     from loader.extract.pipeline import run_load
     from loader.extract.tables import load_config
 
