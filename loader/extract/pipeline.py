@@ -268,6 +268,10 @@ def _run_load(
         if result.pending_source_rows is not None:
             count = _source_count(result)
             result.source_rows = count.rows if count else None
+            result.searched = count.searched if count else None
+            if result.searched:
+                log.info("%s: the search for rows behind the window read %s",
+                         result.table, result.searched)
             if count and count.missed:
                 missed[result.table] = count
     if missed:

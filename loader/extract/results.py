@@ -31,6 +31,7 @@ class TableResult:
     repair_error: str | None = None  # why the repair failed, when it did
     caught_up: int = 0  # rows found behind the window by the count scan and loaded
     skew_s: float | None = None  # how far behind the window they lay
+    searched: str | None = None  # what the search for them read (changed_pages.count_source)
     future_rows: int = 0  # rows whose cursor is after the source's clock (a data problem)
     future_keys: list[str] = field(default_factory=list)  # the first of them
     # the source count while it runs (increments count after the export, during the load)

@@ -112,6 +112,10 @@ def init(
     try:
         with conn, conn.cursor() as cur:
             cur.execute("set local max_parallel_workers_per_gather = 0")
+            # the commit waits for its WAL: a vacuum may set a row's hint bits (and its page
+            # all-visible) only once its commit is flushed, which synchronous_commit = off
+            # (the embedded server's setting) would leave to the WAL writer, later
+            cur.execute("set local synchronous_commit = on")
             cur.execute("set local sim.history = 'on'")  # see sim.written_at
             cur.execute("drop schema if exists marketplace, cdc, sim cascade")
             cur.execute(_sql("schema.sql"))

@@ -13,6 +13,7 @@ import pytest
 
 from loader import schemas
 from loader.config import load_settings
+from loader.db import execute as db_execute
 from loader.extract import export, repair
 from loader.extract.pipeline import make_pipeline, run_load, table_states
 from loader.extract.plan import LoadRequest
@@ -404,6 +405,8 @@ def test_rows_written_by_clocks_hours_or_days_behind_arrive_with_the_next_load(
                        "updated_at = now() - interval '3 days' where payment_id = 12")
     result = run_load(s, config)
     assert result.tables["orders"].caught_up == 4 and result.tables["payments"].caught_up == 1
+    # nothing vacuumed the source since the last load: the search read the pages written since
+    assert "pages (written since the last load)" in result.tables["orders"].searched
     assert all(r.reconciled for r in result.tables.values())
     assert_raw_equals_source(s, config)  # same keys, same values of every column
     state = table_states(make_pipeline(s, config))["orders"]
@@ -413,6 +416,44 @@ def test_rows_written_by_clocks_hours_or_days_behind_arrive_with_the_next_load(
                        "updated_at = now() - interval '2 days' where order_id = 13")
     again = run_load(s, config)
     assert again.tables["orders"].caught_up == 0 and again.tables["orders"].rows_extracted == 1
+    assert_raw_equals_source(s, config)
+
+
+def page_is_all_visible(s, table: str, key: str, value: int) -> bool:
+    return query(s.source, f"select all_visible from pg_visibility_map("
+                           f"'marketplace.{table}', (select (ctid::text::point)[0]::bigint "
+                           f"from marketplace.{table} where {key} = {value}))")[0][0]
+
+
+def test_a_vacuum_after_rows_written_behind_the_window_does_not_hide_them(
+    settings, elt_env, tmp_path
+):
+    s, _ = fresh(settings, elt_env, tmp_path, "vacuumed", scale=0.002)
+    _execute(s.source, "alter table marketplace.orders set (autovacuum_enabled = off)")
+    config = load_config(s.tables_config)
+    run_load(s, config)
+    commit_a_copy_of_row_one(s, "orders", "order_id", NOW)
+    run_load(s, config)
+    # a row written 3 days behind the window, then a vacuum: its page is all-visible again, so
+    # the pages written since the last load no longer include it
+    # (its commit flushed, so that the vacuum may set the hint bits; index_cleanup on, so that
+    # it removes the old version's line pointer)
+    _execute(s.source, "set local synchronous_commit = on; "
+                       "update marketplace.orders set status = 'skewed', "
+                       "updated_at = now() - interval '3 days' where order_id = 11")
+    db_execute(s.source, "vacuum (index_cleanup on) marketplace.orders")
+    assert page_is_all_visible(s, "orders", "order_id", 11)
+    result = run_load(s, config).tables["orders"]
+    assert result.caught_up == 1, "the vacuum hid the row from the search"
+    assert "the whole table (the table was vacuumed or rewritten" in result.searched
+    assert_raw_equals_source(s, config)
+    # no vacuum since that load: the next search reads the changed pages only, and finds a
+    # row written further behind than the table has learned
+    _execute(s.source, "update marketplace.orders set status = 'skewed again', "
+                       "updated_at = now() - interval '9 days' where order_id = 12")
+    again = run_load(s, config).tables["orders"]
+    assert again.caught_up == 1
+    assert again.searched.endswith("pages (written since the last load)")
     assert_raw_equals_source(s, config)
 
 
