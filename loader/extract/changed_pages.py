@@ -156,7 +156,8 @@ def changed_pages(cur, table: str, previous: dict | None) -> ChangedPages | str:
     ranges = page_ranges(cur.fetchall())
     pages = sum(hi - lo + 1 for lo, hi in ranges)
     if pages > table_pages * MAX_PAGE_SHARE:
-        return f"{pages:,} of {table_pages:,} pages were written since the last vacuum"
+        return (f"the {written:,} pages written since the last vacuum lie across "
+                f"{pages:,} of {table_pages:,}")
     return ChangedPages(ranges, pages, table_pages, token)
 
 

@@ -330,7 +330,7 @@ def _catch_up(
     results: dict[str, TableResult],
     missed: dict[str, SourceCount],
 ) -> None:
-    """Load, in this load and from its snapshot, the rows its count scans found behind the
+    """Load, in this load and from its snapshot, the rows its searches found behind the
     increments' windows (SourceCount.missed, by ctid), then count raw again. Each table
     learns how far its clocks ran behind, so that later windows include such rows."""
     config = load.config

@@ -166,7 +166,7 @@ def _window_conditions(
                 sql.SQL("age(t.xmin) <= age(mod(%(prev_xmin)s::bigint, 4294967296)::text::xid)")
             )
             params["prev_xmin"] = state["snapshot_xmin"]
-    elif action == Action.CATCH_UP:  # rows the count scan found behind the window (by ctid)
+    elif action == Action.CATCH_UP:  # rows the search found behind the window (by ctid)
         conditions.append(sql.SQL("t.ctid = any(%(ctids)s::tid[])"))
         params.update(ctids=list(window))
     elif action == Action.REPLAY:  # dead letters, by key
@@ -217,7 +217,7 @@ def set_aside_query(
 
 @dataclass
 class SourceCount:
-    """A source table counted in the load's snapshot, and what the count scan found."""
+    """A source table counted in the load's snapshot, and what the search beside it found."""
 
     rows: int
     # ctids (valid in the load's snapshot) of rows written since the previous load whose
