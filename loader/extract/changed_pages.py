@@ -138,11 +138,11 @@ class ChangedPages:
 def changed_pages(cur, table: str, previous: dict | None) -> ChangedPages | str:
     """The page ranges that hold every row written since the load that kept `previous` (its
     vacuum_token), or the reason the search must read the whole table."""
-    if not previous:
-        return "no visibility-map token from the previous load"
     token, vacuuming = _read_token(cur, table)
     if token is None:
         return "the visibility map cannot be read (pg_visibility, standby or track_counts)"
+    if not previous:
+        return "no visibility-map token from the previous load"
     if vacuuming:
         return "a vacuum is running on the table"
     if token != previous:

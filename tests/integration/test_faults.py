@@ -457,6 +457,30 @@ def test_a_vacuum_after_rows_written_behind_the_window_does_not_hide_them(
     assert_raw_equals_source(s, config)
 
 
+def test_without_pg_visibility_the_search_reads_the_whole_table_and_still_finds_them(
+    settings, elt_env, tmp_path
+):
+    # a source where the visibility map cannot be read (no pg_visibility extension)
+    s, _ = custom_source(settings, elt_env, tmp_path, "novm",
+                         "source_schema: app\ndataset: raw_app\ntables:\n"
+                         "  events: {primary_key: event_id, mode: timestamp, cursor: changed_at}\n",
+                         """
+        create schema app;
+        create table app.events (event_id bigint primary key, kind text,
+                                 changed_at timestamptz not null default now());
+        insert into app.events (event_id, kind) select g, 'ok' from generate_series(1, 50) g;
+    """)
+    config = load_config(s.tables_config)
+    run_load(s, config)
+    run_load(s, config)
+    _execute(s.source, "update app.events set kind = 'late', "
+                       "changed_at = now() - interval '3 days' where event_id = 8")
+    result = run_load(s, config).tables["events"]
+    assert result.caught_up == 1 and result.reconciled
+    assert result.searched.startswith("the whole table (the visibility map cannot be read")
+    assert_raw_equals_source(s, config)
+
+
 def test_dead_letters_replay_once_the_cause_is_fixed(settings, elt_env, tmp_path):
     s, env = custom_source(settings, elt_env, tmp_path, "replay",
                            "source_schema: app\ndataset: raw_app\ntables:\n"
