@@ -5,11 +5,7 @@
 1. The count scan of an increment, alone (as before) and with the search for rows written
    behind the window (by xmin, queries.count_statement): median of 5, alternating, per
    timestamp table, on a source at --scale and one at a tenth of it;
-2. the search on the changed pages only (changed_pages.count_source): after a vacuum, n
-   order items are written 3 days behind the window (the n most recent, or n scattered over
-   the table), then the search with the count, against the count alone and the search inside
-   the count's scan of the whole table, on both sources: its cost by rows changed and by size;
-3. one-day loader increments with N rows written 3 days behind the watermark (N = 0, 100,
+2. one-day loader increments with N rows written 3 days behind the watermark (N = 0, 100,
    10,000) on both sources: what the catch-up costs as the behind-the-window rows grow.
 Writes benchmarks/results/skew_check.json.
 """
@@ -20,14 +16,12 @@ import argparse
 import statistics
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import harness  # noqa: E402
 from loader.db import connect_raw  # noqa: E402
-from loader.extract.changed_pages import count_source, vacuum_token  # noqa: E402
 from loader.extract.pipeline import make_pipeline, run_load  # noqa: E402
 from loader.extract.queries import COUNT_SETTINGS, count_statement  # noqa: E402
 from loader.extract.tables import load_config  # noqa: E402
@@ -83,83 +77,6 @@ def scan_costs(s) -> dict[str, dict]:
     return out
 
 
-CHANGED = ((1_000, "recent"), (10_000, "recent"), (1_000, "scattered"))
-
-
-def _previous_load(cur, table: str) -> dict:
-    """What a load keeps: its snapshot's xmin and the table's vacuum token, read in it."""
-    cur.execute("begin transaction isolation level repeatable read")
-    cur.execute("select pg_snapshot_xmin(pg_current_snapshot())::text")
-    xmin = cur.fetchone()[0]
-    token = vacuum_token(cur, table)
-    cur.execute("commit")
-    return {"snapshot_xmin": xmin, "vacuum_token": token}
-
-
-def changed_page_costs(s) -> list[dict]:
-    """ms of the count alone, with the search on the changed pages, and with the search in the
-    whole table's scan (median of 5, alternating), for n order items written behind.
-
-    On a copy of order_items made for the run (schema bench_changed), so every run starts from
-    the same layout: the rows in key order, no free space. Updates then place their new
-    versions at the table's end; in a table whose earlier updates left free space on pages all
-    over it (vacuumed), new versions land on those pages too, and the search reads them."""
-    config = load_config(s.tables_config)
-    config = replace(config, source_schema="bench_changed")
-    spec = config.tables["order_items"]
-    table = "bench_changed.order_items"
-    conn = connect_raw(s.source, autocommit=True)
-    out = []
-    try:
-        cur = conn.cursor()
-        cur.execute("set synchronous_commit = on")  # flushed commits: the vacuum sets the map
-        cur.execute("drop schema if exists bench_changed cascade")
-        cur.execute("create schema bench_changed")
-        cur.execute(f"create table {table} as select * from marketplace.order_items "
-                    "order by order_item_id")
-        # no autoanalyze holding a snapshot while the vacuum runs (it would keep the pages of
-        # the last case's dead rows not all-visible): each case starts from one clean vacuum
-        cur.execute(f"alter table {table} add primary key (order_item_id), "
-                    "set (autovacuum_enabled = off)")
-        cur.execute(f"create index on {table} (updated_at)")
-        for n, layout in CHANGED:
-            cur.execute(f"vacuum (index_cleanup on) {table}")  # where autovacuum leaves it
-            state = _previous_load(cur, table)
-            cur.execute(f"select count(*), max(order_item_id) from {table}")
-            rows, top = cur.fetchone()
-            chosen = (f"order_item_id > {top - n}" if layout == "recent"
-                      else f"order_item_id % {rows // n} = 0")
-            cur.execute(f"update {table} set updated_at = now() - interval '3 days' "
-                        f"where {chosen}")
-            cur.execute("select (now() - interval '15 minutes')::text")  # the watermark: now
-            state["since"] = cur.fetchone()[0]
-            times: dict[str, list[float]] = {"alone": [], "changed_pages": [], "whole_table": []}
-            found = searched = None
-            for _ in range(5):
-                for label in times:
-                    cur.execute("begin transaction isolation level repeatable read")
-                    cur.execute(COUNT_SETTINGS)
-                    t0 = time.perf_counter()
-                    if label == "changed_pages":
-                        count = count_source(cur, config, spec, "increment", state)
-                        found, searched = len(count.missed), count.searched
-                    else:
-                        cur.execute(*count_statement(config, spec, "increment", state,
-                                                     search=label == "whole_table"))
-                        cur.fetchone()
-                    times[label].append((time.perf_counter() - t0) * 1000)
-                    cur.execute("rollback")
-            ms = {k: statistics.median(v) for k, v in times.items()}
-            out.append({"changed": n, "layout": layout, "rows": rows, "found": found,
-                        "searched": searched, "count_ms": round(ms["alone"], 1),
-                        "changed_pages_added_ms": round(ms["changed_pages"] - ms["alone"], 1),
-                        "whole_table_added_ms": round(ms["whole_table"] - ms["alone"], 1)})
-        cur.execute("drop schema bench_changed cascade")
-    finally:
-        conn.close()
-    return out
-
-
 def _write_behind(s, n: int) -> None:
     conn = connect_raw(s.source)
     with conn, conn.cursor() as cur:
@@ -199,17 +116,11 @@ def run(scale: float) -> dict:
     results = {}
     for size in (scale, round(scale / 10, 4)):
         s = _source(size)
-        results[str(size)] = {"scans": scan_costs(s), "changed_pages": changed_page_costs(s),
-                              "catch_up": catch_up_costs(s)}
+        results[str(size)] = {"scans": scan_costs(s), "catch_up": catch_up_costs(s)}
         for table, r in results[str(size)]["scans"].items():
             print(f"scale {size} {table:<12} {r['rows']:>10,} rows: count {r['alone_ms']} ms, "
                   f"with the search {r['with_search_ms']} ms "
                   f"(+{r['added_ms_per_million']} ms per million rows)", flush=True)
-        for r in results[str(size)]["changed_pages"]:
-            print(f"scale {size}: {r['changed']:>6,} order items written behind ({r['layout']}"
-                  f"), {r['rows']:,} rows: the search adds {r['changed_pages_added_ms']} ms "
-                  f"on the changed pages ({r['searched']}), {r['whole_table_added_ms']} ms in "
-                  f"the whole table's scan; {r['found']} found", flush=True)
         for r in results[str(size)]["catch_up"]:
             print(f"scale {size}: one-day increment with {r['behind']:>6} rows 3 days behind: "
                   f"{r['seconds']} s, {r['caught_up']} caught up, reconciled "

@@ -13,13 +13,13 @@ from psycopg2.extensions import ISOLATION_LEVEL_REPEATABLE_READ
 
 from loader import children, credentials, warehouse
 from loader.db import connect_raw, qualified
-from loader.extract import changed_pages
 from loader.extract.binary_copy import write_footer
 from loader.extract.cut import OLDEST_WRITER_SQL, SourceCut
 from loader.extract.plan import Action, LoadContext, TablePlan
 from loader.extract.queries import (
     COUNT_SETTINGS,
     SourceCount,
+    count_statement,
     deleted_keys_query,
     effective_lag,
     export_columns,
@@ -84,8 +84,6 @@ def _capture_position(
             (high, oldest if high is not None else None, now, previous),
         )
         position["watermark"] = cur.fetchone()[0]
-        # read in this snapshot: the next increment's search compares it (changed_pages)
-        position["vacuum_token"] = changed_pages.vacuum_token(cur, table.as_string(cur))
         if future:
             cur.execute(
                 sql.SQL(
@@ -102,12 +100,14 @@ def _capture_position(
     return position
 
 
-def _count_and_close(conn, config: LoaderConfig, plan: TablePlan, state: dict) -> SourceCount:
+def _count_and_close(conn, statement: sql.Composed, params: dict) -> SourceCount:
     """Count in the export's snapshot (still open on `conn`), then end it."""
     try:
         with conn.cursor() as cur:
             cur.execute(COUNT_SETTINGS)
-            return changed_pages.count_source(cur, config, plan.spec, plan.action, state)
+            cur.execute(statement, params)
+            rows, missed, skew = cur.fetchone()
+            return SourceCount(int(rows), missed or [], None if skew is None else float(skew))
     finally:
         conn.rollback()
         conn.close()
@@ -181,7 +181,8 @@ def export_table(
             source_rows = Future()
             source_rows.set_result(SourceCount(rows))  # the whole table, in this snapshot
         elif cut.counts is not None and action != Action.CATCH_UP:
-            source_rows = cut.counts.submit(_count_and_close, conn, config, plan, state)
+            statement, params = count_statement(config, spec, action, state)
+            source_rows = cut.counts.submit(_count_and_close, conn, statement, params)
             handed_over = True
     finally:
         if not handed_over:

@@ -268,10 +268,6 @@ def _run_load(
         if result.pending_source_rows is not None:
             count = _source_count(result)
             result.source_rows = count.rows if count else None
-            result.searched = count.searched if count else None
-            if result.searched:
-                log.info("%s: the search for rows behind the window read %s",
-                         result.table, result.searched)
             if count and count.missed:
                 missed[result.table] = count
     if missed:
@@ -330,7 +326,7 @@ def _catch_up(
     results: dict[str, TableResult],
     missed: dict[str, SourceCount],
 ) -> None:
-    """Load, in this load and from its snapshot, the rows its searches found behind the
+    """Load, in this load and from its snapshot, the rows its count scans found behind the
     increments' windows (SourceCount.missed, by ctid), then count raw again. Each table
     learns how far its clocks ran behind, so that later windows include such rows."""
     config = load.config

@@ -24,7 +24,7 @@ class Action(StrEnum):
     BACKFILL = "backfill"  # a window of the cursor again; the watermark stays
     REPAIR = "repair"  # key ranges a reconcile found different
     REPLAY = "replay"  # the keys of dead letters
-    CATCH_UP = "catch_up"  # rows the search found behind the increment's window
+    CATCH_UP = "catch_up"  # rows the count scan found behind the increment's window
     SKIPPED = "skipped"  # not loaded: schema drift stopped it
 
     @property

@@ -166,7 +166,7 @@ def _window_conditions(
                 sql.SQL("age(t.xmin) <= age(mod(%(prev_xmin)s::bigint, 4294967296)::text::xid)")
             )
             params["prev_xmin"] = state["snapshot_xmin"]
-    elif action == Action.CATCH_UP:  # rows the search found behind the window (by ctid)
+    elif action == Action.CATCH_UP:  # rows the count scan found behind the window (by ctid)
         conditions.append(sql.SQL("t.ctid = any(%(ctids)s::tid[])"))
         params.update(ctids=list(window))
     elif action == Action.REPLAY:  # dead letters, by key
@@ -217,27 +217,31 @@ def set_aside_query(
 
 @dataclass
 class SourceCount:
-    """A source table counted in the load's snapshot, and what the search beside it found."""
+    """A source table counted in the load's snapshot, and what the count scan found."""
 
     rows: int
     # ctids (valid in the load's snapshot) of rows written since the previous load whose
     # cursor lies behind the increment's window: clocks that ran behind by more than the lag
     missed: list[str] = field(default_factory=list)
     skew_s: float | None = None  # how far behind the window the furthest of them lay
-    searched: str | None = None  # what the search for them read (changed_pages.count_source)
 
 
-def searches(spec: TableSpec, action: Action, state: dict) -> bool:
-    """Whether an increment searches for rows written behind its window: timestamp mode, after
-    a load that kept its snapshot."""
-    return bool(action == Action.INCREMENT and spec.mode == Mode.TIMESTAMP
-                and state.get("snapshot_xmin"))
-
-
-def missed_filter(spec: TableSpec) -> sql.Composed:
-    """The rows written since the previous load's snapshot (their xmin) whose cursor is older
-    than the window: the export missed them, whatever their clocks said."""
-    return sql.SQL(
+def count_statement(
+    config: LoaderConfig, spec: TableSpec, action: Action, state: dict
+) -> tuple[sql.Composed, dict]:
+    """The source count of an increment. In timestamp mode the same scan finds the rows
+    PostgreSQL says were written since the previous load's snapshot (their xmin) although
+    their cursor is older than the window: the export missed them, whatever their clocks
+    said. The scan is the count's: the search adds CPU per row scanned, not a second scan
+    (benchmarks/skew_check.py)."""
+    table = qualified(config.source_schema, spec.name)
+    where = good_key(spec.primary_key, table) if not spec.key_enforced else sql.SQL("true")
+    searches = action == Action.INCREMENT and spec.mode == Mode.TIMESTAMP
+    if not (searches and state.get("snapshot_xmin")):
+        return sql.SQL("select count(*), null, null from {} as t where {}").format(
+            table, where
+        ), {}
+    missed = sql.SQL(
         # the previous snapshot's age in a subquery: computed once, not for every row; the
         # upper bound first, which most rows (older) fail, so their age is computed once
         "age(t.xmin) <= (select age(mod(%(prev_xmin)s::bigint, 4294967296)::text::xid)) "
@@ -246,20 +250,6 @@ def missed_filter(spec: TableSpec) -> sql.Composed:
         "and age(t.xmin) >= 0 "
         "and not coalesce(t.{c} >= %(since)s::timestamptz, false)"
     ).format(c=sql.Identifier(spec.cursor))
-
-
-def count_statement(
-    config: LoaderConfig, spec: TableSpec, action: Action, state: dict, search: bool = True
-) -> tuple[sql.Composed, dict]:
-    """The source count of an increment. In timestamp mode (and `search`) the same scan finds
-    the rows of missed_filter. The scan is the count's: the search adds CPU per row scanned,
-    not a second scan (benchmarks/skew_check.py); changed_pages reads fewer rows where it can."""
-    table = qualified(config.source_schema, spec.name)
-    where = good_key(spec.primary_key, table) if not spec.key_enforced else sql.SQL("true")
-    if not (search and searches(spec, action, state)):
-        return sql.SQL("select count(*), null, null from {} as t where {}").format(
-            table, where
-        ), {}
     # one aggregate carries the filter (each further one would evaluate it again for every
     # row: measured twice the cost); how far behind the rows lie is read by their ctids
     statement = sql.SQL(
@@ -268,12 +258,8 @@ def count_statement(
         "select scan.n, scan.missed::text[], (select extract(epoch from "
         "max(%(since)s::timestamptz - b.{c})) from {t} as b where b.ctid = any(scan.missed)) "
         "from scan"
-    ).format(m=missed_filter(spec), c=sql.Identifier(spec.cursor), t=table, w=where)
-    return statement, search_params(state)
-
-
-def search_params(state: dict) -> dict:
-    return {"since": state["since"], "prev_xmin": state["snapshot_xmin"]}
+    ).format(m=missed, c=sql.Identifier(spec.cursor), t=table, w=where)
+    return statement, {"since": state["since"], "prev_xmin": state["snapshot_xmin"]}
 
 
 # how long a skew learned from rows caught up (catch_up) widens a table's window

@@ -29,9 +29,8 @@ class TableResult:
     repaired: int = 0  # rows extracted again or deleted by the repair after the load
     remaining: list = field(default_factory=list)  # key ranges still differing after it
     repair_error: str | None = None  # why the repair failed, when it did
-    caught_up: int = 0  # rows found behind the window by the search and loaded
+    caught_up: int = 0  # rows found behind the window by the count scan and loaded
     skew_s: float | None = None  # how far behind the window they lay
-    searched: str | None = None  # what the search for them read (changed_pages.count_source)
     future_rows: int = 0  # rows whose cursor is after the source's clock (a data problem)
     future_keys: list[str] = field(default_factory=list)  # the first of them
     # the source count while it runs (increments count after the export, during the load)

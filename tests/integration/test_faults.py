@@ -405,8 +405,6 @@ def test_rows_written_by_clocks_hours_or_days_behind_arrive_with_the_next_load(
                        "updated_at = now() - interval '3 days' where payment_id = 12")
     result = run_load(s, config)
     assert result.tables["orders"].caught_up == 4 and result.tables["payments"].caught_up == 1
-    # nothing vacuumed the source since the last load: the search read the pages written since
-    assert "pages (written since the last load)" in result.tables["orders"].searched
     assert all(r.reconciled for r in result.tables.values())
     assert_raw_equals_source(s, config)  # same keys, same values of every column
     state = table_states(make_pipeline(s, config))["orders"]
@@ -428,14 +426,16 @@ def page_is_all_visible(s, table: str, key: str, value: int) -> bool:
 def test_a_vacuum_after_rows_written_behind_the_window_does_not_hide_them(
     settings, elt_env, tmp_path
 ):
+    """A vacuum may set the page of a row written behind the window all-visible before the
+    next load: the search must find it anyway (the visibility map cannot say which pages
+    were written since a snapshot: a cancelled vacuum sets bits without counting itself)."""
     s, _ = fresh(settings, elt_env, tmp_path, "vacuumed", scale=0.002)
-    _execute(s.source, "alter table marketplace.orders set (autovacuum_enabled = off)")
+    _execute(s.source, "create extension if not exists pg_visibility")
     config = load_config(s.tables_config)
     run_load(s, config)
     commit_a_copy_of_row_one(s, "orders", "order_id", NOW)
     run_load(s, config)
-    # a row written 3 days behind the window, then a vacuum: its page is all-visible again, so
-    # the pages written since the last load no longer include it
+    # a row written 3 days behind the window, then a vacuum: its page is all-visible again
     # (its commit flushed, so that the vacuum may set the hint bits; index_cleanup on, so that
     # it removes the old version's line pointer)
     _execute(s.source, "set local synchronous_commit = on; "
@@ -445,39 +445,6 @@ def test_a_vacuum_after_rows_written_behind_the_window_does_not_hide_them(
     assert page_is_all_visible(s, "orders", "order_id", 11)
     result = run_load(s, config).tables["orders"]
     assert result.caught_up == 1, "the vacuum hid the row from the search"
-    assert "the whole table (the table was vacuumed or rewritten" in result.searched
-    assert_raw_equals_source(s, config)
-    # no vacuum since that load: the next search reads the changed pages only, and finds a
-    # row written further behind than the table has learned
-    _execute(s.source, "update marketplace.orders set status = 'skewed again', "
-                       "updated_at = now() - interval '9 days' where order_id = 12")
-    again = run_load(s, config).tables["orders"]
-    assert again.caught_up == 1
-    assert again.searched.endswith("pages (written since the last load)")
-    assert_raw_equals_source(s, config)
-
-
-def test_without_pg_visibility_the_search_reads_the_whole_table_and_still_finds_them(
-    settings, elt_env, tmp_path
-):
-    # a source where the visibility map cannot be read (no pg_visibility extension)
-    s, _ = custom_source(settings, elt_env, tmp_path, "novm",
-                         "source_schema: app\ndataset: raw_app\ntables:\n"
-                         "  events: {primary_key: event_id, mode: timestamp, cursor: changed_at}\n",
-                         """
-        create schema app;
-        create table app.events (event_id bigint primary key, kind text,
-                                 changed_at timestamptz not null default now());
-        insert into app.events (event_id, kind) select g, 'ok' from generate_series(1, 50) g;
-    """)
-    config = load_config(s.tables_config)
-    run_load(s, config)
-    run_load(s, config)
-    _execute(s.source, "update app.events set kind = 'late', "
-                       "changed_at = now() - interval '3 days' where event_id = 8")
-    result = run_load(s, config).tables["events"]
-    assert result.caught_up == 1 and result.reconciled
-    assert result.searched.startswith("the whole table (the visibility map cannot be read")
     assert_raw_equals_source(s, config)
 
 

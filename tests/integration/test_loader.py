@@ -245,9 +245,9 @@ def test_the_source_count_is_taken_in_the_snapshot_the_rows_came_from(loaded, mo
     run_load(s, config, LoadRequest(["customers"]))  # settle what earlier tests left
     count_in_snapshot = export._count_and_close
 
-    def commit_a_customer_then_count(conn, *args):
+    def commit_a_customer_then_count(conn, statement, params):
         commit_a_copy_of_row_one(s, "customers", "customer_id", ", 'email', 'between-' || t.email")
-        return count_in_snapshot(conn, *args)
+        return count_in_snapshot(conn, statement, params)
 
     monkeypatch.setattr(export, "_count_and_close", commit_a_customer_then_count)
     during = run_load(s, config, LoadRequest(["customers"])).tables["customers"]

@@ -3,9 +3,6 @@
 -- (constraints.sql), as a real migration of existing data would do.
 
 create schema if not exists marketplace;
--- lets the loader's search for rows written behind its window read only the pages written
--- since the last load (loader/extract/changed_pages.py); contrib, shipped with PostgreSQL
-create extension if not exists pg_visibility;
 create schema if not exists cdc;
 create schema if not exists sim;
 
