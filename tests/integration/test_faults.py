@@ -423,25 +423,32 @@ def page_is_all_visible(s, table: str, key: str, value: int) -> bool:
                            f"from marketplace.{table} where {key} = {value}))")[0][0]
 
 
+def loaded_with_a_row_written_behind(settings, elt_env, tmp_path, name: str):
+    """A source loaded twice (watermarks at its clock), then order 11 written 3 days behind
+    the window, its commit flushed (so that a vacuum may set its hint bits)."""
+    s, _ = fresh(settings, elt_env, tmp_path, name, scale=0.002)
+    _execute(s.source, "create extension if not exists pg_visibility")
+    _execute(s.source, "alter table marketplace.orders set (autovacuum_enabled = off)")
+    config = load_config(s.tables_config)
+    run_load(s, config)
+    commit_a_copy_of_row_one(s, "orders", "order_id", NOW)
+    run_load(s, config)
+    _execute(s.source, "set local synchronous_commit = on; "
+                       "update marketplace.orders set status = 'skewed', "
+                       "updated_at = now() - interval '3 days' where order_id = 11")
+    return s, config
+
+
 def test_a_vacuum_after_rows_written_behind_the_window_does_not_hide_them(
     settings, elt_env, tmp_path
 ):
     """A vacuum may set the page of a row written behind the window all-visible before the
     next load: the search must find it anyway (the visibility map cannot say which pages
     were written since a snapshot: a cancelled vacuum sets bits without counting itself)."""
-    s, _ = fresh(settings, elt_env, tmp_path, "vacuumed", scale=0.002)
-    _execute(s.source, "create extension if not exists pg_visibility")
-    config = load_config(s.tables_config)
-    run_load(s, config)
-    commit_a_copy_of_row_one(s, "orders", "order_id", NOW)
-    run_load(s, config)
-    # a row written 3 days behind the window, then a vacuum: its page is all-visible again
-    # (its commit flushed, so that the vacuum may set the hint bits; index_cleanup on, so that
-    # it removes the old version's line pointer)
-    _execute(s.source, "set local synchronous_commit = on; "
-                       "update marketplace.orders set status = 'skewed', "
-                       "updated_at = now() - interval '3 days' where order_id = 11")
-    for _ in range(20):  # an autovacuum's ANALYZE holding a snapshot can defer it
+    s, config = loaded_with_a_row_written_behind(settings, elt_env, tmp_path, "vacuumed")
+    # a vacuum: the row's page is all-visible again (index_cleanup on, so that it removes the
+    # old version's line pointer)
+    for _ in range(20):  # an ANALYZE holding a snapshot can defer it
         db_execute(s.source, "vacuum (index_cleanup on) marketplace.orders")
         if page_is_all_visible(s, "orders", "order_id", 11):
             break
@@ -466,16 +473,7 @@ def test_a_vacuum_cancelled_part_way_does_not_hide_rows_written_behind_the_windo
     must still arrive."""
     import psycopg2
 
-    s, _ = fresh(settings, elt_env, tmp_path, "cancelled", scale=0.002)
-    _execute(s.source, "create extension if not exists pg_visibility")
-    _execute(s.source, "alter table marketplace.orders set (autovacuum_enabled = off)")
-    config = load_config(s.tables_config)
-    run_load(s, config)
-    commit_a_copy_of_row_one(s, "orders", "order_id", NOW)
-    run_load(s, config)
-    _execute(s.source, "set local synchronous_commit = on; "
-                       "update marketplace.orders set status = 'skewed', "
-                       "updated_at = now() - interval '3 days' where order_id = 11")
+    s, config = loaded_with_a_row_written_behind(settings, elt_env, tmp_path, "cancelled")
     vacuums = vacuum_count(s, "orders")
     # a vacuum slowed down so that it can be cancelled once it has set the row's page
     conn = psycopg2.connect(s.source.dsn)
