@@ -443,8 +443,7 @@ def test_a_vacuum_after_rows_written_behind_the_window_does_not_hide_them(
     settings, elt_env, tmp_path
 ):
     """A vacuum may set the page of a row written behind the window all-visible before the
-    next load: the search must find it anyway (the visibility map cannot say which pages
-    were written since a snapshot: a cancelled vacuum sets bits without counting itself)."""
+    next load: the search must find it anyway."""
     s, config = loaded_with_a_row_written_behind(settings, elt_env, tmp_path, "vacuumed")
     # a vacuum: the row's page is all-visible again (index_cleanup on, so that it removes the
     # old version's line pointer)
