@@ -1,11 +1,12 @@
 """A dlt postgres destination that loads binary COPY files: no CSV parsing on either side.
 
 The loader exports each table with `COPY (select ...) TO STDOUT (FORMAT binary)` into a file
-named `<table>.<load_id>.pgcopy` that ends with one footer line naming the columns, and imports
-it into dlt under the format name IMPORT_FORMAT (why: see there). This destination recognises
-the binary COPY signature and loads the file with `COPY ... FROM STDIN (FORMAT binary)`; every
-other file goes to dlt's own jobs. dlt still owns the packages, the schema, the staging tables,
-the merge and the state.
+named `<table>.<load_id>.pgcopy`, and imports into dlt's load package a manifest of it: a CSV
+file `<table>.<load_id>.csv` naming the export file, its rows, its size and its columns (why a
+manifest: see IMPORT_FORMAT). This destination recognises a manifest by its header line and
+loads the file it names with `COPY ... FROM STDIN (FORMAT binary)`; every other file goes to
+dlt's own jobs. dlt still owns the packages, the schema, the staging tables, the merge and the
+state. The export files stay in the loader's export directory until their load completes.
 
 It only loads: what the loader keeps about a load (raw row counts, rows set aside) the loader
 writes itself, told by the LoadHooks it sets on the destination, inside the load's
@@ -15,14 +16,16 @@ transaction where it must be atomic with the rows.
 from __future__ import annotations
 
 import copy
+import csv
 import logging
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Protocol
 
 import psycopg2
 from dlt.common.destination.client import HasFollowupJobs, LoadJob, RunnableLoadJob
+from dlt.common.destination.exceptions import DestinationTerminalException
 from dlt.common.storages.file_storage import FileStorage
 from dlt.common.storages.load_package import ParsedLoadJobFileName
 from dlt.destinations.impl.postgres.factory import postgres
@@ -31,23 +34,19 @@ from dlt.destinations.job_client_impl import SqlLoadJob
 
 log = logging.getLogger(__name__)
 
-FILE_EXTENSION = "pgcopy"  # the export files on disk: what they are
-# The format the files are imported into dlt's load package as. dlt 1.31 knows no format it does
-# not ship: `dlt.mark.with_file_import` takes a TLoaderFileFormat, a closed Literal ("jsonl",
-# "typed-jsonl", "insert_values", "parquet", "csv", "reference", "model"); the extract step
-# names the package's copy by that format (`<table>.<file_id>.<retry>.csv`); normalize maps a
-# file's extension to an item format (DataWriter.item_format_from_file_extension), raising
-# ValueError for any other; and the load step takes only the destination's
-# supported_loader_file_formats, which must name known formats too. A `.reference` file (a
-# path to the real file) would name it honestly, but an imported file needs a writer of its
-# format and "reference" has none (create_import_spec raises FileFormatForItemFormatNotFound);
-# a real CSV export would load 1.49x slower than binary (docs/benchmarks.md, section 1).
-# "csv" is one postgres already takes, and a file in the package that is not csv is told apart
-# by its first bytes (is_binary_copy_file), not by its name.
+FILE_EXTENSION = "pgcopy"  # an export's rows: a plain PostgreSQL binary COPY stream
+# The format of the file each export hands to dlt: a manifest, a real CSV file (one header line,
+# one row) that names the export file, its row count, its size and its columns; the project's
+# destination loads the file it names. The rows cannot go into dlt's package under their own
+# name: dlt 1.31 imports only the formats it ships (`dlt.mark.with_file_import` takes a
+# TLoaderFileFormat, a closed Literal; normalize maps a file's extension to an item format and
+# raises ValueError for any other), and dlt's own "reference" format, which would say the same
+# thing, has no writer, so it cannot be imported (create_import_spec raises
+# FileFormatForItemFormatNotFound). A real CSV export of the rows would load 1.49x slower than
+# binary (docs/benchmarks.md, section 1).
 IMPORT_FORMAT = "csv"
-MAGIC = b"#elt-pgcopy-binary "
+MANIFEST_HEADER = ("elt_binary_copy_file", "rows", "bytes", "columns")
 PGCOPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"  # how every binary COPY stream begins
-FOOTER_SCAN = 1 << 20  # the footer (column names) is found in the file's last MiB
 # COPY FREEZE needs a TRUNCATE in the same transaction (an exclusive lock and a new file);
 # below this size (an increment into dlt's staging table) that costs more than it saves
 FREEZE_MIN_BYTES = 32 << 20
@@ -91,63 +90,68 @@ def _table_written(hooks: LoadHooks | None, table: str) -> None:
             log.exception("%s: the after-write hook failed", table)
 
 
-def write_footer(handle: IO[bytes], columns: list[str]) -> None:
-    """End an export file: the binary COPY stream, then one line naming its columns."""
-    handle.write(b"\n" + MAGIC + ",".join(columns).encode() + b"\n")
+@dataclass(frozen=True)
+class Manifest:
+    """What a manifest says about one export file."""
 
+    path: str  # the binary COPY file, absolute
+    rows: int
+    size: int  # its size in bytes: a shorter or longer file is not the one exported
+    columns: list[str]
 
-class _Bounded:
-    """A file read up to `end` only (the COPY stream without its footer)."""
-
-    def __init__(self, handle: IO[bytes], end: int) -> None:
-        self.handle, self.end = handle, end
-
-    def read(self, size: int = -1) -> bytes:
-        left = self.end - self.handle.tell()
-        if left <= 0:
-            return b""
-        return self.handle.read(left if size is None or size < 0 else min(size, left))
-
-
-@contextmanager
-def open_export(path: str) -> Iterator[tuple[list[str], _Bounded]]:
-    """The column names of an export file and its COPY stream. Files end with a footer line
-    (write_footer); files of earlier versions begin with the same line instead."""
-    with open(path, "rb") as handle:
+    def open(self) -> IO[bytes]:
+        """The export file, after checking it is the one the manifest describes."""
+        try:
+            handle = open(self.path, "rb")  # noqa: SIM115 - returned to the caller
+        except FileNotFoundError:
+            raise DestinationTerminalException(
+                f"the export file {self.path} of this load package is gone (its directory was "
+                "removed while the load was pending); the loader drops the package and "
+                "extracts again from the last completed load"
+            ) from None
         size = os.fstat(handle.fileno()).st_size
-        if handle.read(len(MAGIC)) == MAGIC:
-            handle.seek(0)
-            names = handle.readline()[len(MAGIC) :].decode().strip().split(",")
-            yield names, _Bounded(handle, size)
-            return
-        start = max(0, size - FOOTER_SCAN)
-        handle.seek(start)
-        tail = handle.read()
-        at = tail.rfind(b"\n" + MAGIC)
-        if at < 0:
-            raise ValueError(f"{path} has no column footer: it is not a complete export file")
-        names = tail[at + 1 + len(MAGIC) :].decode().strip().split(",")
+        head = handle.read(len(PGCOPY_SIGNATURE))
+        if size != self.size or head != PGCOPY_SIGNATURE:
+            handle.close()
+            raise DestinationTerminalException(
+                f"the export file {self.path} is not the one this load package was made with "
+                f"({size:,} bytes where the manifest says {self.size:,}"
+                f"{'' if head == PGCOPY_SIGNATURE else ', no binary COPY signature'}); the "
+                "loader drops the package and extracts again from the last completed load"
+            )
         handle.seek(0)
-        yield names, _Bounded(handle, start + at)
+        return handle
 
 
-def export_columns(path: str) -> list[str]:
-    with open_export(path) as (names, _):
-        return names
+def write_manifest(path: Path, export: Path, rows: int, columns: list[str]) -> Path:
+    """Write the manifest of the export file `export` (rows, columns) at `path`."""
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(MANIFEST_HEADER)
+        writer.writerow(
+            [str(export.resolve()), rows, export.stat().st_size, ",".join(columns)]
+        )
+    return path
 
 
-def is_binary_copy_file(path: str) -> bool:
+def read_manifest(path: str) -> Manifest | None:
+    """The manifest in `path`, or None when the file is not one (any other file of dlt's)."""
     with open(path, "rb") as handle:
-        head = handle.read(max(len(PGCOPY_SIGNATURE), len(MAGIC)))
-    return head.startswith((PGCOPY_SIGNATURE, MAGIC))
+        head = handle.read(len(",".join(MANIFEST_HEADER)) + 2)
+    if not head.startswith(",".join(MANIFEST_HEADER).encode()):
+        return None
+    with open(path, newline="", encoding="utf-8") as handle:
+        header, row = list(csv.reader(handle))
+    return Manifest(row[0], int(row[1]), int(row[2]), row[3].split(","))
 
 
 class BinaryCopyJob(RunnableLoadJob, HasFollowupJobs):
-    """Load one binary COPY file into its (staging or final) table."""
+    """Load the binary COPY file a manifest names into its (staging or final) table."""
 
-    def __init__(self, file_path: str) -> None:
+    def __init__(self, file_path: str, manifest: Manifest) -> None:
         super().__init__(file_path)
         self._job_client: PostgresClient = None
+        self.manifest = manifest
 
     def run(self) -> None:
         sql_client = self._job_client.sql_client
@@ -176,11 +180,12 @@ class BinaryCopyJob(RunnableLoadJob, HasFollowupJobs):
         (TRUNCATE locks it until then): they are handed to the loader (after_bulk_copy) in the
         same transaction."""
         sql_client = self._job_client.sql_client
-        with open_export(self._file_path) as (names, stream):
+        names = self.manifest.columns
+        with self.manifest.open() as stream:
             columns = ", ".join(sql_client.escape_column_name(n, quote=True) for n in names)
             with sql_client.begin_transaction(), sql_client.native_connection.cursor() as cur:
                 freeze = False
-                if os.path.getsize(self._file_path) >= FREEZE_MIN_BYTES:
+                if self.manifest.size >= FREEZE_MIN_BYTES:
                     cur.execute(f"select exists (select from {into})")
                     freeze = not cur.fetchone()[0]
                 final = self._load_table.get("write_disposition") != "merge"
@@ -192,6 +197,11 @@ class BinaryCopyJob(RunnableLoadJob, HasFollowupJobs):
                 options = "FORMAT binary, FREEZE" if freeze else "FORMAT binary"
                 statement = f"COPY {into} ({columns}) FROM STDIN WITH ({options})"
                 cur.copy_expert(statement, stream, size=1 << 20)
+                if cur.rowcount != self.manifest.rows:
+                    raise DestinationTerminalException(
+                        f"{self.manifest.path} held {cur.rowcount:,} rows where its manifest "
+                        f"says {self.manifest.rows:,}: the load is rolled back"
+                    )
                 if hooks is not None:
                     hooks.after_bulk_copy(cur, self.load_table_name, cur.rowcount)
 
@@ -201,7 +211,7 @@ class BinaryCopyJob(RunnableLoadJob, HasFollowupJobs):
         sql_client = self._job_client.sql_client
         conn = sql_client.native_connection
         conn.rollback()
-        names = export_columns(self._file_path)
+        names = self.manifest.columns
         key = next(
             (c["name"] for c in self._load_table["columns"].values() if c.get("primary_key")),
             names[0],
@@ -239,7 +249,7 @@ class BinaryCopyJob(RunnableLoadJob, HasFollowupJobs):
             end loop;
         end $$;
         """
-        with conn.cursor() as cur, open_export(self._file_path) as (_, stream):
+        with conn.cursor() as cur, self.manifest.open() as stream:
             cur.execute("drop table if exists pg_temp._elt_landing")
             cur.execute(f"create temp table _elt_landing ({', '.join(landing)})")
             cur.copy_expert(
@@ -317,8 +327,9 @@ class BinaryCopyPostgresClient(PostgresClient):
         self, table, file_path: str, load_id: str, restore: bool = False
     ) -> LoadJob:
         parsed = ParsedLoadJobFileName.parse(file_path)
-        if parsed.file_format == IMPORT_FORMAT and is_binary_copy_file(file_path):
-            return BinaryCopyJob(file_path)
+        manifest = read_manifest(file_path) if parsed.file_format == IMPORT_FORMAT else None
+        if manifest is not None:
+            return BinaryCopyJob(file_path, manifest)
         if SqlLoadJob.is_sql_job(file_path):
             return MergeSqlJob(file_path)
         return super().create_load_job(table, file_path, load_id, restore)

@@ -13,7 +13,6 @@ from psycopg2.extensions import ISOLATION_LEVEL_REPEATABLE_READ
 
 from loader import children, credentials, warehouse
 from loader.db import connect_raw, qualified
-from loader.extract.binary_copy import write_footer
 from loader.extract.cut import OLDEST_WRITER_SQL, SourceCut
 from loader.extract.plan import Action, LoadContext, TablePlan
 from loader.extract.queries import (
@@ -41,6 +40,7 @@ class Export:
     position: dict  # where the next increment starts (_capture_position)
     set_aside: list[tuple]  # (key, reason, row image) of rows with a null or repeated key
     deleted_keys: list[int]  # the keys a cdc increment deletes
+    columns: list[str]  # the file's columns, in order
 
 
 def _capture_position(
@@ -159,15 +159,12 @@ def export_table(
                     cur.execute("select pg_export_snapshot()")
                     snapshot = cur.fetchone()[0]
                 rows = _copy_out_psql(psql, load.settings.source, snapshot, select, path)
-                with path.open("ab") as handle:
-                    write_footer(handle, export_columns(spec, columns))
             else:
                 with path.open("wb") as handle:
                     cur.copy_expert(
                         f"copy ({select}) to stdout with (format binary)", handle, size=1 << 20
                     )
                     rows = cur.rowcount
-                    write_footer(handle, export_columns(spec, columns))
             set_aside: list[tuple] = []
             if not spec.key_enforced and not (spec.mode == Mode.CDC and action == Action.INCREMENT):
                 cur.execute(*set_aside_query(config, spec, action, state, window))
@@ -188,7 +185,8 @@ def export_table(
         if not handed_over:
             conn.rollback()
             conn.close()
-    return Export(rows, source_rows, position, set_aside, deleted_keys)
+    return Export(rows, source_rows, position, set_aside, deleted_keys,
+                  export_columns(spec, columns))
 
 
 def _copy_out_psql(psql: Path, endpoint, snapshot: str, select: str, path: Path) -> int:

@@ -125,6 +125,9 @@ def table_resource(
             result.watermark = state.get(spec.watermark_key)
         progress(f"{spec.name}: extracted {n:,} rows ({action}) in {time.monotonic() - t0:.1f}s")
         if n or action.whole_table:
-            yield dlt.mark.with_file_import(str(path), binary_copy.IMPORT_FORMAT, n)
+            manifest = binary_copy.write_manifest(
+                path.with_suffix(f".{binary_copy.IMPORT_FORMAT}"), path, n, exported.columns
+            )
+            yield dlt.mark.with_file_import(str(manifest), binary_copy.IMPORT_FORMAT, n)
 
     return rows

@@ -277,6 +277,35 @@ def test_a_recovered_pending_load_says_so_in_a_line_not_in_tracebacks(
     assert_raw_equals_source(s, config)
 
 
+def test_a_pending_load_whose_export_files_are_gone_is_extracted_again(
+    settings, elt_env, tmp_path
+):
+    """The load package holds manifests; the rows are in the export files they name. A user
+    who cleans the exports directory while a load is pending loses nothing: the next load
+    says the files are gone and extracts again from the last completed load."""
+    import shutil
+
+    s, env = fresh(settings, elt_env, tmp_path, "gone", scale=0.002)
+    config = load_config(s.tables_config)
+    run_load(s, config)
+    for table in ("orders", "order_items", "payments", "customers"):
+        _execute(s.source, f"update marketplace.{table} set updated_at = now() "
+                           f"where {table[:-1]}_id < 30")
+    crashed = subprocess.run([sys.executable, "-m", "tests.integration.crash_load", "load"],
+                             env={**os.environ, **env}, capture_output=True, text=True,
+                             timeout=300)
+    assert crashed.returncode == -9, crashed.stderr[-2000:]
+    exports = s.dlt_dir / "exports"
+    assert sorted(p.suffix for p in exports.iterdir()) and \
+        {p.suffix for p in exports.iterdir()} == {".pgcopy", ".csv"}
+    shutil.rmtree(exports)
+    done = elt(env, "load")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "re-extracting from the last completed load" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    assert_raw_equals_source(s, config)
+
+
 def _cmdline(process) -> list[str]:
     """A child's command line; none for one that ended meanwhile (a zombie until reaped)."""
     import psutil

@@ -1,44 +1,59 @@
-"""The loader's dlt destination: export files (a binary COPY stream naming its columns in a
-footer) and capabilities."""
+"""The loader's dlt destination: the manifest each export hands to dlt (a real CSV naming
+a binary COPY file) and capabilities."""
 
 from __future__ import annotations
 
+import csv
+
+import pytest
+from dlt.common.destination.exceptions import DestinationTerminalException
+
 from loader.extract.binary_copy import (
-    MAGIC,
+    MANIFEST_HEADER,
     PGCOPY_SIGNATURE,
-    is_binary_copy_file,
-    open_export,
-    write_footer,
+    read_manifest,
+    write_manifest,
 )
 
-# a COPY stream may hold any bytes, our marker included: only the last one is the footer
-STREAM = PGCOPY_SIGNATURE + b"\x00\x00\x00\x00\x00\x00\x00\x00" + MAGIC + b"x,y\n" + b"\xff\xff"
+STREAM = PGCOPY_SIGNATURE + b"\x00\x00\x00\x00\x00\x00\x00\x00" + b"\xff\xff"
 
 
-def test_the_footer_names_the_columns_and_the_stream_stops_before_it(tmp_path):
-    path = tmp_path / "orders.1.pgcopy"
-    with path.open("wb") as handle:
-        handle.write(STREAM)
-        write_footer(handle, ["order_id", "status", "_loaded_at"])
-    with open_export(str(path)) as (names, stream):
-        assert names == ["order_id", "status", "_loaded_at"]
-        assert stream.read(7) + stream.read(1 << 20) + stream.read() == STREAM
-    assert is_binary_copy_file(str(path))
+def _export(tmp_path, data: bytes = STREAM):
+    data_file = tmp_path / "orders.1732791234.5.pgcopy"
+    data_file.write_bytes(data)
+    manifest = write_manifest(tmp_path / "orders.1732791234.5.csv", data_file, 3,
+                              ["order_id", "status", "_loaded_at"])
+    return data_file, manifest
 
 
-def test_files_of_earlier_versions_name_their_columns_in_a_header(tmp_path):
-    path = tmp_path / "orders.0.pgcopy"
-    path.write_bytes(MAGIC + b"order_id,status\n" + STREAM)
-    with open_export(str(path)) as (names, stream):
-        assert names == ["order_id", "status"]
-        assert stream.read() == STREAM
-    assert is_binary_copy_file(str(path))
+def test_each_file_is_named_by_its_format_and_the_csv_manifest_names_the_copy_file(tmp_path):
+    data_file, manifest = _export(tmp_path)
+    assert manifest.suffix == ".csv" and data_file.suffix == ".pgcopy"
+    with manifest.open(newline="") as handle:
+        rows = list(csv.reader(handle))  # any CSV reader reads it
+    assert rows == [list(MANIFEST_HEADER),
+                    [str(data_file.resolve()), "3", str(len(STREAM)), "order_id,status,_loaded_at"]]
+    read = read_manifest(str(manifest))
+    assert (read.path, read.rows, read.size, read.columns) == (
+        str(data_file.resolve()), 3, len(STREAM), ["order_id", "status", "_loaded_at"])
+    with read.open() as handle:
+        assert handle.read() == STREAM  # the export file is the COPY stream and nothing else
 
 
 def test_dlt_csv_files_are_left_to_dlt(tmp_path):
-    path = tmp_path / "orders.2.pgcopy"
+    path = tmp_path / "orders.2.csv"
     path.write_text("order_id,status\n1,paid\n")
-    assert not is_binary_copy_file(str(path))
+    assert read_manifest(str(path)) is None
+
+
+def test_a_changed_or_missing_export_file_fails_the_job_and_says_what_happens(tmp_path):
+    data_file, manifest = _export(tmp_path)
+    data_file.write_bytes(STREAM[:-1])  # cut short
+    with pytest.raises(DestinationTerminalException, match="is not the one this load package"):
+        read_manifest(str(manifest)).open()
+    data_file.unlink()
+    with pytest.raises(DestinationTerminalException, match="extracts again from the last"):
+        read_manifest(str(manifest)).open()
 
 
 def test_the_destination_resolves_its_capabilities_once_per_load(monkeypatch):
