@@ -256,10 +256,9 @@ def test_a_new_source_column_with_a_default_reaches_the_rows_already_in_raw(
     assert run_load(s, config).tables["products"].action == "increment", "reloaded once"
 
 
-def test_a_recovered_pending_load_says_so_in_a_line_not_in_tracebacks(
-    settings, elt_env, tmp_path
-):
-    s, env = fresh(settings, elt_env, tmp_path, "pending", scale=0.002)
+def crash_a_load_of_changed_rows(s, env):
+    """Load, change rows of four tables, then SIGKILL `elt load` in its load step: a load
+    package is left pending. Returns the loader config."""
     config = load_config(s.tables_config)
     run_load(s, config)
     for table in ("orders", "order_items", "payments", "customers"):
@@ -269,6 +268,14 @@ def test_a_recovered_pending_load_says_so_in_a_line_not_in_tracebacks(
                              env={**os.environ, **env}, capture_output=True, text=True,
                              timeout=300)
     assert crashed.returncode == -9, crashed.stderr[-2000:]
+    return config
+
+
+def test_a_recovered_pending_load_says_so_in_a_line_not_in_tracebacks(
+    settings, elt_env, tmp_path
+):
+    s, env = fresh(settings, elt_env, tmp_path, "pending", scale=0.002)
+    config = crash_a_load_of_changed_rows(s, env)
     done = elt(env, "load")
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Traceback" not in done.stderr, done.stderr
@@ -286,18 +293,9 @@ def test_a_pending_load_whose_export_files_are_gone_is_extracted_again(
     import shutil
 
     s, env = fresh(settings, elt_env, tmp_path, "gone", scale=0.002)
-    config = load_config(s.tables_config)
-    run_load(s, config)
-    for table in ("orders", "order_items", "payments", "customers"):
-        _execute(s.source, f"update marketplace.{table} set updated_at = now() "
-                           f"where {table[:-1]}_id < 30")
-    crashed = subprocess.run([sys.executable, "-m", "tests.integration.crash_load", "load"],
-                             env={**os.environ, **env}, capture_output=True, text=True,
-                             timeout=300)
-    assert crashed.returncode == -9, crashed.stderr[-2000:]
+    config = crash_a_load_of_changed_rows(s, env)
     exports = s.dlt_dir / "exports"
-    assert sorted(p.suffix for p in exports.iterdir()) and \
-        {p.suffix for p in exports.iterdir()} == {".pgcopy", ".csv"}
+    assert {p.suffix for p in exports.iterdir()} == {".pgcopy", ".csv"}
     shutil.rmtree(exports)
     done = elt(env, "load")
     assert done.returncode == 0, done.stderr[-3000:]
