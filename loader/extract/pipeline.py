@@ -2,8 +2,9 @@
 
 Each table is exported from the source with `COPY (select ...) TO STDOUT (FORMAT binary)` into a
 file inside one REPEATABLE READ snapshot (bulk exports through psql, which joins that snapshot),
-and handed to dlt as an imported file: dlt loads it with binary COPY (binary_copy.py; replace on
-an initial load, merge on increments) and commits the table's watermark with it.
+and a manifest of the file is handed to dlt as an imported file: dlt loads the file with binary
+COPY (binary_copy.py; replace on an initial load, merge on increments) and commits the table's
+watermark with it.
 """
 
 from __future__ import annotations
@@ -84,7 +85,15 @@ def table_states(pipeline: dlt.Pipeline) -> dict[str, dict]:
 def finish_pending(pipeline: dlt.Pipeline, progress: Callable[[str], None]) -> bool:
     """Complete packages a crashed run left behind, before extracting anything new."""
     if not pipeline.has_pending_data:
-        return False
+        if not pipeline.list_normalized_load_packages():
+            return False
+        # only packages flagged for abort: a run was killed inside abort_packages. dlt
+        # finishes that abort at the next load() and then deletes every newer package, the
+        # one this load is about to extract included: finish it now, before extracting
+        progress("finishing the abort of a load that an earlier run left pending")
+        pipeline.load()
+        pipeline.sync_destination()
+        return True
     progress("finishing a load that an earlier run left pending")
     # dlt logs each job that cannot run twice with its traceback (about 90 lines): the
     # outcome below is what the user needs, in one line
@@ -164,7 +173,8 @@ def _run_load(
     pipeline = make_pipeline(settings, config)
     finish_pending(pipeline, progress)
     export_dir = settings.dlt_dir / "exports"
-    shutil.rmtree(export_dir, ignore_errors=True)  # leftovers of a crash; packages hold links
+    # leftovers of a crash: finish_pending has loaded or dropped every package naming them
+    shutil.rmtree(export_dir, ignore_errors=True)
     export_dir.mkdir(parents=True, exist_ok=True)
     # the warehouse is the truth: a dropped dataset or an older local copy must not decide
     pipeline.sync_destination()

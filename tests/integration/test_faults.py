@@ -304,6 +304,25 @@ def test_a_pending_load_whose_export_files_are_gone_is_extracted_again(
     assert_raw_equals_source(s, config)
 
 
+def test_a_load_killed_while_it_aborted_a_pending_package_loses_nothing(
+    settings, elt_env, tmp_path
+):
+    """finish_pending drops a package it cannot finish with dlt's abort_packages, which first
+    flags the package, then loads the abort. Killed between the two, the flagged package is
+    no longer "pending" for dlt, and its abort, finished by the next load(), deletes every
+    newer package: the next load's own rows would vanish while it reported success."""
+    s, env = fresh(settings, elt_env, tmp_path, "aborting", scale=0.002)
+    config = crash_a_load_of_changed_rows(s, env)
+    pipeline = make_pipeline(s, config)
+    (pending,) = pipeline.list_normalized_load_packages()
+    pipeline._get_load_storage().normalized_packages.set_abort_flag(pending)  # then the kill
+    assert not pipeline.has_pending_data
+    done = elt(env, "load")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert_raw_equals_source(s, config)
+    assert "finishing the abort of a load" in done.stderr, done.stderr
+
+
 def _cmdline(process) -> list[str]:
     """A child's command line; none for one that ended meanwhile (a zombie until reaped)."""
     import psutil
