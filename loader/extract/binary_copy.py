@@ -6,7 +6,9 @@ file `<table>.<load_id>.csv` naming the export file, its rows, its size and its 
 manifest: see IMPORT_FORMAT). This destination recognises a manifest by its header line and
 loads the file it names with `COPY ... FROM STDIN (FORMAT binary)`; every other file goes to
 dlt's own jobs. dlt still owns the packages, the schema, the staging tables, the merge and the
-state. The export files stay in the loader's export directory until their load completes.
+state. The export files are in the loader's export directory, which a load empties once no
+package is pending; a job whose file is gone or changed fails, and the next load drops its
+package and extracts again (pipeline.finish_pending).
 
 It only loads: what the loader keeps about a load (raw row counts, rows set aside) the loader
 writes itself, told by the LoadHooks it sets on the destination, inside the load's
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -97,7 +100,7 @@ class Manifest:
     path: str  # the binary COPY file, absolute
     rows: int
     size: int  # its size in bytes: a shorter or longer file is not the one exported
-    columns: list[str]
+    columns: list[str]  # a JSON array in the CSV cell: a column name may hold a comma
 
     def open(self) -> IO[bytes]:
         """The export file, after checking it is the one the manifest describes."""
@@ -106,7 +109,7 @@ class Manifest:
         except FileNotFoundError:
             raise DestinationTerminalException(
                 f"the export file {self.path} of this load package is gone (its directory was "
-                "removed while the load was pending); the loader drops the package and "
+                "removed while the load was pending); the next load drops the package and "
                 "extracts again from the last completed load"
             ) from None
         size = os.fstat(handle.fileno()).st_size
@@ -117,7 +120,7 @@ class Manifest:
                 f"the export file {self.path} is not the one this load package was made with "
                 f"({size:,} bytes where the manifest says {self.size:,}"
                 f"{'' if head == PGCOPY_SIGNATURE else ', no binary COPY signature'}); the "
-                "loader drops the package and extracts again from the last completed load"
+                "next load drops the package and extracts again from the last completed load"
             )
         handle.seek(0)
         return handle
@@ -129,7 +132,7 @@ def write_manifest(path: Path, export: Path, rows: int, columns: list[str]) -> P
         writer = csv.writer(handle)
         writer.writerow(MANIFEST_HEADER)
         writer.writerow(
-            [str(export.resolve()), rows, export.stat().st_size, ",".join(columns)]
+            [str(export.resolve()), rows, export.stat().st_size, json.dumps(columns)]
         )
     return path
 
@@ -142,7 +145,7 @@ def read_manifest(path: str) -> Manifest | None:
         return None
     with open(path, newline="", encoding="utf-8") as handle:
         header, row = list(csv.reader(handle))
-    return Manifest(row[0], int(row[1]), int(row[2]), row[3].split(","))
+    return Manifest(row[0], int(row[1]), int(row[2]), json.loads(row[3]))
 
 
 class BinaryCopyJob(RunnableLoadJob, HasFollowupJobs):
@@ -200,7 +203,7 @@ class BinaryCopyJob(RunnableLoadJob, HasFollowupJobs):
                 if cur.rowcount != self.manifest.rows:
                     raise DestinationTerminalException(
                         f"{self.manifest.path} held {cur.rowcount:,} rows where its manifest "
-                        f"says {self.manifest.rows:,}: the load is rolled back"
+                        f"says {self.manifest.rows:,}: this table's load is rolled back"
                     )
                 if hooks is not None:
                     hooks.after_bulk_copy(cur, self.load_table_name, cur.rowcount)
@@ -257,6 +260,12 @@ class BinaryCopyJob(RunnableLoadJob, HasFollowupJobs):
                 stream,
                 size=1 << 20,
             )
+            if cur.rowcount != self.manifest.rows:
+                conn.rollback()
+                raise DestinationTerminalException(
+                    f"{self.manifest.path} held {cur.rowcount:,} rows where its manifest "
+                    f"says {self.manifest.rows:,}: this table's load is rolled back"
+                )
             cur.execute("drop table if exists pg_temp._elt_rejected")
             cur.execute("create temp table _elt_rejected "
                         "(row_key text, error text, row_image jsonb)")

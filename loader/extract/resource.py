@@ -48,7 +48,8 @@ def table_resource(
     plan: TablePlan,
     result: TableResult,
 ):
-    """A dlt resource that exports one table with COPY and imports the file into dlt."""
+    """A dlt resource that exports one table with COPY and imports a manifest of the file
+    into dlt (binary_copy.write_manifest)."""
     spec, action, progress = plan.spec, plan.action, load.progress
     disposition = _write_disposition(spec, action)
 

@@ -15,6 +15,7 @@ from loader.extract.binary_copy import (
     write_manifest,
 )
 
+COLUMNS = ["order_id", "note, free text", "_loaded_at"]  # a column name may hold a comma
 STREAM = PGCOPY_SIGNATURE + b"\x00\x00\x00\x00\x00\x00\x00\x00" + b"\xff\xff"
 
 
@@ -22,7 +23,7 @@ def _export(tmp_path, data: bytes = STREAM):
     data_file = tmp_path / "orders.1732791234.5.pgcopy"
     data_file.write_bytes(data)
     manifest = write_manifest(tmp_path / "orders.1732791234.5.csv", data_file, 3,
-                              ["order_id", "status", "_loaded_at"])
+                              COLUMNS)
     return data_file, manifest
 
 
@@ -32,10 +33,11 @@ def test_each_file_is_named_by_its_format_and_the_csv_manifest_names_the_copy_fi
     with manifest.open(newline="") as handle:
         rows = list(csv.reader(handle))  # any CSV reader reads it
     assert rows == [list(MANIFEST_HEADER),
-                    [str(data_file.resolve()), "3", str(len(STREAM)), "order_id,status,_loaded_at"]]
+                    [str(data_file.resolve()), "3", str(len(STREAM)),
+                     '["order_id", "note, free text", "_loaded_at"]']]
     read = read_manifest(str(manifest))
     assert (read.path, read.rows, read.size, read.columns) == (
-        str(data_file.resolve()), 3, len(STREAM), ["order_id", "status", "_loaded_at"])
+        str(data_file.resolve()), 3, len(STREAM), COLUMNS)
     with read.open() as handle:
         assert handle.read() == STREAM  # the export file is the COPY stream and nothing else
 
