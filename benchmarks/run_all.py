@@ -40,13 +40,14 @@ from benchmarks import (  # noqa: E402
     insert_methods,
     parallelism,
     s3_export,
+    scaling,
 )
 
 ROOT = harness.ROOT
 DOC = ROOT / "docs" / "benchmarks.md"
 PLOT = ROOT / "docs" / "benchmarks.png"
 STEPS = ["load_throughput", "insert_methods", "chunking", "indexes", "parallelism",
-         "end_to_end", "increment_cost", "publish_cost", "s3_export", "tpch"]
+         "end_to_end", "increment_cost", "publish_cost", "s3_export", "tpch", "scaling"]
 
 
 def run_script(name: str, *args: str) -> None:
@@ -68,6 +69,8 @@ def run_steps(scale: float, steps: list[str]) -> dict[str, float]:
             run_script(step, "--scale", s)
         elif step == "tpch":
             run_script(step, "--sf", s)  # TPC-H at the scale factor of the run (SF1 at 1)
+        elif step == "scaling":
+            run_script(step)  # scales 1, 2 and 5 whatever the run's scale (issue 18)
         elif step == "s3_export":
             run_script(step, "--rows", "1000000")  # the issue's bar: 1M rows under 300 MB
         else:
@@ -499,6 +502,31 @@ def section_tpch(d: dict) -> str:
     ])
 
 
+def section_scaling(d: dict) -> str:
+    points = d["points"]
+    rows = [
+        [f"{p['scale']:g}", f"{p['source_rows']:,}", _s(p["initial"]["seconds"]),
+         f"{r['initial']:.2f}x", _s(p["increment_seconds"]), f"{p['increment_rows']:,}",
+         f"{r['increment']:.2f}x", f"{p['initial']['peak_mb']:.0f}",
+         f"{r['initial_peak_mb']:.2f}x", f"{p['increment_peak_mb']:.0f}",
+         f"{r['increment_peak_mb']:.2f}x"]
+        for p, r in zip(points, d["ratios"], strict=True)
+    ]
+    verdicts = [line for line in d["report"] if line.startswith("scale ")]
+    return "\n\n".join([
+        "## Cost against scale: the loader at scales 1, 2 and 5 (`benchmarks/scaling.py`)",
+        "Each scale's source built once by the simulator (seed 1) and cached; a copy of it "
+        "loaded into an empty warehouse (the initial load), then one simulated day written "
+        f"(not timed) and loaded, {d.get('days', 2)} times (the median counts). Each load in "
+        "its own process; peak RSS is that process's or its children's (psql), whichever is "
+        "larger. Ratios are to scale 1 in the same run; the plot's last row draws them.",
+        _table(["scale", "source rows", "initial s", "x scale 1", "one day s", "rows a day",
+                "x scale 1", "peak MB, initial", "x scale 1", "peak MB, one day",
+                "x scale 1"], rows, "lrrrrrrrrrr"),
+        "Against issue 18's targets:\n\n" + "\n".join(f"- {v}" for v in verdicts),
+    ])
+
+
 def section_no_silent_loss(d: dict) -> str:
     rows = [[str(r["round"]), f"+{r['days']}", str(r["exit"]), _s(r["seconds"]),
              r["raw_vs_source"] if isinstance(r["raw_vs_source"], str)
@@ -640,7 +668,7 @@ def plot(res: dict) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 3, figsize=(16, 9))
+    fig, axes = plt.subplots(3, 3, figsize=(16, 13))
     ax = axes[0][0]
     if d := res.get("insert_methods"):
         rs = d["results"]
@@ -698,6 +726,12 @@ def plot(res: dict) -> None:
         ax.barh([r["method"] for r in rs], [r["rows_per_s"] for r in rs], color="tab:purple")
         ax.invert_yaxis()
         ax.set_title("5. initial load, all tables (rows/s)")
+    if d := res.get("scaling"):
+        scaling.plot(d["points"], axes[2][0], axes[2][1])
+    else:
+        axes[2][0].set_axis_off()
+        axes[2][1].set_axis_off()
+    axes[2][2].set_axis_off()
     fig.tight_layout()
     fig.savefig(PLOT, dpi=90)
     plt.close(fig)
@@ -707,7 +741,7 @@ def write_doc(scale: float | None, seconds: dict[str, float] | None) -> None:
     res = {name: harness.load(name) for name in
            ("insert_methods", "chunking", "indexes", "parallelism", "end_to_end",
             "skew_check", "no_silent_loss", "fault_injection", "consecutive_runs",
-            "publish_cost", "tpch")}
+            "publish_cost", "tpch", "scaling")}
     res["load_throughput"] = _json(ROOT / "docs" / "load_throughput.json")
     res["increment_cost"] = _json(ROOT / "docs" / "increment_cost.json")
     run = harness.load("run_all")
@@ -737,7 +771,8 @@ def write_doc(scale: float | None, seconds: dict[str, float] | None) -> None:
             parts.append(f"## {name}\n\nNot measured yet: `python benchmarks/run_all.py "
                          f"--only {name}`.")
     for name, section in (("skew_check", section_skew_check),
-                          ("no_silent_loss", section_no_silent_loss), ("tpch", section_tpch)):
+                          ("no_silent_loss", section_no_silent_loss), ("tpch", section_tpch),
+                          ("scaling", section_scaling)):
         if res.get(name):
             parts.append(section(res[name]) + _note(res[name]))
     if res.get("fault_injection"):
