@@ -174,26 +174,28 @@ class BinaryCopyJob(RunnableLoadJob, HasFollowupJobs):
             _table_written(self._job_client.load_hooks, self.load_table_name)
 
     def _copy_file(self, into: str) -> None:
-        """COPY the file in. Into an empty table (an initial load, a full refresh, dlt's merge
-        staging table), TRUNCATE first in the same transaction, which lets COPY write the rows
-        frozen and all-visible: nothing rewrites every page later to set hint bits or the
-        visibility map. Small files skip it.
+        """COPY the file in. The table it goes into holds this file's rows and no others: a
+        replace load's final table and a merge's staging table are both emptied by dlt once
+        per package, and a package has one file per table. So the job first empties the table
+        in its own transaction: a job run again (killed after its commit, before dlt recorded
+        it) replaces its first attempt's rows instead of adding them a second time.
 
-        Into a final table it emptied, the rows COPY wrote are the table's row count at commit
-        (TRUNCATE locks it until then): they are handed to the loader (after_bulk_copy) in the
-        same transaction."""
+        A large file is loaded after a TRUNCATE, which lets COPY write the rows frozen and
+        all-visible: nothing rewrites every page later to set hint bits or the visibility
+        map. Small files DELETE instead (an empty table: nothing to do; TRUNCATE's exclusive
+        lock and new file cost more than they save).
+
+        Into a final table it truncated, the rows COPY wrote are the table's row count at
+        commit (TRUNCATE locks it until then): they are handed to the loader (after_bulk_copy)
+        in the same transaction."""
         sql_client = self._job_client.sql_client
         names = self.manifest.columns
         with self.manifest.open() as stream:
             columns = ", ".join(sql_client.escape_column_name(n, quote=True) for n in names)
             with sql_client.begin_transaction(), sql_client.native_connection.cursor() as cur:
-                freeze = False
-                if self.manifest.size >= FREEZE_MIN_BYTES:
-                    cur.execute(f"select exists (select from {into})")
-                    freeze = not cur.fetchone()[0]
+                freeze = self.manifest.size >= FREEZE_MIN_BYTES
                 final = self._load_table.get("write_disposition") != "merge"
-                if freeze:
-                    cur.execute(f"truncate {into}")
+                cur.execute(f"truncate {into}" if freeze else f"delete from {into}")
                 hooks = self._job_client.load_hooks if freeze and final else None
                 if hooks is not None:
                     hooks.before_bulk_copy(cur, self.load_table_name)
@@ -253,6 +255,7 @@ class BinaryCopyJob(RunnableLoadJob, HasFollowupJobs):
         end $$;
         """
         with conn.cursor() as cur, self.manifest.open() as stream:
+            cur.execute(f"delete from {table}")  # this file's rows only: see _copy_file
             cur.execute("drop table if exists pg_temp._elt_landing")
             cur.execute(f"create temp table _elt_landing ({', '.join(landing)})")
             cur.copy_expert(

@@ -1,4 +1,5 @@
-"""Run one load and SIGKILL it in a chosen phase: extract, normalize or load (crash tests)."""
+"""Run one load and SIGKILL it in a chosen phase: extract, normalize, load, or committed (the
+first COPY of a whole table has committed, dlt has not yet recorded its job as done)."""
 
 from __future__ import annotations
 
@@ -36,6 +37,17 @@ def main(phase: str) -> None:
         from loader.extract.binary_copy import BinaryCopyJob
 
         kill_on_call(BinaryCopyJob, "run", after=2)
+    elif phase == "committed":
+        from loader.extract.binary_copy import BinaryCopyJob
+
+        run = BinaryCopyJob.run
+
+        def run_then_die(self) -> None:
+            run(self)
+            if self._load_table.get("write_disposition") != "merge":
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        BinaryCopyJob.run = run_then_die
     else:
         raise SystemExit(f"unknown phase {phase}")
     settings = load_settings()
