@@ -202,6 +202,10 @@ def _run_load(
     existing = reconcile.raw_tables(settings, config.dataset)
     schemas.ensure_on(settings.warehouse, "ops")  # the extract threads write tombstones there
     raw_counts = RawCounts(settings, config, results, load.loaded_at)
+    counted = reconcile.counted_loads(settings, {
+        s.name: states[s.name]["last_load_id"] for s in specs
+        if s.mode == Mode.TIMESTAMP and states.get(s.name, {}).get("last_load_id")
+    })
     for spec in specs:
         state = states.get(spec.name, {})
         if spec.name not in existing:
@@ -243,7 +247,8 @@ def _run_load(
         resources.append(
             table_resource(
                 load,
-                TablePlan(spec, catalog[spec.name], action, request.backfill_window),
+                TablePlan(spec, catalog[spec.name], action, request.backfill_window,
+                          last_count_done=spec.name in counted),
                 result,
             )
         )
@@ -274,11 +279,14 @@ def _run_load(
         pipeline.destination.load_hooks = None
         raw_counts.pool.shutdown(wait=True)
     missed: dict[str, SourceCount] = {}
+    uncounted = []
     for result in results.values():
         if result.pending_source_rows is not None:
             count = _source_count(result)
             result.source_rows = count.rows if count else None
-            if count and count.missed:
+            if count is None:
+                uncounted.append(result.table)
+            elif count.missed:
                 missed[result.table] = count
     if missed:
         _catch_up(load, pipeline, catalog, results, missed)
@@ -291,6 +299,13 @@ def _run_load(
         raise LoadError(
             "schema drift stopped the load of "
             + "; ".join(f"{r.table}: {' '.join(r.drift)}" for r in skipped)
+        )
+    if uncounted:
+        raise LoadError(
+            f"the source count of {', '.join(uncounted)} failed (the warning above says why): "
+            "raw could not be compared with the source, nor searched for rows written behind "
+            "the window. The rows this load extracted are committed; run the load again: the "
+            "next one counts again and searches from the last load whose count completed"
         )
     return LoadResult(load_id, results, time.monotonic() - t0)
 
@@ -344,13 +359,22 @@ def _catch_up(
     load = replace(load, loaded_at=datetime.now(UTC))
     resources = []
     for table, count in missed.items():
-        load.progress(
-            f"{table}: {len(count.missed)} row(s) were written since the last load with "
-            f"{config.tables[table].cursor} up to {count.skew_s or 0:.0f}s behind the window "
-            "(clocks that ran behind, or long transactions): loading them now"
-        )
+        if results[table].rechecking:
+            # found by a search that reached back past the previous load (its own never
+            # completed): rows that load brought count too, and say nothing about clocks
+            load.progress(
+                f"{table}: {len(count.missed)} row(s) written since the last load whose "
+                f"search completed have {config.tables[table].cursor} behind the window: "
+                "loading them again (an earlier load stopped before its search ended)"
+            )
+        else:
+            load.progress(
+                f"{table}: {len(count.missed)} row(s) were written since the last load with "
+                f"{config.tables[table].cursor} up to {count.skew_s or 0:.0f}s behind the "
+                "window (clocks that ran behind, or long transactions): loading them now"
+            )
         caught = TableResult(table, config.tables[table].mode, Action.CATCH_UP)
-        caught.skew_s = count.skew_s
+        caught.skew_s = None if results[table].rechecking else count.skew_s
         plan = TablePlan(config.tables[table], catalog[table], Action.CATCH_UP, count.missed)
         resources.append(table_resource(load, plan, caught))
         results[table].caught_up = len(count.missed)

@@ -84,3 +84,6 @@ class TablePlan:
     columns: list[Column]
     action: Action
     window: object = None
+    # an increment's previous load recorded its source count (reconcile.counted_loads): its
+    # search for rows behind the window completed, and this one searches on from there
+    last_count_done: bool = True

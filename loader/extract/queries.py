@@ -232,7 +232,9 @@ def count_statement(
     """The source count of an increment. In timestamp mode the same scan finds the rows
     PostgreSQL says were written since the previous load's snapshot (their xmin) although
     their cursor is older than the window: the export missed them, whatever their clocks
-    said. The scan is the count's: the search adds CPU per row scanned, not a second scan
+    said. It searches from `search_xmin` (set by table_resource: the previous load's
+    snapshot, or an older one when that load's own search never completed). The scan is the
+    count's: the search adds CPU per row scanned, not a second scan
     (benchmarks/skew_check.py)."""
     table = qualified(config.source_schema, spec.name)
     where = good_key(spec.primary_key, table) if not spec.key_enforced else sql.SQL("true")
@@ -259,7 +261,8 @@ def count_statement(
         "max(%(since)s::timestamptz - b.{c})) from {t} as b where b.ctid = any(scan.missed)) "
         "from scan"
     ).format(m=missed, c=sql.Identifier(spec.cursor), t=table, w=where)
-    return statement, {"since": state["since"], "prev_xmin": state["snapshot_xmin"]}
+    prev_xmin = state.get("search_xmin") or state["snapshot_xmin"]
+    return statement, {"since": state["since"], "prev_xmin": prev_xmin}
 
 
 # how long a skew learned from rows caught up (catch_up) widens a table's window

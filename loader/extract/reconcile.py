@@ -31,6 +31,27 @@ def raw_tables(settings: Settings, dataset: str) -> set[str]:
         conn.close()
 
 
+def counted_loads(settings: Settings, loads: dict[str, str]) -> set[str]:
+    """Of `loads` (table -> the load_id of its last load), the tables whose count of that load
+    is recorded with a source count (ops.load_reconciliation): that load's search for rows
+    behind its window ran, and any rows it found were caught up, before the record was
+    written (pipeline._run_load). A load killed or failed after it committed has none."""
+    if not loads:
+        return set()
+    conn = connect_raw(settings.warehouse)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "select distinct r.table_name from ops.load_reconciliation as r "
+                "join unnest(%s::text[], %s::text[]) as l(table_name, load_id) "
+                "using (table_name, load_id) where r.source_rows is not null",
+                (list(loads), list(loads.values())),
+            )
+            return {row[0] for row in cur.fetchall()}
+    finally:
+        conn.close()
+
+
 def reconciled_label(reconciled: bool | None) -> str:
     """How a table's count reconciliation reads in every summary."""
     return {True: "yes", False: "MISMATCH", None: "-"}[reconciled]
@@ -63,7 +84,8 @@ def record_counts(settings: Settings, config: LoaderConfig, load_id: str | None,
                         result.table,
                         result.mode,
                         result.action,
-                        result.rows_extracted,
+                        # the rows the load wrote into raw: its increment and its catch-up
+                        result.rows_extracted + result.caught_up,
                         result.source_rows,
                         result.raw_rows,
                         result.reconciled,

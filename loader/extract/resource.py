@@ -43,6 +43,18 @@ def _write_disposition(spec: TableSpec, action: Action) -> str | dict:
     return {"disposition": "merge", "strategy": strategy}
 
 
+def _search_position(plan: TablePlan, state: dict) -> dict:
+    """Where a timestamp increment's count scan searches for rows behind the window from
+    (`search_xmin`, kept in the state with the watermark): the previous load's snapshot when
+    that load's own search completed (plan.last_count_done), else where that load searched
+    from, so that a load killed or failed before its search ended leaves nothing behind."""
+    if plan.action != Action.INCREMENT or plan.spec.mode != Mode.TIMESTAMP:
+        return {}
+    if plan.last_count_done or not state.get("search_xmin"):
+        return {"search_xmin": state.get("snapshot_xmin")}
+    return {"search_xmin": state["search_xmin"]}
+
+
 def table_resource(
     load: LoadContext,
     plan: TablePlan,
@@ -75,7 +87,9 @@ def table_resource(
         if action.whole_table:
             state.clear()
         path = load.export_dir / f"{spec.name}.{load_id}.{binary_copy.FILE_EXTENSION}"
-        exported = export.export_table(load, plan, dict(state), load_id, path)
+        search = _search_position(plan, state)
+        result.rechecking = bool(search) and search["search_xmin"] != state.get("snapshot_xmin")
+        exported = export.export_table(load, plan, {**state, **search}, load_id, path)
         n, position = exported.rows, exported.position
         result.rows_extracted, result.pending_source_rows = n, exported.source_rows
         if exported.set_aside:
@@ -116,6 +130,7 @@ def table_resource(
             state.update(
                 {k: v for k, v in position.items() if v is not None and k not in FUTURE_FIELDS}
             )
+            state.update({k: v for k, v in search.items() if v is not None})
             state.update(
                 mode=str(spec.mode),
                 last_action=str(action),

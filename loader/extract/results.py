@@ -31,6 +31,10 @@ class TableResult:
     repair_error: str | None = None  # why the repair failed, when it did
     caught_up: int = 0  # rows found behind the window by the count scan and loaded
     skew_s: float | None = None  # how far behind the window they lay
+    # the count scan searched from an older load than the previous one, whose own search
+    # never completed (a kill or a failure after it committed): what it finds may include
+    # rows that load brought, loaded again, and says nothing about clocks
+    rechecking: bool = False
     future_rows: int = 0  # rows whose cursor is after the source's clock (a data problem)
     future_keys: list[str] = field(default_factory=list)  # the first of them
     # the source count while it runs (increments count after the export, during the load)

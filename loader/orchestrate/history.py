@@ -307,17 +307,20 @@ def last_successful_summary(endpoint: Endpoint) -> dict | None:
 
 
 def raw_changed_since(endpoint: Endpoint, since: str) -> bool:
-    """Whether any load, backfill or repair wrote rows into raw after `since`."""
+    """Whether any load, backfill, catch-up, repair or dead-letter replay wrote rows into raw
+    after `since`."""
     rows = _execute(
         endpoint,
         """select
              exists (select from ops.load_reconciliation
                      where checked_at > %(t)s and rows_extracted > 0),
              exists (select from ops.deep_reconciliation
-                     where checked_at > %(t)s and repaired)""",
+                     where checked_at > %(t)s and repaired),
+             exists (select from ops.dead_letters
+                     where resolved_at > %(t)s and resolution like 'replayed%%')""",
         {"t": since},
     )
-    return bool(rows[0][0] or rows[0][1])
+    return any(rows[0])
 
 
 @contextmanager

@@ -17,6 +17,7 @@ from loader.db import execute as db_execute
 from loader.extract import export, repair
 from loader.extract.pipeline import make_pipeline, run_load, table_states
 from loader.extract.plan import LoadRequest
+from loader.extract.results import LoadError
 from loader.extract.tables import load_config
 from loader.orchestrate import history, job
 from tests.conftest import query
@@ -256,14 +257,16 @@ def test_a_new_source_column_with_a_default_reaches_the_rows_already_in_raw(
     assert run_load(s, config).tables["products"].action == "increment", "reloaded once"
 
 
-def crash_a_load_of_changed_rows(s, env):
-    """Load, change rows of four tables, then SIGKILL `elt load` in its load step: a load
-    package is left pending. Returns the loader config."""
+def crash_a_load_of_changed_rows(s, env, also: str = ""):
+    """Load, change rows of four tables (and run `also` on the source), then SIGKILL `elt
+    load` in its load step: a load package is left pending. Returns the loader config."""
     config = load_config(s.tables_config)
     run_load(s, config)
     for table in ("orders", "order_items", "payments", "customers"):
         _execute(s.source, f"update marketplace.{table} set updated_at = now() "
                            f"where {table[:-1]}_id < 30")
+    if also:
+        _execute(s.source, also)
     crashed = subprocess.run([sys.executable, "-m", "tests.integration.crash_load", "load"],
                              env={**os.environ, **env}, capture_output=True, text=True,
                              timeout=300)
@@ -321,6 +324,30 @@ def test_a_load_killed_while_it_aborted_a_pending_package_loses_nothing(
     assert done.returncode == 0, done.stderr[-3000:]
     assert_raw_equals_source(s, config)
     assert "finishing the abort of a load" in done.stderr, done.stderr
+
+
+def test_a_whole_table_copy_run_again_after_a_kill_does_not_load_its_rows_twice(
+    settings, elt_env, tmp_path
+):
+    """Killed after a table's COPY committed and before dlt recorded the job as done, the
+    next load runs the job again; dlt empties a replaced table once per package, so the job
+    must replace its first attempt's rows itself, or raw holds every row twice and each
+    later load fails on the unique merge-key index."""
+    s, env = fresh(settings, elt_env, tmp_path, "twice", scale=0.002)
+    config = load_config(s.tables_config)
+    crashed = subprocess.run([sys.executable, "-m", "tests.integration.crash_load", "committed"],
+                             env={**os.environ, **env}, capture_output=True, text=True,
+                             timeout=300)
+    assert crashed.returncode == -9, crashed.stderr[-2000:]
+    for _ in range(2):  # the load that finishes the package, then an increment on top
+        done = elt(env, "load")
+        assert done.returncode == 0, done.stderr[-3000:]
+    for table, spec in config.tables.items():
+        keys = ", ".join(spec.primary_key)
+        total, distinct = query(s.warehouse, f"select count(*), count(distinct ({keys})) "
+                                             f"from raw_marketplace.{table}")[0]
+        assert total == distinct, f"{table}: {total - distinct} row(s) loaded twice"
+    assert_raw_equals_source(s, config)
 
 
 def _cmdline(process) -> list[str]:
@@ -463,6 +490,57 @@ def test_rows_written_by_clocks_hours_or_days_behind_arrive_with_the_next_load(
     assert_raw_equals_source(s, config)
 
 
+BACKDATED = ("update marketplace.orders set status = 'skewed', "
+             "updated_at = now() - interval '3 days' where order_id = 11")
+
+
+def test_a_row_written_behind_the_window_before_a_killed_load_arrives_with_the_next(
+    settings, elt_env, tmp_path
+):
+    """Only the count scan finds a row written behind the window, and it reports after the
+    load commits. A load killed before then, finished by the next one, must not move the
+    search past that row: the next load searches from the last load whose search ended."""
+    s, env = fresh(settings, elt_env, tmp_path, "killsearch", scale=0.002)
+    config = load_config(s.tables_config)
+    run_load(s, config)
+    commit_a_copy_of_row_one(s, "orders", "order_id", NOW)  # the watermarks reach now
+    crash_a_load_of_changed_rows(s, env, also=BACKDATED)
+    done = elt(env, "load")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert_raw_equals_source(s, config)  # order 11's status, not only the counts
+    assert "an earlier load stopped before its search ended" in done.stderr, done.stderr
+    assert "learned_lag_s" not in table_states(make_pipeline(s, config))["orders"], \
+        "rows re-checked after a kill say nothing about clocks"
+
+
+def test_a_failed_source_count_fails_the_load_and_the_next_one_finds_what_it_missed(
+    settings, elt_env, tmp_path, monkeypatch
+):
+    s, _ = fresh(settings, elt_env, tmp_path, "countfail", scale=0.002)
+    config = load_config(s.tables_config)
+    run_load(s, config)
+    commit_a_copy_of_row_one(s, "orders", "order_id", NOW)
+    run_load(s, config)
+    _execute(s.source, BACKDATED)
+
+    def broken_count(conn, statement, params):
+        conn.close()
+        raise OSError("the source went away during the count")
+
+    monkeypatch.setattr(export, "_count_and_close", broken_count)
+    with pytest.raises(LoadError, match="source count of .*orders.* failed"):
+        run_load(s, config)
+    monkeypatch.undo()
+    (built_at,) = query(s.warehouse, "select now()::text")[0]
+    result = run_load(s, config)
+    assert result.tables["orders"].caught_up == 1
+    assert all(r.reconciled for r in result.tables.values())
+    assert_raw_equals_source(s, config)
+    # rows only caught up (none in the window) are rows raw gained: the next build runs
+    assert result.rows_extracted == 0
+    assert history.raw_changed_since(s.warehouse, built_at), "the next elt run builds dbt"
+
+
 def page_is_all_visible(s, table: str, key: str, value: int) -> bool:
     return query(s.source, f"select all_visible from pg_visibility_map("
                            f"'marketplace.{table}', (select (ctid::text::point)[0]::bigint "
@@ -471,7 +549,7 @@ def page_is_all_visible(s, table: str, key: str, value: int) -> bool:
 
 def loaded_with_a_row_written_behind(settings, elt_env, tmp_path, name: str):
     """A source loaded twice (watermarks at its clock), then order 11 written 3 days behind
-    the window, its commit flushed (so that a vacuum may set its hint bits)."""
+    the window (BACKDATED), its commit flushed (so that a vacuum may set its hint bits)."""
     s, _ = fresh(settings, elt_env, tmp_path, name, scale=0.002)
     _execute(s.source, "create extension if not exists pg_visibility")
     _execute(s.source, "alter table marketplace.orders set (autovacuum_enabled = off)")
@@ -479,9 +557,7 @@ def loaded_with_a_row_written_behind(settings, elt_env, tmp_path, name: str):
     run_load(s, config)
     commit_a_copy_of_row_one(s, "orders", "order_id", NOW)
     run_load(s, config)
-    _execute(s.source, "set local synchronous_commit = on; "
-                       "update marketplace.orders set status = 'skewed', "
-                       "updated_at = now() - interval '3 days' where order_id = 11")
+    _execute(s.source, "set local synchronous_commit = on; " + BACKDATED)
     return s, config
 
 
@@ -578,13 +654,15 @@ def test_dead_letters_replay_once_the_cause_is_fixed(settings, elt_env, tmp_path
     assert query(s.warehouse, "select count(*), max(attempts) from ops.dead_letters "
                               "where resolved_at is null") == [(2, 2)], "one letter per row"
     _execute(s.warehouse, "alter table raw_app.items drop constraint amount_below_1000")
+    (built_at,) = query(s.warehouse, "select now()::text")[0]
     replayed = elt(env, "deadletters", "replay", "items")
     assert replayed.returncode == 0 and "2 replayed into raw" in replayed.stdout, replayed.stdout
     assert_raw_equals_source(s, config)
+    assert history.raw_changed_since(s.warehouse, built_at), "the next elt run builds dbt"
     before = query(s.warehouse, "select max(_dlt_load_id), count(*) from raw_app.items")
     again = elt(env, "deadletters", "replay")
     assert again.returncode == 0 and "nothing to replay" in again.stdout
     assert query(s.warehouse, "select max(_dlt_load_id), count(*) from raw_app.items") == before
-    history = query(s.warehouse, "select resolution from ops.dead_letters order by 1")
-    assert [h[0].split(" (")[0] for h in history] == ["replayed", "replayed"]
+    resolutions = query(s.warehouse, "select resolution from ops.dead_letters order by 1")
+    assert [h[0].split(" (")[0] for h in resolutions] == ["replayed", "replayed"]
     assert elt(env, "deadletters", "discard", str(first)).returncode == 2, "already resolved"
