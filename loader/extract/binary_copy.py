@@ -254,7 +254,9 @@ class BinaryCopyJob(RunnableLoadJob, HasFollowupJobs):
             end loop;
         end $$;
         """
-        with conn.cursor() as cur, self.manifest.open() as stream:
+        # one transaction: the failed COPY's rollback left the connection in autocommit
+        with (sql_client.begin_transaction(), conn.cursor() as cur,
+              self.manifest.open() as stream):
             cur.execute(f"delete from {table}")  # this file's rows only: see _copy_file
             cur.execute("drop table if exists pg_temp._elt_landing")
             cur.execute(f"create temp table _elt_landing ({', '.join(landing)})")
@@ -264,7 +266,6 @@ class BinaryCopyJob(RunnableLoadJob, HasFollowupJobs):
                 size=1 << 20,
             )
             if cur.rowcount != self.manifest.rows:
-                conn.rollback()
                 raise DestinationTerminalException(
                     f"{self.manifest.path} held {cur.rowcount:,} rows where its manifest "
                     f"says {self.manifest.rows:,}: this table's load is rolled back"
@@ -276,8 +277,6 @@ class BinaryCopyJob(RunnableLoadJob, HasFollowupJobs):
             self._job_client.load_hooks.rows_rejected(
                 cur, self.load_table_name, self._load_id, "pg_temp._elt_rejected")
             cur.execute("drop table pg_temp._elt_landing, pg_temp._elt_rejected")
-        if not conn.autocommit:
-            conn.commit()
 
 
 class MergeSqlJob(SqlLoadJob):

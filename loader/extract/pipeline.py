@@ -301,11 +301,15 @@ def _run_load(
             + "; ".join(f"{r.table}: {' '.join(r.drift)}" for r in skipped)
         )
     if uncounted:
+        searched = [t for t in uncounted if config.tables[t].mode == Mode.TIMESTAMP]
         raise LoadError(
             f"the source count of {', '.join(uncounted)} failed (the warning above says why): "
-            "raw could not be compared with the source, nor searched for rows written behind "
-            "the window. The rows this load extracted are committed; run the load again: the "
-            "next one counts again and searches from the last load whose count completed"
+            "raw could not be compared with the source"
+            + (f", nor searched for rows written behind the window ({', '.join(searched)})"
+               if searched else "")
+            + ". The rows this load extracted are committed; run the load again: the next "
+            "one counts again" + (" and searches from the last load whose count completed"
+                                  if searched else "")
         )
     return LoadResult(load_id, results, time.monotonic() - t0)
 

@@ -35,8 +35,10 @@ def _hints(spec: TableSpec, columns: list[Column], merge: bool) -> dict:
 
 
 def _write_disposition(spec: TableSpec, action: Action) -> str | dict:
-    if action.whole_table or (spec.mode == Mode.FULL and not action.by_row):
+    if action.whole_table:  # a full-mode table's loads are FULL: replace
         return "replace"
+    # by-row actions and backfills merge what they select, whatever the mode: a backfill of
+    # a full-mode table replacing raw's table with its window would drop every other row
     # the change log holds several versions of a key: delete-insert deduplicates them;
     # cursor increments hold one row per key, and upsert measured faster for those
     strategy = "delete-insert" if spec.mode == Mode.CDC else "upsert"
@@ -89,6 +91,13 @@ def table_resource(
         path = load.export_dir / f"{spec.name}.{load_id}.{binary_copy.FILE_EXTENSION}"
         search = _search_position(plan, state)
         result.rechecking = bool(search) and search["search_xmin"] != state.get("snapshot_xmin")
+        result.unsearched = bool(search) and not (plan.last_count_done
+                                                  or state.get("search_xmin"))
+        if result.unsearched:
+            progress(f"{spec.name}: the previous load's search for rows written behind the "
+                     "window did not complete, and the pipeline's state (from an older "
+                     "version) does not say where it started: the table is compared with the "
+                     "source key range by key range after this load")
         exported = export.export_table(load, plan, {**state, **search}, load_id, path)
         n, position = exported.rows, exported.position
         result.rows_extracted, result.pending_source_rows = n, exported.source_rows

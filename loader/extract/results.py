@@ -35,6 +35,10 @@ class TableResult:
     # never completed (a kill or a failure after it committed): what it finds may include
     # rows that load brought, loaded again, and says nothing about clocks
     rechecking: bool = False
+    # the previous load's search never completed and the state predates search_xmin (an
+    # older version of the loader): the search cannot reach back far enough, so the table is
+    # compared row by row after the load (settle)
+    unsearched: bool = False
     future_rows: int = 0  # rows whose cursor is after the source's clock (a data problem)
     future_keys: list[str] = field(default_factory=list)  # the first of them
     # the source count while it runs (increments count after the export, during the load)

@@ -26,11 +26,14 @@ def settle(
     *,
     deep: bool = False,
 ) -> LoadResult:
-    """Repair every table of `load` whose counts differ (or that set rows aside), then
-    compare it again; with `deep`, every table of the load, whatever its counts (the
-    scheduled full check of `elt run`). Raise Unreconciled when a difference remains."""
+    """Repair every table of `load` whose counts differ (or that set rows aside, or whose
+    search for rows behind the window could not reach back far enough: TableResult.
+    unsearched), then compare it again; with `deep`, every table of the load, whatever its
+    counts (the scheduled full check of `elt run`). Raise Unreconciled when a difference
+    remains."""
     for result in load.tables.values():
-        if result.reconciled is False or (deep and result.action != Action.SKIPPED):
+        if (result.reconciled is False or result.unsearched
+                or (deep and result.action != Action.SKIPPED)):
             _settle_table(settings, config, result, progress)
     left = [r for r in load.tables.values() if r.reconciled is False]
     if left:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -539,6 +540,47 @@ def test_a_failed_source_count_fails_the_load_and_the_next_one_finds_what_it_mis
     # rows only caught up (none in the window) are rows raw gained: the next build runs
     assert result.rows_extracted == 0
     assert history.raw_changed_since(s.warehouse, built_at), "the next elt run builds dbt"
+
+
+def test_a_backfill_of_a_full_mode_table_keeps_the_rows_outside_its_window(
+    settings, elt_env, tmp_path
+):
+    s, _ = custom_source(settings, elt_env, tmp_path, "fullback",
+                         "source_schema: app\ndataset: raw_app\ntables:\n"
+                         "  items: {primary_key: item_id, mode: full}\n",
+                         """
+        create schema app;
+        create table app.items (item_id bigint primary key, amount numeric(12, 2),
+                                updated_at timestamptz not null);
+        insert into app.items select g, g, now() - interval '30 days'
+        from generate_series(1, 40) g;""")
+    config = load_config(s.tables_config)
+    run_load(s, config)
+    _execute(s.source, "update app.items set amount = 0, updated_at = now() "
+                       "where item_id <= 5")
+    window = (datetime.now(UTC) - timedelta(hours=1), datetime.now(UTC) + timedelta(minutes=1))
+    result = run_load(s, config, LoadRequest(["items"], backfill_window=window))
+    assert result.tables["items"].rows_extracted == 5
+    assert_raw_equals_source(s, config)  # all 40 rows, the 5 backfilled ones with amount 0
+
+
+def test_a_table_whose_search_could_not_reach_back_is_compared_after_its_load(
+    settings, elt_env, tmp_path
+):
+    """A pipeline state from an older version, whose last load never finished its search
+    for rows behind the window, says no point to search from: the load compares the table
+    row by row with the source (settle), which brings a row such a search would have found."""
+    from loader.extract.results import LoadResult, TableResult
+    from loader.extract.settle import settle
+
+    s, config = loaded_with_a_row_written_behind(settings, elt_env, tmp_path, "unsearched")
+    orders = TableResult("orders", config.tables["orders"].mode, "increment")
+    orders.source_rows = orders.raw_rows = query(s.warehouse, "select count(*) from "
+                                                              "raw_marketplace.orders")[0][0]
+    orders.unsearched = True  # counts agree: only the flag sends the table to the compare
+    settle(s, config, LoadResult(None, {"orders": orders}, 0.0))
+    assert orders.repaired >= 1
+    assert_raw_equals_source(s, config)
 
 
 def page_is_all_visible(s, table: str, key: str, value: int) -> bool:
