@@ -173,11 +173,13 @@ def main() -> None:
     args = parser.parse_args()
     if 1.0 not in args.scales:
         raise SystemExit("the ratios are to scale 1: include it in --scales")
-    points = [measure(scale, args.days) for scale in sorted(args.scales)]
-    lines = report(points)
+    points = []
+    for scale in sorted(args.scales):  # saved after each scale: a cut run keeps what it has
+        points.append(measure(scale, args.days))
+        lines = report(points)
+        harness.save("scaling", {"machine": harness.machine(), "days": args.days,
+                                 "points": points, "ratios": ratios(points), "report": lines})
     print("\n" + "\n".join(lines))
-    harness.save("scaling", {"machine": harness.machine(), "days": args.days,
-                             "points": points, "ratios": ratios(points), "report": lines})
     print("`python benchmarks/run_all.py --report-only` writes them into docs/benchmarks.md "
           "and the plot")
 
