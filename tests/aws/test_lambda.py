@@ -77,10 +77,21 @@ def test_the_handler_runs_a_load_from_the_unpacked_zip(unpacked, settings, elt_e
 
 
 def test_the_handler_stops_within_the_remaining_time(unpacked, settings, elt_env, tmp_path):
-    _, env = fresh(settings, elt_env, tmp_path, "lambda_late", scale=0.002)
+    import psycopg2
+
+    s, env = fresh(settings, elt_env, tmp_path, "lambda_late", scale=0.002)
     result = invoke(unpacked, env, {"command": "load"}, remaining_ms=2_000)
     assert result["status"] == "skipped"  # less than the margin: nothing started
-    result = invoke(unpacked, env, {"command": "load"}, remaining_ms=11_500)
+    # a load that cannot finish in its 1.5 s: a source table locked by another session (a
+    # small initial load alone may end in time on a quiet machine)
+    blocker = psycopg2.connect(s.source.dsn)
+    try:
+        with blocker.cursor() as cur:
+            cur.execute("lock table marketplace.orders in access exclusive mode")
+        result = invoke(unpacked, env, {"command": "load"}, remaining_ms=11_500)
+    finally:
+        blocker.rollback()
+        blocker.close()
     assert result["status"] == "timeout" and result["seconds"] < 1.5 + 3.5
     assert invoke(unpacked, env, {"command": "drop"}, 60_000)["status"] == "rejected"
 
