@@ -156,7 +156,7 @@ def plot(points: list[dict], time_ax, memory_ax) -> None:
                  color="grey", label="initial load, linear from scale 1")
     time_ax.set(xlabel="scale", ylabel="seconds (log)", yscale="log",
                 title="loader time against scale (scaling.py)")
-    time_ax.legend()
+    time_ax.legend(loc="upper left", fontsize="small")
     memory_ax.plot(scales, [p["initial"]["peak_mb"] for p in points], "o-", label="initial load")
     memory_ax.plot(scales, [p["increment_peak_mb"] for p in points], "s-",
                    label="one-day increment")
