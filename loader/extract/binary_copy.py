@@ -173,6 +173,15 @@ class BinaryCopyJob(RunnableLoadJob, HasFollowupJobs):
             # merges: the SQL job tells
             _table_written(self._job_client.load_hooks, self.load_table_name)
 
+    def _check_rows(self, copied: int) -> None:
+        """COPY read as many rows as the manifest says the export wrote, or the job fails
+        (inside the job's transaction: nothing of it commits)."""
+        if copied != self.manifest.rows:
+            raise DestinationTerminalException(
+                f"{self.manifest.path} held {copied:,} rows where its manifest says "
+                f"{self.manifest.rows:,}: this table's load is rolled back"
+            )
+
     def _copy_file(self, into: str) -> None:
         """COPY the file in. The table it goes into holds this file's rows and no others: a
         replace load's final table and a merge's staging table are both emptied by dlt once
@@ -202,11 +211,7 @@ class BinaryCopyJob(RunnableLoadJob, HasFollowupJobs):
                 options = "FORMAT binary, FREEZE" if freeze else "FORMAT binary"
                 statement = f"COPY {into} ({columns}) FROM STDIN WITH ({options})"
                 cur.copy_expert(statement, stream, size=1 << 20)
-                if cur.rowcount != self.manifest.rows:
-                    raise DestinationTerminalException(
-                        f"{self.manifest.path} held {cur.rowcount:,} rows where its manifest "
-                        f"says {self.manifest.rows:,}: this table's load is rolled back"
-                    )
+                self._check_rows(cur.rowcount)
                 if hooks is not None:
                     hooks.after_bulk_copy(cur, self.load_table_name, cur.rowcount)
 
@@ -265,11 +270,7 @@ class BinaryCopyJob(RunnableLoadJob, HasFollowupJobs):
                 stream,
                 size=1 << 20,
             )
-            if cur.rowcount != self.manifest.rows:
-                raise DestinationTerminalException(
-                    f"{self.manifest.path} held {cur.rowcount:,} rows where its manifest "
-                    f"says {self.manifest.rows:,}: this table's load is rolled back"
-                )
+            self._check_rows(cur.rowcount)
             cur.execute("drop table if exists pg_temp._elt_rejected")
             cur.execute("create temp table _elt_rejected "
                         "(row_key text, error text, row_image jsonb)")
