@@ -148,9 +148,23 @@ def backfill_from_s3(
                 replay.deleted += deleted
                 progress(f"{table}: load {load_id} ({load_time(load_id):%Y-%m-%d %H:%M:%S}Z) "
                          f"replayed: {rows:,} row(s), {deleted:,} deleted")
+            _record(conn, config, replay)
     finally:
         conn.close()
     return replay
+
+
+def _record(conn, config: LoaderConfig, replay: Replay) -> None:
+    """The replay in ops.load_reconciliation, in its transaction: raw changed (the next `elt
+    run` builds dbt, history.raw_changed_since); the source was not read, so its counts are
+    unknown."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "insert into ops.load_reconciliation (load_id, table_name, mode, action, "
+            "rows_extracted) values (%s, %s, %s, 'backfill from s3', %s)",
+            (replay.loads[-1], replay.table, str(config.tables[replay.table].mode),
+             replay.rows + replay.deleted),
+        )
 
 
 def _prepare(conn, config: LoaderConfig, table: str) -> None:

@@ -15,6 +15,7 @@ from loader.config import Endpoint
 from loader.extract.pipeline import run_load
 from loader.extract.plan import LoadRequest
 from loader.extract.tables import load_config
+from loader.orchestrate import history
 from loader.source import simulator
 from tests.conftest import query
 from tests.integration.test_loader import assert_raw_equals_source, fresh
@@ -70,10 +71,12 @@ def test_a_backfill_from_s3_rebuilds_an_emptied_raw_without_the_source(landed, s
     assert query(s.warehouse, f"select count(*) from {config.dataset}.orders") == [(0,)]
     # the source is unreachable: the replay must not need it
     offline = dataclasses.replace(s, source=Endpoint("127.0.0.1", 9, "nobody", "nowhere"))
+    (built_at,) = query(s.warehouse, "select now()::text")[0]
     for table in config.tables:
         replay = backfill_from_s3(offline, config, table)
         assert len(replay.loads) == 2
     assert_raw_equals_source(s, config)
+    assert history.raw_changed_since(s.warehouse, built_at), "the next elt run builds dbt"
 
 
 def test_backfill_from_s3_by_the_cli_in_a_window(landed, monkeypatch, capsys):
