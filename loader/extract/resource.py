@@ -45,15 +45,19 @@ def _write_disposition(spec: TableSpec, action: Action) -> str | dict:
     return {"disposition": "merge", "strategy": strategy}
 
 
-def _search_position(plan: TablePlan, state: dict) -> dict:
+def _search_position(plan: TablePlan, state: dict, result: TableResult) -> dict:
     """Where a timestamp increment's count scan searches for rows behind the window from
     (`search_xmin`, kept in the state with the watermark): the previous load's snapshot when
     that load's own search completed (plan.last_count_done), else where that load searched
-    from, so that a load killed or failed before its search ended leaves nothing behind."""
+    from, so that a load killed or failed before its search ended leaves nothing behind.
+    Marks `result` rechecking (it searches from further back) or unsearched (a state from an
+    older version says nowhere to search from)."""
     if plan.action != Action.INCREMENT or plan.spec.mode != Mode.TIMESTAMP:
         return {}
     if plan.last_count_done or not state.get("search_xmin"):
+        result.unsearched = not plan.last_count_done
         return {"search_xmin": state.get("snapshot_xmin")}
+    result.rechecking = state["search_xmin"] != state.get("snapshot_xmin")
     return {"search_xmin": state["search_xmin"]}
 
 
@@ -89,10 +93,7 @@ def table_resource(
         if action.whole_table:
             state.clear()
         path = load.export_dir / f"{spec.name}.{load_id}.{binary_copy.FILE_EXTENSION}"
-        search = _search_position(plan, state)
-        result.rechecking = bool(search) and search["search_xmin"] != state.get("snapshot_xmin")
-        result.unsearched = bool(search) and not (plan.last_count_done
-                                                  or state.get("search_xmin"))
+        search = _search_position(plan, state, result)
         if result.unsearched:
             progress(f"{spec.name}: the previous load's search for rows written behind the "
                      "window did not complete, and the pipeline's state (from an older "
