@@ -509,6 +509,9 @@ def test_a_row_written_behind_the_window_before_a_killed_load_arrives_with_the_n
     done = elt(env, "load")
     assert done.returncode == 0, done.stderr[-3000:]
     assert_raw_equals_source(s, config)  # order 11's status, not only the counts
+    if "re-extracting from the last completed load" in done.stderr:
+        return  # the package could not be finished (which job the kill hit varies): dropped,
+        # the state went back to the last completed load, whose search found the row as usual
     assert "an earlier load stopped before its search ended" in done.stderr, done.stderr
     assert "learned_lag_s" not in table_states(make_pipeline(s, config))["orders"], \
         "rows re-checked after a kill say nothing about clocks"
